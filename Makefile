@@ -1,0 +1,39 @@
+# Fresh machine: `make demo` and `make test` each build .venv from requirements.lock first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pip's configured local mirrors print one harmless line per package they do not carry.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: demo test lock clean bench
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | $(QUIET_PIP)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/synthwatch --store synthwatch-store demo --data demo-data
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+# Re-resolve requirements.in into requirements.lock in a scratch environment.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q -r requirements.in 2>&1 | $(QUIET_PIP)
+	{ echo "# Exact versions for Python 3.11 on Linux x86_64, resolved from requirements.in by \`make lock\`."; \
+	  echo "# torch/torchvision are the CUDA builds pip picks here; they also run on CPU."; \
+	  .venv-lock/bin/python -m pip freeze; } > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) synthwatch-store demo-data

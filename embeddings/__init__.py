@@ -1,0 +1,1 @@
+"""Embeddings: safe image decoding, backbones, views, and the batched extraction engine."""

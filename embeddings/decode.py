@@ -1,0 +1,149 @@
+"""Safe, complete decoding of untrusted image bytes into an upright RGB picture.
+
+Every image synthwatch touches goes through :func:`decode_image`: the pixel limit is checked
+from the header before any pixel is decoded, the whole first frame is then decoded (so
+truncated data is caught here, not later), EXIF orientation is applied, and every mode
+(CMYK, 16-bit, palette, alpha, greyscale, bilevel) is brought to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# We enforce our own, configurable pixel limit before decoding (see DecodeLimits); Pillow's
+# warning at its default limit would only duplicate it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What an acceptable image may be: at most ``max_pixels``, shorter side >= ``min_side``."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1 or self.min_side < 1:
+            raise ValueError(
+                f"Expected max_pixels >= 1 and min_side >= 1, but got max_pixels = "
+                f"{self.max_pixels}, min_side = {self.min_side}."
+            )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Facts about a decoded image: size after orientation, container format, original mode."""
+
+    width: int
+    height: int
+    format: str
+    mode: str
+    frames: int
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an acceptable image; ``reason`` is one line a user can act on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Image.Image, ImageInfo]:
+    """Decode ``data`` fully into an upright 8-bit RGB image.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content. The format is decided by content, never by a file name.
+    limits : DecodeLimits
+        Pixel limit (checked before decoding) and minimum side (checked after orientation).
+
+    Returns
+    -------
+    image : PIL.Image.Image
+        Mode ``RGB``, shape (height, width, 3) once converted to an array.
+    info : ImageInfo
+
+    Raises
+    ------
+    ImageRejected
+        Empty, not an image, truncated or corrupt, over the pixel limit, or too small.
+    """
+    if not data:
+        raise ImageRejected("empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image: the content is no image format Pillow can read") from None
+    except Image.DecompressionBombError as error:
+        raise ImageRejected(f"decompression bomb: {error}") from None
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
+        raise ImageRejected(f"unreadable image header ({_describe(error)})") from None
+    with image:
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise ImageRejected(
+                f"decompression bomb: {width} x {height} = {width * height:,} pixels, over the "
+                f"limit of {limits.max_pixels:,} (raise --max-pixels to accept it)"
+            )
+        image_format = image.format or "unknown"
+        mode = image.mode
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        try:
+            image.seek(0)
+            image.load()
+            upright = ImageOps.exif_transpose(image) or image
+            rgb = _to_rgb(upright)
+        except Image.DecompressionBombError as error:
+            raise ImageRejected(f"decompression bomb: {error}") from None
+        except MemoryError:
+            raise ImageRejected("too large to decode in memory") from None
+        except Exception as error:  # noqa: BLE001
+            raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
+    if min(rgb.size) < limits.min_side:
+        raise ImageRejected(
+            f"too small: {rgb.width} x {rgb.height} px, the shorter side must be at least "
+            f"{limits.min_side} px (lower --min-side to accept it)"
+        )
+    return rgb, ImageInfo(rgb.width, rgb.height, image_format, mode, frames)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB; transparency is composited over white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(image)), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale 16-bit, 32-bit integer or float pixels to 0..255."""
+    pixels = pixels.astype(np.float64)
+    if pixels.size and pixels.max() <= 1.0 and pixels.min() >= 0.0:
+        scaled = pixels * 255.0
+    elif pixels.size and pixels.max() > 255.0:
+        scaled = pixels / 257.0 if pixels.max() <= 65535.0 else pixels * (255.0 / pixels.max())
+    else:
+        scaled = pixels
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"Pillow: {text}"

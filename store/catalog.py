@@ -1,0 +1,330 @@
+"""The catalog: a DuckDB file of images, generators, quarantine, events and runs.
+
+Connections are short-lived: a writer opens one per batch and closes it on commit, and readers
+retry briefly while a batch is being committed, so the pipeline and the readers (CLI, HTTP
+service) can share one file even though DuckDB allows a single writing process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from store.errors import StoreError
+from store.layout import StoreLayout
+
+SCHEMA_VERSION = 1
+GENERATOR_NEW = "synthwatch.generator.new"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    image_id VARCHAR PRIMARY KEY,
+    label VARCHAR NOT NULL CHECK (label IN ('real', 'synthetic')),
+    generator VARCHAR,
+    source VARCHAR NOT NULL,
+    original_path VARCHAR NOT NULL,
+    stored BOOLEAN NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    frames INTEGER NOT NULL,
+    ingested_at TIMESTAMP NOT NULL,
+    run_id VARCHAR NOT NULL,
+    CHECK ((label = 'real') = (generator IS NULL))
+);
+CREATE TABLE IF NOT EXISTS generators (
+    name VARCHAR PRIMARY KEY,
+    first_seen TIMESTAMP NOT NULL,
+    image_count BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    path VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL CHECK (kind IN ('rejected', 'conflict')),
+    image_id VARCHAR,
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    run_id VARCHAR NOT NULL,
+    PRIMARY KEY (path, reason)
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    occurred_at TIMESTAMP NOT NULL,
+    forwarded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    command VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    status VARCHAR NOT NULL,
+    summary VARCHAR
+);
+"""
+
+# Column order of ``images``; ImageRecord fields follow it.
+IMAGE_COLUMNS = (
+    "image_id", "label", "generator", "source", "original_path", "stored", "size_bytes",
+    "width", "height", "format", "mode", "frames", "ingested_at", "run_id",
+)
+_IMAGE_TYPES = (
+    pa.string(), pa.string(), pa.string(), pa.string(), pa.string(), pa.bool_(), pa.int64(),
+    pa.int32(), pa.int32(), pa.string(), pa.string(), pa.int32(), pa.timestamp("us"), pa.string(),
+)
+_IMAGE_SCHEMA = pa.schema(list(zip(IMAGE_COLUMNS, _IMAGE_TYPES)))
+
+
+def utc_now() -> datetime:
+    """Naive UTC timestamp, as the catalog stores them."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One row of ``images``."""
+
+    image_id: str
+    label: str
+    generator: str | None
+    source: str
+    original_path: str
+    stored: bool
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    mode: str
+    frames: int
+    ingested_at: datetime
+    run_id: str
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """One rejected or conflicting file."""
+
+    path: str
+    reason: str
+    kind: str = "rejected"
+    image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    """What the catalog already says about some bytes."""
+
+    label: str
+    generator: str | None
+    original_path: str
+
+
+@dataclass
+class Batch:
+    """Everything one commit writes, in one transaction."""
+
+    images: list[ImageRecord] = field(default_factory=list)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+
+class Catalog:
+    """The DuckDB catalog of one store."""
+
+    def __init__(self, layout: StoreLayout, *, lock_wait_s: float = 30.0) -> None:
+        self.layout = layout
+        self.lock_wait_s = lock_wait_s
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits while another process holds the file."""
+        path = str(self.layout.catalog_path)
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(path, read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"Expected to open the catalog {path}, but it stayed busy or unreadable "
+                        f"for {self.lock_wait_s:.0f} s ({error}). Retry when the running job "
+                        "has finished its batch."
+                    ) from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: all of it commits, or none of it."""
+        with self.connect(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def create(self) -> None:
+        """Create the store and its tables if they are missing (idempotent)."""
+        self.layout.ensure_writable()
+        with self.transaction() as con:
+            con.execute(_SCHEMA)
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                con.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"Expected catalog schema version {SCHEMA_VERSION}, but "
+                    f"{self.layout.catalog_path} has version {row[0]}. Use the synthwatch "
+                    "release that wrote this store."
+                )
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> str:
+        run_id = uuid.uuid4().hex
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', NULL)",
+                [run_id, command, utc_now()],
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, summary: dict) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = 'completed', summary = ? "
+                "WHERE run_id = ?",
+                [utc_now(), json.dumps(summary), run_id],
+            )
+
+    # -- images ------------------------------------------------------------------------------
+
+    def lookup(self, image_ids: Sequence[str]) -> dict[str, KnownImage]:
+        """What the catalog holds for each of ``image_ids`` that it knows."""
+        if not image_ids:
+            return {}
+        with self.connect(read_only=True) as con:
+            con.register("wanted", pa.table({"image_id": list(image_ids)}))
+            rows = con.execute(
+                "SELECT i.image_id, i.label, i.generator, i.original_path "
+                "FROM images i JOIN wanted w USING (image_id)"
+            ).fetchall()
+        return {row[0]: KnownImage(row[1], row[2], row[3]) for row in rows}
+
+    def commit(self, batch: Batch, run_id: str) -> list[str]:
+        """Write one batch atomically; return generators seen for the first time."""
+        now = utc_now()
+        new_generators: list[str] = []
+        with self.transaction() as con:
+            if batch.images:
+                table = pa.Table.from_pylist(
+                    [record.__dict__ for record in batch.images], schema=_IMAGE_SCHEMA
+                )
+                con.register("batch_images", table)
+                con.execute("INSERT INTO images SELECT * FROM batch_images")
+                con.unregister("batch_images")
+            counts: dict[str, int] = {}
+            for record in batch.images:
+                if record.generator is not None:
+                    counts[record.generator] = counts.get(record.generator, 0) + 1
+            for name, count in counts.items():
+                updated = con.execute(
+                    "UPDATE generators SET image_count = image_count + ? WHERE name = ? "
+                    "RETURNING name",
+                    [count, name],
+                ).fetchall()
+                if not updated:
+                    con.execute("INSERT INTO generators VALUES (?, ?, ?)", [name, now, count])
+                    self._log_event(con, GENERATOR_NEW, {"generator": name, "run_id": run_id})
+                    new_generators.append(name)
+            for item in _unique_quarantine(batch.quarantine):
+                con.execute(
+                    "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path, reason) DO UPDATE SET last_seen = excluded.last_seen, "
+                    "run_id = excluded.run_id",
+                    [item.path, item.reason, item.kind, item.image_id, now, now, run_id],
+                )
+        return new_generators
+
+    @staticmethod
+    def _log_event(con: duckdb.DuckDBPyConnection, name: str, payload: dict) -> None:
+        con.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, NULL)",
+            [uuid.uuid4().hex, name, json.dumps(payload, ensure_ascii=False), utc_now()],
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """Counts of what the store holds, as ``synthwatch status`` reports them."""
+        empty = {
+            "images": {"real": 0, "synthetic": 0},
+            "generators": {},
+            "quarantined": 0,
+            "conflicts": 0,
+            "events": 0,
+            "last_run": None,
+        }
+        if not self.layout.exists():
+            return empty
+        with self.connect(read_only=True) as con:
+            labels = dict(con.execute("SELECT label, count(*) FROM images GROUP BY label").fetchall())
+            generators = con.execute(
+                "SELECT name, image_count FROM generators ORDER BY name"
+            ).fetchall()
+            kinds = dict(con.execute("SELECT kind, count(*) FROM quarantine GROUP BY kind").fetchall())
+            events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+            last = con.execute(
+                "SELECT run_id, command, started_at, finished_at, status FROM runs "
+                "ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+        return {
+            "images": {"real": labels.get("real", 0), "synthetic": labels.get("synthetic", 0)},
+            "generators": {name: count for name, count in generators},
+            "quarantined": kinds.get("rejected", 0),
+            "conflicts": kinds.get("conflict", 0),
+            "events": events,
+            "last_run": None if last is None else {
+                "run_id": last[0],
+                "command": last[1],
+                "started_at": last[2].isoformat(),
+                "finished_at": last[3].isoformat() if last[3] else None,
+                "status": last[4],
+            },
+        }
+
+    def query(self, sql: str, params: Sequence | None = None) -> list[tuple]:
+        """Run a read-only query (for reports, checks and tests)."""
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+
+def _unique_quarantine(items: Sequence[QuarantineRecord]) -> list[QuarantineRecord]:
+    """Drop repeats of the same (path, reason) so one statement never upserts a key twice."""
+    seen: dict[tuple[str, str], QuarantineRecord] = {}
+    for item in items:
+        seen.setdefault((item.path, item.reason), item)
+    return list(seen.values())

@@ -1,0 +1,6 @@
+"""Errors raised by the store when it cannot do what was asked."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked; the message says what was expected, what was found,
+    and what to do."""

@@ -1,0 +1,55 @@
+"""Where things live inside a store root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.errors import StoreError
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Paths inside one store root. Creating the object touches nothing on disk."""
+
+    root: Path
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "write.lock"
+
+    def blob_path(self, image_id: str) -> Path:
+        """Content-addressed location of an original: ``blobs/ab/cd/<sha256>``."""
+        return self.blobs_dir / image_id[:2] / image_id[2:4] / image_id
+
+    def exists(self) -> bool:
+        return self.catalog_path.exists()
+
+    def ensure_writable(self) -> None:
+        """Create the root if needed and prove it is writable, or raise ``StoreError``."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.blobs_dir.mkdir(exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as error:
+            raise StoreError(
+                f"Expected a writable store directory, but {self.root} is not writable "
+                f"({error.strerror or error}). Pass --store DIR or set SYNTHWATCH_STORE "
+                "to a directory you can write."
+            ) from error
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(
+                f"Expected a writable store directory, but {self.root} is read-only. "
+                "Pass --store DIR or set SYNTHWATCH_STORE to a directory you can write."
+            )

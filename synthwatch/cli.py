@@ -1,0 +1,199 @@
+"""The ``synthwatch`` command line: parse arguments, call the libraries, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from embeddings.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, DecodeLimits
+from store.catalog import Catalog
+from store.errors import StoreError
+from store.ingest import IngestOptions, ingest
+from store.sources import plan_sources
+from synthwatch import __version__
+from synthwatch.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_args(args.store)
+    try:
+        return args.handler(args, settings)
+    except StoreError as error:
+        print(f"synthwatch: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("synthwatch: interrupted; stored batches are kept, run again to continue.",
+              file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    plan = plan_sources(
+        args.paths, label=args.label, generator=args.generator, source=args.source,
+        manifest_root=args.root,
+    )
+    options = IngestOptions(
+        copy=not args.no_copy,
+        limits=_limits(args),
+        batch_size=args.batch_size,
+    )
+    report = _run_ingest(settings, plan, options, quiet=args.json or args.quiet)
+    if args.json:
+        _print_json(report)
+    else:
+        _print_ingest(report)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    status = Catalog(settings.layout).status()
+    status["store"] = str(settings.store_root)
+    if args.json:
+        _print_json(status)
+    else:
+        _print_status(status, settings)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from synthwatch.samples import write_demo_corpus
+
+    data = Path(args.data).resolve()
+    if not args.json:
+        print(f"demo: writing a small sample corpus to {data}")
+    write_demo_corpus(data, seed=args.seed)
+    plan = plan_sources([data])
+    report = _run_ingest(settings, plan, IngestOptions(), quiet=args.json)
+    status = Catalog(settings.layout).status()
+    status["store"] = str(settings.store_root)
+    if args.json:
+        _print_json({"data": str(data), "ingest": report, "status": status})
+    else:
+        _print_ingest(report)
+        print()
+        _print_status(status, settings)
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _limits(args: argparse.Namespace) -> DecodeLimits:
+    try:
+        return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+    except ValueError as error:
+        raise StoreError(f"{error} Pass positive --max-pixels and --min-side.") from None
+
+
+def _run_ingest(settings: Settings, plan, options: IngestOptions, *, quiet: bool) -> dict:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(plan.candidates), unit="file", desc="ingest", file=sys.stderr,
+               disable=quiet or not sys.stderr.isatty())
+    with bar:
+        report = ingest(settings.layout, plan, options, progress=bar.update)
+    return report.as_dict()
+
+
+def _print_json(payload: dict) -> None:
+    json.dump(payload, sys.stdout, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def _print_ingest(report: dict) -> None:
+    rate = f" ({report['files_per_s']:.0f} files/s)" if report["files_per_s"] else ""
+    print(
+        f"ingest: {report['ingested']} new, {report['duplicates']} duplicates, "
+        f"{report['rejected']} rejected, {report['conflicts']} conflicts, "
+        f"{report['skipped']} skipped (not image files) in {report['elapsed_s']:.1f} s{rate}"
+    )
+    if report["new_generators"]:
+        print("new generators: " + ", ".join(report["new_generators"]))
+    for item in report["rejections"]:
+        print(f"  rejected  {item['path']}: {item['reason']}")
+    for item in report["conflict_details"]:
+        print(f"  conflict  {item['path']}: {item['reason']}")
+
+
+def _print_status(status: dict, settings: Settings) -> None:
+    if not settings.layout.exists():
+        print(f"no store at {settings.store_root} yet: `synthwatch ingest PATH` creates it")
+        return
+    images = status["images"]
+    print(f"store        {status['store']}")
+    print(f"images       {images['real'] + images['synthetic']} "
+          f"(real {images['real']}, synthetic {images['synthetic']})")
+    print(f"generators   {len(status['generators'])}")
+    width = max((len(name) for name in status["generators"]), default=0)
+    for name, count in status["generators"].items():
+        print(f"  {name:<{width}}  {count}")
+    print(f"quarantined  {status['quarantined']} rejected, {status['conflicts']} conflicts")
+    print(f"events       {status['events']}")
+    last = status["last_run"]
+    if last:
+        print(f"last run     {last['command']} {last['status']} (started {last['started_at']})")
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=argparse.SUPPRESS, metavar="DIR",
+                        help="store root (default: $SYNTHWATCH_STORE, else ./synthwatch-store)")
+    common.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout instead of text")
+
+    parser = argparse.ArgumentParser(
+        prog="synthwatch",
+        description="Train, monitor and keep current your own detector of AI-generated images.",
+    )
+    parser.add_argument("--version", action="version", version=f"synthwatch {__version__}")
+    parser.add_argument("--store", default=None, metavar="DIR",
+                        help="store root (default: $SYNTHWATCH_STORE, else ./synthwatch-store)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest_cmd = _add(commands, "ingest", _cmd_ingest, common,
+                      "validate, deduplicate and register images in the catalog")
+    ingest_cmd.add_argument("paths", nargs="+", metavar="PATH",
+                            help="folder (real/, synthetic/<generator>/), image file, or "
+                                 "manifest (.csv, .jsonl, .parquet)")
+    ingest_cmd.add_argument("--label", choices=("real", "synthetic"),
+                            help="label every image of a flat folder")
+    ingest_cmd.add_argument("--generator", help="generator of a flat folder of synthetic images")
+    ingest_cmd.add_argument("--source", help="source group recorded for every image")
+    ingest_cmd.add_argument("--root", metavar="DIR",
+                            help="folder that manifest paths must stay inside "
+                                 "(default: the manifest's folder)")
+    ingest_cmd.add_argument("--no-copy", action="store_true",
+                            help="reference originals in place instead of copying them into the store")
+    ingest_cmd.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                            help=f"reject images with more pixels (default {DEFAULT_MAX_PIXELS:,})")
+    ingest_cmd.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE,
+                            help=f"reject images whose shorter side is smaller (default {DEFAULT_MIN_SIDE})")
+    ingest_cmd.add_argument("--batch-size", type=int, default=128,
+                            help="images per catalog transaction (default 128)")
+    ingest_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    _add(commands, "status", _cmd_status, common, "show what the store holds")
+
+    demo_cmd = _add(commands, "demo", _cmd_demo, common,
+                    "write a small sample corpus, ingest it, and show the status")
+    demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
+                          help="where to write the sample corpus (default ./demo-data)")
+    demo_cmd.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _add(commands, name: str, handler: Callable, common: argparse.ArgumentParser, help_text: str):
+    command = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+    command.set_defaults(handler=handler)
+    return command

@@ -87,7 +87,7 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"decompression bomb: {error}") from None
     except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
-        raise ImageRejected(f"unreadable image header ({_describe(error)})") from None
+        raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
     with image:
         width, height = image.size
         if width * height > limits.max_pixels:

@@ -13,6 +13,7 @@ from store.catalog import Catalog
 from store.errors import StoreError
 from store.ingest import IngestOptions, ingest
 from store.sources import plan_sources
+from store.verify import verify_store
 from synthwatch import __version__
 from synthwatch.settings import Settings
 
@@ -56,11 +57,13 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     status = Catalog(settings.layout).status()
     status["store"] = str(settings.store_root)
+    if args.verify:
+        status["problems"] = verify_store(settings.layout)
     if args.json:
         _print_json(status)
     else:
         _print_status(status, settings)
-    return 0
+    return 1 if status.get("problems") else 0
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,6 +143,10 @@ def _print_status(status: dict, settings: Settings) -> None:
     last = status["last_run"]
     if last:
         print(f"last run     {last['command']} {last['status']} (started {last['started_at']})")
+    if "problems" in status:
+        print(f"verify       {len(status['problems'])} problems")
+        for problem in status["problems"]:
+            print(f"  {problem}")
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -183,7 +190,10 @@ def _build_parser() -> argparse.ArgumentParser:
                             help="images per catalog transaction (default 128)")
     ingest_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    _add(commands, "status", _cmd_status, common, "show what the store holds")
+    status_cmd = _add(commands, "status", _cmd_status, common, "show what the store holds")
+    status_cmd.add_argument("--verify", action="store_true",
+                            help="also re-hash every stored original and check the counts "
+                                 "(exit 1 if a problem is found)")
 
     demo_cmd = _add(commands, "demo", _cmd_demo, common,
                     "write a small sample corpus, ingest it, and show the status")

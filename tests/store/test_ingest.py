@@ -1,0 +1,183 @@
+"""Ingestion as a user sees it through `synthwatch ingest --json` and `status --json`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from store.catalog import GENERATOR_NEW, Catalog
+from store.layout import StoreLayout
+from store.verify import verify_store
+from tests.conftest import image_bytes, write_image
+from tests.embeddings.test_decode import _png_header_only
+
+
+@pytest.fixture
+def pile(tmp_path):
+    """A folder as users have them: good images of two generators, broken files, clutter."""
+    root = tmp_path / "pile"
+    for index in range(3):
+        write_image(root / "real" / "cams" / f"r{index}.jpg", fmt="JPEG", seed=index)
+    write_image(root / "real" / "UPPER.PNG", seed=10)
+    write_image(root / "real" / "png-named.jpg", fmt="PNG", seed=11)
+    write_image(root / "real" / "cmyk.jpeg", fmt="JPEG", mode="CMYK", seed=12)
+    for index in range(2):
+        write_image(root / "synthetic" / "ピカソ-XL" / f"s{index}.png", seed=20 + index)
+        write_image(root / "synthetic" / "flux.1 [dev]" / f"f{index}.webp", fmt="WEBP", seed=30 + index)
+    broken = root / "real" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "empty.jpg").write_bytes(b"")
+    (broken / "truncated.png").write_bytes(image_bytes(size=(80, 80))[:200])
+    (broken / "text.jpg").write_text("I am not an image")
+    (broken / "bomb.png").write_bytes(_png_header_only(50_000, 50_000))
+    write_image(broken / "tiny.png", size=(31, 200))
+    (root / "real" / "notes.txt").write_text("clutter")
+    (root / "real" / ".DS_Store").write_bytes(b"\0")
+    return root
+
+
+def test_ingest_reports_every_outcome(cli, store, pile):
+    code, out, _ = cli("--store", store, "ingest", pile, "--json")
+    assert code == 0
+    assert (out["ingested"], out["duplicates"], out["rejected"], out["skipped"]) == (10, 0, 5, 2)
+    assert sorted(out["new_generators"]) == ["flux.1 [dev]", "ピカソ-XL"]
+    reasons = {os.path.basename(r["path"]): r["reason"] for r in out["rejections"]}
+    assert reasons["empty.jpg"].startswith("empty file")
+    assert reasons["truncated.png"].startswith("truncated or corrupt")
+    assert reasons["text.jpg"].startswith("not an image")
+    assert reasons["bomb.png"].startswith("decompression bomb")
+    assert reasons["tiny.png"].startswith("too small: 31 x 200 px")
+
+    code, status, _ = cli("--store", store, "status", "--json")
+    assert code == 0
+    assert status["images"] == {"real": 6, "synthetic": 4}
+    assert status["generators"] == {"flux.1 [dev]": 2, "ピカソ-XL": 2}
+    assert status["quarantined"] == 5
+
+
+def test_catalog_records_what_the_content_is(cli, store, pile):
+    cli("--store", store, "ingest", pile, "--json")
+    rows = Catalog(StoreLayout(store)).query(
+        "SELECT original_path, format, mode, width, height, source, label, generator FROM images"
+    )
+    by_name = {os.path.basename(row[0]): row[1:] for row in rows}
+    assert by_name["png-named.jpg"][:2] == ("PNG", "RGB")  # decided by content
+    assert by_name["cmyk.jpeg"][:2] == ("JPEG", "CMYK")
+    assert by_name["r0.jpg"] == ("JPEG", "RGB", 64, 48, "cams", "real", None)
+    assert by_name["s0.png"][-2:] == ("synthetic", "ピカソ-XL")
+
+
+def test_reingest_adds_nothing(cli, store, pile):
+    cli("--store", store, "ingest", pile, "--json")
+    _, before, _ = cli("--store", store, "status", "--json")
+    code, again, _ = cli("--store", store, "ingest", pile, "--json")
+    assert code == 0
+    assert (again["ingested"], again["duplicates"], again["new_generators"]) == (0, 10, [])
+    _, after, _ = cli("--store", store, "status", "--json")
+    for key in ("images", "generators", "quarantined", "events"):
+        assert after[key] == before[key]
+
+
+def test_repeats_within_one_run_are_duplicates(cli, store, tmp_path):
+    same = image_bytes(seed=5)
+    for name in ("a.png", "b.png", "deep/c.png"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(same)
+    code, out, _ = cli("--store", store, "ingest", tmp_path / "in", "--label", "real", "--json")
+    assert (out["ingested"], out["duplicates"]) == (1, 2)
+
+
+def test_conflicting_label_is_reported_and_never_overwritten(cli, store, tmp_path):
+    data = image_bytes(seed=7)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(data)
+    (tmp_path / "b" / "synthetic" / "gen-1").mkdir(parents=True)
+    (tmp_path / "b" / "synthetic" / "gen-1" / "y.png").write_bytes(data)
+    cli("--store", store, "ingest", tmp_path / "a", "--label", "real", "--json")
+    code, out, _ = cli("--store", store, "ingest", tmp_path / "b", "--json")
+    assert code == 0
+    assert (out["ingested"], out["conflicts"], out["new_generators"]) == (0, 1, [])
+    assert "already stored as real" in out["conflict_details"][0]["reason"]
+    assert "this file says synthetic/gen-1" in out["conflict_details"][0]["reason"]
+    _, status, _ = cli("--store", store, "status", "--json")
+    assert status["images"] == {"real": 1, "synthetic": 0}
+    assert status["generators"] == {} and status["conflicts"] == 1
+
+
+def test_new_generator_is_logged_once(cli, store, tmp_path):
+    write_image(tmp_path / "one" / "synthetic" / "Ünïcödé gen" / "a.png", seed=1)
+    write_image(tmp_path / "two" / "synthetic" / "Ünïcödé gen" / "b.png", seed=2)
+    _, first, _ = cli("--store", store, "ingest", tmp_path / "one", "--json")
+    _, second, _ = cli("--store", store, "ingest", tmp_path / "two", "--json")
+    assert (first["new_generators"], second["new_generators"]) == (["Ünïcödé gen"], [])
+    events = Catalog(StoreLayout(store)).query("SELECT name, payload FROM events")
+    assert [(name, json.loads(payload)["generator"]) for name, payload in events] == [
+        (GENERATOR_NEW, "Ünïcödé gen")
+    ]
+    _, status, _ = cli("--store", store, "status", "--json")
+    assert status["generators"] == {"Ünïcödé gen": 2}
+
+
+def test_originals_are_copied_into_content_addressed_blobs(cli, store, tmp_path):
+    original = write_image(tmp_path / "in" / "a.png", seed=3)
+    data = original.read_bytes()
+    cli("--store", store, "ingest", tmp_path / "in", "--label", "real", "--json")
+    original.unlink()  # the store owns its data
+    blob = StoreLayout(store).blob_path(hashlib.sha256(data).hexdigest())
+    assert blob.read_bytes() == data
+    assert verify_store(StoreLayout(store)) == []
+
+
+def test_no_copy_references_originals_in_place(cli, store, tmp_path):
+    original = write_image(tmp_path / "in" / "a.png", seed=3)
+    cli("--store", store, "ingest", tmp_path / "in", "--label", "real", "--no-copy", "--json")
+    rows = Catalog(StoreLayout(store)).query("SELECT stored, original_path FROM images")
+    assert rows == [(False, str(original.resolve()))]
+    assert not any(p.is_file() for p in StoreLayout(store).blobs_dir.rglob("*"))
+
+
+def test_manifest_ingest_quarantines_escaping_paths(cli, store, tmp_path):
+    write_image(tmp_path / "data" / "ok.png", seed=1)
+    write_image(tmp_path / "secret.png", seed=2)
+    manifest = tmp_path / "data" / "m.csv"
+    manifest.write_text("path,label,generator\nok.png,real,\n../secret.png,real,\n")
+    code, out, _ = cli("--store", store, "ingest", manifest, "--json")
+    assert (code, out["ingested"], out["rejected"]) == (0, 1, 1)
+    assert "escapes the allowed root" in out["rejections"][0]["reason"]
+
+
+def test_limits_are_configurable(cli, store, tmp_path):
+    write_image(tmp_path / "in" / "small.png", size=(40, 20))
+    args = ("--store", store, "ingest", tmp_path / "in", "--label", "real", "--json")
+    _, out, _ = cli(*args, "--min-side", "16", "--max-pixels", "500")
+    assert out["rejections"][0]["reason"].startswith(
+        "decompression bomb: 40 x 20 = 800 pixels, over the limit of 500")
+    _, out, _ = cli(*args)
+    assert out["rejections"][0]["reason"].startswith("too small: 40 x 20 px")
+    _, out, _ = cli(*args, "--min-side", "16")
+    assert (out["ingested"], out["rejected"]) == (1, 0)
+
+
+def test_missing_path_fails_clearly(cli, store, tmp_path):
+    code, out, err = cli("--store", store, "ingest", tmp_path / "absent", "--json")
+    assert code != 0 and out is None
+    assert "absent does not exist" in err
+
+
+def test_unwritable_store_fails_clearly(cli, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    write_image(tmp_path / "in" / "a.png")
+    code, _, err = cli("--store", tmp_path / "a-file" / "store", "ingest", tmp_path / "in",
+                       "--label", "real", "--json")
+    assert code == 1
+    assert "Expected a writable store directory" in err
+
+
+def test_status_of_a_store_that_does_not_exist_yet(cli, store):
+    code, status, _ = cli("--store", store, "status", "--json")
+    assert code == 0
+    assert status["images"] == {"real": 0, "synthetic": 0} and status["quarantined"] == 0
+    assert not store.exists()

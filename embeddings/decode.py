@@ -88,27 +88,26 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
         raise ImageRejected(f"decompression bomb: {error}") from None
     except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
         raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
-    with image:
-        width, height = image.size
-        if width * height > limits.max_pixels:
-            raise ImageRejected(
-                f"decompression bomb: {width} x {height} = {width * height:,} pixels, over the "
-                f"limit of {limits.max_pixels:,} (raise --max-pixels to accept it)"
-            )
-        image_format = image.format or "unknown"
-        mode = image.mode
-        frames = int(getattr(image, "n_frames", 1) or 1)
-        try:
-            image.seek(0)
-            image.load()
-            upright = ImageOps.exif_transpose(image) or image
-            rgb = _to_rgb(upright)
-        except Image.DecompressionBombError as error:
-            raise ImageRejected(f"decompression bomb: {error}") from None
-        except MemoryError:
-            raise ImageRejected("too large to decode in memory") from None
-        except Exception as error:  # noqa: BLE001
-            raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            f"decompression bomb: {width} x {height} = {width * height:,} pixels, over the "
+            f"limit of {limits.max_pixels:,} (raise --max-pixels to accept it)"
+        )
+    image_format = image.format or "unknown"
+    mode = image.mode
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    try:
+        image.seek(0)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        rgb = _to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise ImageRejected(f"decompression bomb: {error}") from None
+    except MemoryError:
+        raise ImageRejected("too large to decode in memory") from None
+    except Exception as error:  # noqa: BLE001
+        raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
     if min(rgb.size) < limits.min_side:
         raise ImageRejected(
             f"too small: {rgb.width} x {rgb.height} px, the shorter side must be at least "

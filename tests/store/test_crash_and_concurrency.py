@@ -1,0 +1,95 @@
+"""A writer killed with SIGKILL leaves a consistent, resumable store; readers work meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store.layout import StoreLayout
+from store.verify import verify_store
+from tests.conftest import write_image
+
+COUNT = 240
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("many")
+    for index in range(COUNT):
+        generator = f"gen-{index % 4}"
+        write_image(root / "synthetic" / generator / f"{index:04d}.png", size=(160, 160), seed=index)
+    return root
+
+
+def _start_ingest(store: Path, folder: Path) -> subprocess.Popen:
+    """One image per transaction, so the run is long enough to interrupt."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthwatch", "--store", str(store), "ingest", str(folder),
+         "--batch-size", "1", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_blobs(store: Path, at_least: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        blobs = StoreLayout(store).blobs_dir
+        if blobs.exists() and sum(1 for p in blobs.rglob("*") if p.is_file()) >= at_least:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("ingest made no progress in 60 s")
+
+
+def _synthwatch(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "synthwatch", *args, "--json"],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_sigkill_mid_ingest_then_clean_rerun(tmp_path, folder):
+    store = tmp_path / "store"
+    writer = _start_ingest(store, folder)
+    _wait_for_blobs(store, 30, writer)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+
+    status = _synthwatch("--store", str(store), "status")
+    stored = status["images"]["synthetic"]
+    assert 0 < stored < COUNT, "the kill should land mid-run"
+    assert status["last_run"]["status"] == "running"  # the killed run never finished
+    assert verify_store(StoreLayout(store)) == []  # no row without its bytes, counts agree
+
+    rerun = _synthwatch("--store", str(store), "ingest", str(folder))
+    assert rerun["ingested"] + rerun["duplicates"] == COUNT
+    assert rerun["duplicates"] == stored
+    final = _synthwatch("--store", str(store), "status")
+    assert final["images"]["synthetic"] == COUNT
+    assert final["generators"] == {f"gen-{i}": COUNT // 4 for i in range(4)}
+    assert final["events"] == 4  # one new-generator event each, never repeated
+    assert verify_store(StoreLayout(store)) == []
+    leftovers = [p for p in StoreLayout(store).blobs_dir.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_status_answers_while_another_process_ingests(tmp_path, folder):
+    store = tmp_path / "store"
+    writer = _start_ingest(store, folder)
+    try:
+        _wait_for_blobs(store, 5, writer)
+        seen = []
+        while writer.poll() is None and len(seen) < 5:
+            seen.append(_synthwatch("--store", str(store), "status")["images"]["synthetic"])
+        assert len(seen) >= 3, "the writer finished before readers could overlap with it"
+        assert seen == sorted(seen) and seen[-1] < COUNT
+    finally:
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    assert json.loads(out)["ingested"] == COUNT

@@ -136,25 +136,41 @@ def _process_chunk(
         else:
             reads.append(result)
     known = catalog.lookup(sorted({read.image_id for read in reads}))
-    fresh: list[_Read] = []
+    fresh: dict[str, _Read] = {}
+    repeats: list[_Read] = []
     for read in reads:
         previous = known.get(read.image_id)
-        if previous is None:
-            known[read.image_id] = KnownImage(
-                read.candidate.label, read.candidate.generator, str(read.candidate.path)
-            )
-            fresh.append(read)
-        elif _same_label(previous, read.candidate):
-            report.duplicates += 1
+        if previous is not None:
+            _classify_repeat(read, previous, batch, report)
+        elif read.image_id in fresh:
+            repeats.append(read)  # same bytes twice in this batch: judged once decoded
         else:
-            batch.quarantine.append(_conflict(read, previous))
+            fresh[read.image_id] = read
     stamp = utc_now()
-    for read, outcome in zip(fresh, pool.map(lambda r: _decode_and_store(r, layout, options), fresh)):
+    outcomes = dict(zip(fresh, pool.map(lambda r: _decode_and_store(r, layout, options), fresh.values())))
+    for image_id, outcome in outcomes.items():
         if isinstance(outcome, QuarantineRecord):
             batch.quarantine.append(outcome)
         else:
-            batch.images.append(_record(read, outcome, options.copy, stamp, report.run_id))
+            batch.images.append(_record(fresh[image_id], outcome, options.copy, stamp, report.run_id))
+    for read in repeats:
+        outcome = outcomes[read.image_id]
+        if isinstance(outcome, QuarantineRecord):
+            batch.quarantine.append(QuarantineRecord(str(read.candidate.path), outcome.reason,
+                                                     image_id=read.image_id))
+        else:
+            first = fresh[read.image_id].candidate
+            _classify_repeat(read, KnownImage(first.label, first.generator, str(first.path)),
+                             batch, report)
     return batch
+
+
+def _classify_repeat(read: _Read, previous: KnownImage, batch: Batch, report: IngestReport) -> None:
+    """Bytes seen before: a duplicate if the label agrees, else a conflict to quarantine."""
+    if _same_label(previous, read.candidate):
+        report.duplicates += 1
+    else:
+        batch.quarantine.append(_conflict(read, previous))
 
 
 def _read_and_hash(candidate: Candidate) -> _Read | QuarantineRecord:

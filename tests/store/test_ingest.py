@@ -181,3 +181,20 @@ def test_status_of_a_store_that_does_not_exist_yet(cli, store):
     assert code == 0
     assert status["images"] == {"real": 0, "synthetic": 0} and status["quarantined"] == 0
     assert not store.exists()
+
+
+def test_repeats_of_a_rejected_file_are_all_rejected(cli, store, tmp_path):
+    for name in ("a.png", "b.png"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(image_bytes(size=(10, 10)))
+    _, out, _ = cli("--store", store, "ingest", tmp_path / "in", "--label", "real", "--json")
+    assert (out["ingested"], out["duplicates"], out["rejected"]) == (0, 0, 2)
+
+
+def test_conflict_within_one_run(cli, store, tmp_path):
+    data = image_bytes(seed=9)
+    for folder in ("real", "synthetic/g"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / "x.png").write_bytes(data)
+    _, out, _ = cli("--store", store, "ingest", tmp_path / "in", "--json")
+    assert (out["ingested"], out["conflicts"]) == (1, 1)

@@ -85,6 +85,7 @@ def _manifest_rows(root):
         {"path": "imgs/s.png", "label": "Synthetic", "generator": "Midjourney ✨", "source": ""},
         {"path": str(root / "imgs" / "t.png"), "label": "synthetic", "generator": "sdxl", "source": ""},
         {"path": "imgs/readme.txt", "label": "real", "generator": "", "source": ""},
+        {"path": "imgs", "label": "real", "generator": "", "source": ""},
         {"path": "../" + root.name + "-outside/o.png", "label": "real", "generator": "", "source": ""},
         {"path": str(outside), "label": "real", "generator": "", "source": ""},
         {"path": "imgs/link.png", "label": "real", "generator": "", "source": ""},
@@ -120,7 +121,7 @@ def test_manifests_of_every_kind(tmp_path, kind):
         "s.png": ("synthetic", "Midjourney ✨", "manifest"),
         "t.png": ("synthetic", "sdxl", "manifest"),
     }
-    assert [os.path.basename(p) for p in plan.skipped] == ["readme.txt"]
+    assert sorted(os.path.basename(p) for p in plan.skipped) == ["imgs", "readme.txt"]
     reasons = [i.reason for i in plan.invalid]
     assert sum("escapes the allowed root" in r for r in reasons) == 3  # ../, absolute, symlink
     assert any(r.endswith("file not found") for r in reasons)

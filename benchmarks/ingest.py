@@ -20,7 +20,7 @@ from PIL import Image
 from store.ingest import IngestOptions, ingest
 from store.layout import StoreLayout
 from store.sources import plan_sources
-from synthwatch.samples import write_jpeg_corpus
+from synthwatch.corpus.photos import write_jpeg_corpus
 
 
 def bare_loop(paths: list[Path]) -> float:

@@ -66,19 +66,26 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if status.get("problems") else 0
 
 
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.samples import write_demo_corpus
+def _cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
+    summary = _build_corpus(args.out, seed=args.seed, size=args.size, cache=args.cache)
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_corpus(summary)
+    return 0
 
-    data = Path(args.data).resolve()
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
-        print(f"demo: writing a small sample corpus to {data}")
-    write_demo_corpus(data, seed=args.seed)
-    plan = plan_sources([data])
-    report = _run_ingest(settings, plan, IngestOptions(), quiet=args.json)
+        print(f"demo: building the small proxy corpus in {Path(args.data).resolve()}")
+    corpus = _build_corpus(args.data, seed=args.seed, size="small", cache=None)
+    if not args.json:
+        _print_corpus(corpus)
+    report = _run_ingest(settings, plan_sources([corpus["out"]]), IngestOptions(), quiet=args.json)
     status = Catalog(settings.layout).status()
     status["store"] = str(settings.store_root)
     if args.json:
-        _print_json({"data": str(data), "ingest": report, "status": status})
+        _print_json({"corpus": corpus, "ingest": report, "status": status})
     else:
         _print_ingest(report)
         print()
@@ -104,6 +111,27 @@ def _run_ingest(settings: Settings, plan, options: IngestOptions, *, quiet: bool
     with bar:
         report = ingest(settings.layout, plan, options, progress=bar.update)
     return report.as_dict()
+
+
+def _build_corpus(out: str, *, seed: int, size: str, cache: str | None) -> dict:
+    from synthwatch.corpus import build_corpus
+
+    try:
+        summary = build_corpus(Path(out), seed=seed, size=size,
+                               cache_dir=Path(cache) if cache else None)
+    except FileExistsError as error:
+        raise StoreError(str(error)) from None
+    return summary.as_dict()
+
+
+def _print_corpus(summary: dict) -> None:
+    fakes = sum(summary["synthetic"].values())
+    print(f"corpus: {summary['real']} real, {fakes} synthetic from "
+          f"{len(summary['synthetic'])} generators in {summary['elapsed_s']:.1f} s "
+          f"(trained {len(summary['trained'])}, from cache {len(summary['cached'])})")
+    for name, count in summary["synthetic"].items():
+        print(f"  {name:<16} {count}")
+    print(f"manifest: {summary['manifest']}")
 
 
 def _print_json(payload: dict) -> None:
@@ -195,10 +223,22 @@ def _build_parser() -> argparse.ArgumentParser:
                             help="also re-hash every stored original and check the counts "
                                  "(exit 1 if a problem is found)")
 
+    corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
+    corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")
+    build_cmd = _add(corpus_commands, "build", _cmd_corpus_build, common,
+                     "write real crops and autoencoder fakes to OUT, with a manifest")
+    build_cmd.add_argument("out", metavar="OUT", help="folder to write (created; a previous corpus is replaced)")
+    build_cmd.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    build_cmd.add_argument("--size", choices=("small", "medium"), default="small",
+                           help="small: 120 real + 6 x 40 fakes, 96 px; medium: 600 + 6 x 200, 128 px")
+    build_cmd.add_argument("--cache", metavar="DIR",
+                           help="where trained generators are cached "
+                                "(default $SYNTHWATCH_CACHE/corpus, else ~/.cache/synthwatch/corpus)")
+
     demo_cmd = _add(commands, "demo", _cmd_demo, common,
-                    "write a small sample corpus, ingest it, and show the status")
+                    "build the small proxy corpus, ingest it, and show the status")
     demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
-                          help="where to write the sample corpus (default ./demo-data)")
+                          help="where to write the corpus (default ./demo-data)")
     demo_cmd.add_argument("--seed", type=int, default=0)
     return parser
 

@@ -166,7 +166,7 @@ def _trained(name, config, training: np.ndarray, seed: int, spec: CorpusSize, ca
     }, sort_keys=True)
     key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
     weights = cache_dir / f"{name}-{key}.safetensors"
-    model = build_autoencoder(config)
+    model = build_autoencoder(config, seed=seed)
     if weights.exists():
         try:
             model.load_state_dict(load_file(weights))

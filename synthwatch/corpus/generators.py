@@ -49,11 +49,14 @@ class _NoiseInjection(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.full((1, channels, 1, 1), 0.1))
-        self.noise_seed = 0
+        self.reseed(0)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the noise stream: the same seed and inputs give the same outputs."""
+        self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.noise_seed)
-        noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], generator=generator)
+        noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], generator=self.generator)
         return x + self.weight * noise
 
 
@@ -71,8 +74,17 @@ def _up_block(kind: str, width: int) -> nn.Module:
     raise ValueError(f"Expected an upsampling in {_UPSAMPLINGS}, but got {kind!r}.")
 
 
-def build_autoencoder(config: GeneratorConfig) -> nn.Module:
-    """The autoencoder for ``config``: (N, 3, H, W) in [0, 1] -> (N, 3, H, W), H and W divisible by the factor."""
+def build_autoencoder(config: GeneratorConfig, *, seed: int) -> nn.Module:
+    """The autoencoder for ``config``, initialised from ``seed`` (the global RNG is untouched).
+
+    Maps (N, 3, H, W) in [0, 1] to (N, 3, H, W); H and W must be divisible by the factor.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _autoencoder(config)
+
+
+def _autoencoder(config: GeneratorConfig) -> nn.Module:
     steps = int(math.log2(config.factor))
     if 2 ** steps != config.factor or steps < 1:
         raise ValueError(f"Expected a latent factor that is a power of two >= 2, but got {config.factor}.")
@@ -96,7 +108,9 @@ def train_autoencoder(
     Deterministic for a given seed and thread count. Returns the loss of every step.
     """
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, _NoiseInjection):
+            module.reseed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
     images = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
@@ -121,7 +135,7 @@ def reconstruct(model: nn.Module, crops: np.ndarray, *, seed: int) -> np.ndarray
     model.eval()
     for module in model.modules():
         if isinstance(module, _NoiseInjection):
-            module.noise_seed = seed
+            module.reseed(seed)
     out = []
     for start in range(0, len(crops), 32):
         x = torch.from_numpy(crops[start:start + 32]).permute(0, 3, 1, 2).float().div(255.0)

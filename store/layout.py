@@ -28,6 +28,14 @@ class StoreLayout:
     def lock_path(self) -> Path:
         return self.root / "write.lock"
 
+    @property
+    def vectors_dir(self) -> Path:
+        return self.root / "vectors"
+
+    def lock_for(self, job: str) -> Path:
+        """A lock file for one kind of job (``embed-<backbone id>``), beside the catalog's."""
+        return self.root / "locks" / f"{job}.lock"
+
     def blob_path(self, image_id: str) -> Path:
         """Content-addressed location of an original: ``blobs/ab/cd/<sha256>``."""
         return self.blobs_dir / image_id[:2] / image_id[2:4] / image_id

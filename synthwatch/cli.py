@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from embeddings.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, DecodeLimits
+from embeddings.errors import EmbeddingError
 from store.catalog import Catalog
 from store.errors import StoreError
 from store.ingest import IngestOptions, ingest
 from store.sources import plan_sources
+from store.vectors import embedding_counts
 from store.verify import verify_store
+from embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch import __version__
 from synthwatch.settings import Settings
 
@@ -24,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(args.store)
     try:
         return args.handler(args, settings)
-    except StoreError as error:
+    except (StoreError, EmbeddingError) as error:
         print(f"synthwatch: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -55,8 +58,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    status = Catalog(settings.layout).status()
-    status["store"] = str(settings.store_root)
+    status = _status(settings)
     if args.verify:
         status["problems"] = verify_store(settings.layout)
     if args.json:
@@ -82,8 +84,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         _print_corpus(corpus)
     report = _run_ingest(settings, plan_sources([corpus["out"]]), IngestOptions(), quiet=args.json)
-    status = Catalog(settings.layout).status()
-    status["store"] = str(settings.store_root)
+    status = _status(settings)
     if args.json:
         _print_json({"corpus": corpus, "ingest": report, "status": status})
     else:
@@ -93,7 +94,63 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
+    from embeddings.backbone import create_backbone
+    from embeddings.engine import EngineOptions
+    from embeddings.job import embed_store
+
+    backbone = create_backbone(args.backbone, layers=_parse_layers(args.layers), mode=args.mode,
+                               revision=args.revision, allow_random_weights=args.allow_random_weights)
+    if backbone.weights == "random":
+        print("synthwatch: WARNING: no pretrained weights for "
+              f"{backbone.spec.name}; embedding with RANDOM weights (--allow-random-weights). "
+              f"These vectors are kept apart under {backbone.backbone_id} and are useless for "
+              "detection.", file=sys.stderr)
+    options = EngineOptions(seed=args.seed, batch_size=args.batch_size, workers=args.workers,
+                            device=args.device, shard_images=args.shard_images)
+    report = embed_store(settings.layout, backbone, views=args.views, options=options,
+                         progress_factory=None if args.json or args.quiet else _progress_bar("embed", "image"))
+    result = report.as_dict()
+    if args.json:
+        _print_json(result)
+    else:
+        rate = f", {result['images_per_s']:.1f} images/s" if result["images_per_s"] else ""
+        print(f"embed {result['backbone_id']}: {result['embedded']} rows written "
+              f"({result['images']} images, {result['shards']} shards), {result['skipped']} already "
+              f"present, {result['failed']} failed, dim {result['dim']}{rate}")
+        for failure in result["failures"]:
+            print(f"  failed  {failure['path']}: {failure['reason']}")
+    return 0
+
+
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _status(settings: Settings) -> dict:
+    status = Catalog(settings.layout).status()
+    status["embeddings"] = embedding_counts(settings.layout)
+    status["store"] = str(settings.store_root)
+    return status
+
+
+def _parse_layers(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise EmbeddingError(f"Expected --layers as comma-separated integers such as 4,8,12, but got {text!r}.") from None
+
+
+def _progress_bar(desc: str, unit: str):
+    """A factory of tqdm progress callbacks (shown only on a terminal)."""
+    from tqdm import tqdm
+
+    def factory(total: int):
+        bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty())
+        return bar.update
+
+    return factory
 
 
 def _limits(args: argparse.Namespace) -> DecodeLimits:
@@ -168,6 +225,8 @@ def _print_status(status: dict, settings: Settings) -> None:
         print(f"  {name:<{width}}  {count}")
     print(f"quarantined  {status['quarantined']} rejected, {status['conflicts']} conflicts")
     print(f"events       {status['events']}")
+    for backbone_id, rows in status.get("embeddings", {}).items():
+        print(f"embeddings   {backbone_id}: {rows} rows")
     last = status["last_run"]
     if last:
         print(f"last run     {last['command']} {last['status']} (started {last['started_at']})")
@@ -222,6 +281,30 @@ def _build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("--verify", action="store_true",
                             help="also re-hash every stored original and check the counts "
                                  "(exit 1 if a problem is found)")
+
+    embed_cmd = _add(commands, "embed", _cmd_embed, common,
+                     "embed every catalog image that lacks vectors for a backbone")
+    embed_cmd.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                           help=f"registry name, Hugging Face id or local model directory (default {DEFAULT_BACKBONE}; "
+                                f"names: {', '.join(REGISTRY)})")
+    embed_cmd.add_argument("--revision", help="model revision on the Hub (default main)")
+    embed_cmd.add_argument("--layers", metavar="L,L,...",
+                           help="DINOv2 blocks (1-based, negative from the end) or ConvNeXt stages 0-3 "
+                                "to pool and concatenate (default: the last)")
+    embed_cmd.add_argument("--mode", choices=("crop", "resize"), default="crop",
+                           help="crop: native-resolution centre crop, small images padded (default); "
+                                "resize: shorter side resized, then centre crop")
+    embed_cmd.add_argument("--views", type=int, default=0,
+                           help="augmented views per image besides the clean one (default 0)")
+    embed_cmd.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
+    embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    embed_cmd.add_argument("--batch-size", type=int, default=32, help="views per forward pass (default 32)")
+    embed_cmd.add_argument("--workers", type=int, help="decoding processes (default: cores - 1, at least 1)")
+    embed_cmd.add_argument("--shard-images", type=int, default=1024,
+                           help="images per Parquet shard (default 1024)")
+    embed_cmd.add_argument("--allow-random-weights", action="store_true",
+                           help="if pretrained weights cannot be had, use random ones (timing and plumbing only)")
+    embed_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

@@ -1,0 +1,107 @@
+"""One interface over every backbone: images in, L2-normalised float32 vectors out."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from embeddings.errors import EmbeddingError
+from embeddings.loading import RANDOM, load_model
+from embeddings.registry import BackboneSpec, resolve_spec
+
+MODES = ("crop", "resize")
+
+
+class Backbone:
+    """A loaded model with its layers and preprocessing mode; see :func:`create_backbone`."""
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, layers: tuple[int, ...], mode: str, weights: str) -> None:
+        self.spec = spec
+        self.model = model
+        self.layers = layers
+        self.mode = mode
+        self.weights = weights
+        self.device = torch.device("cpu")
+
+    @property
+    def dim(self) -> int:
+        return self.spec.embedding_dim(self.layers)
+
+    @property
+    def backbone_id(self) -> str:
+        """Names model, revision, preprocessing and layers, so differently made vectors never mix."""
+        family_tag = "L" if self.spec.family == "dinov2" else "S"
+        raw = (f"{self.spec.name}@{self.spec.revision}.{self.mode}{self.spec.input_size}."
+               f"{family_tag}{'-'.join(map(str, self.layers))}")
+        if self.weights == RANDOM:
+            raw += "+random-weights"
+        return re.sub(r"[^A-Za-z0-9._@+-]", "_", raw.replace("/", "__"))
+
+    def describe(self) -> dict:
+        """What made these vectors, for Parquet metadata and reports."""
+        spec = self.spec
+        return {
+            "backbone_id": self.backbone_id, "name": spec.name, "family": spec.family,
+            "source": spec.source, "revision": spec.revision, "weights": self.weights,
+            "layers": list(self.layers), "mode": self.mode, "input_size": spec.input_size,
+            "mean": list(spec.mean), "std": list(spec.std), "interpolation": spec.interpolation,
+            "dim": self.dim,
+            "pooling": "class token + mean of patch tokens per block" if spec.family == "dinov2"
+            else "global average of each stage",
+        }
+
+    def to(self, device: torch.device | str) -> "Backbone":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    @torch.inference_mode()
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Vectors for a batch.
+
+        Parameters
+        ----------
+        pixels : torch.Tensor
+            (N, 3, input_size, input_size), normalised with the spec's mean and std.
+
+        Returns
+        -------
+        torch.Tensor
+            (N, dim) float32 on the CPU, each row of unit L2 norm.
+        """
+        pixels = pixels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            parts = self._dinov2(pixels) if self.spec.family == "dinov2" else self._convnext(pixels)
+        vectors = torch.cat(parts, dim=1).float()
+        return nn.functional.normalize(vectors, dim=1).cpu()
+
+    def _dinov2(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+        first_patch = 1 + self.spec.registers
+        parts = []
+        for layer in self.layers:
+            tokens = self.model.layernorm(hidden[layer])
+            parts += [tokens[:, 0], tokens[:, first_patch:].mean(dim=1)]
+        return parts
+
+    def _convnext(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        stages = self.model.forward_intermediates(pixels, indices=list(self.layers), intermediates_only=True)
+        return [stage.mean(dim=(2, 3)) for stage in stages]
+
+
+def create_backbone(
+    name: str,
+    *,
+    layers: tuple[int, ...] | None = None,
+    mode: str = "crop",
+    revision: str | None = None,
+    allow_random_weights: bool = False,
+) -> Backbone:
+    """Build a backbone by registry name, Hugging Face id, or local directory."""
+    if mode not in MODES:
+        raise EmbeddingError(f"Expected --mode in {', '.join(MODES)}, but got {mode!r}.")
+    spec = resolve_spec(name, revision=revision)
+    model, spec, weights = load_model(spec, allow_random_weights=allow_random_weights)
+    return Backbone(spec, model, spec.check_layers(layers), mode, weights)

@@ -1,0 +1,102 @@
+"""`synthwatch embed`: embed every catalog image that lacks vectors for a backbone id."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from embeddings.backbone import Backbone
+from embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
+from store.catalog import Batch, Catalog, QuarantineRecord
+from store.layout import StoreLayout
+from store.lock import write_lock
+from store.vectors import VectorStore
+
+
+@dataclass
+class EmbedReport:
+    """What one run did; ``as_dict`` is the ``embed --json`` contract."""
+
+    backbone_id: str
+    dim: int
+    weights: str
+    embedded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    images: int = 0
+    shards: int = 0
+    elapsed_s: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "backbone_id": self.backbone_id, "dim": self.dim, "weights": self.weights,
+            "embedded": self.embedded, "skipped": self.skipped, "failed": self.failed,
+            "images": self.images, "shards": self.shards, "elapsed_s": round(self.elapsed_s, 3),
+            "images_per_s": round(self.images / self.elapsed_s, 2) if self.elapsed_s > 0 and self.images else None,
+            "failures": self.failures,
+        }
+
+
+def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int) -> tuple[list[WorkItem], int]:
+    """Work items for images lacking any of views 0..``views``, and the rows already stored."""
+    present = vectors.present_views()
+    rows = Catalog(layout).query("SELECT image_id, stored, original_path FROM images ORDER BY image_id")
+    items, skipped = [], 0
+    for image_id, stored, original in rows:
+        have = present.get(image_id, 0)
+        skipped += bin(have).count("1")
+        missing = tuple(view for view in range(views + 1) if not have >> view & 1)
+        if missing:
+            path = layout.blob_path(image_id) if stored else original
+            items.append(WorkItem(image_id, str(path), missing))
+    return items, skipped
+
+
+def embed_store(
+    layout: StoreLayout,
+    backbone: Backbone,
+    *,
+    views: int = 0,
+    options: EngineOptions = EngineOptions(),
+    progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+) -> EmbedReport:
+    """Embed what the store lacks for ``backbone``; resumable after a crash at any point."""
+    if views < 0:
+        raise ValueError(f"Expected views >= 0, but got {views}.")
+    report = EmbedReport(backbone.backbone_id, backbone.dim, backbone.weights)
+    if not layout.exists():
+        return report
+    started = time.perf_counter()
+    catalog = Catalog(layout)
+    vectors = VectorStore(layout, backbone.backbone_id)
+    description = backbone.describe()
+    with write_lock(layout.lock_for(f"embed-{backbone.backbone_id}")):
+        vectors.clean_temporaries()
+        items, report.skipped = plan_embedding(layout, vectors, views)
+        run_id = catalog.start_run("embed")
+        failures: list[QuarantineRecord] = []
+
+        def on_failure(item: WorkItem, reason: str) -> None:
+            failures.append(QuarantineRecord(item.path, reason, image_id=item.image_id))
+            report.failures.append({"image_id": item.image_id, "path": item.path, "reason": reason})
+
+        def sink(rows: Rows) -> None:
+            vectors.write_shard(rows.image_ids, rows.views, rows.augmentations, rows.vectors, description)
+            _record_failures(catalog, failures, run_id)
+
+        progress = progress_factory(len(items)) if progress_factory else None
+        counts = run_engine(items, backbone, options, sink=sink, on_failure=on_failure, progress=progress)
+        _record_failures(catalog, failures, run_id)
+        report.embedded, report.failed = counts["rows"], counts["failed"]
+        report.images, report.shards = counts["images"], counts["shards"]
+        report.elapsed_s = time.perf_counter() - started
+        catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"})
+    return report
+
+
+def _record_failures(catalog: Catalog, failures: list[QuarantineRecord], run_id: str) -> None:
+    if failures:
+        catalog.commit(Batch(quarantine=list(failures)), run_id)
+        failures.clear()

@@ -1,0 +1,111 @@
+"""Build a backbone's model: pretrained weights from disk or the Hub, or seeded random weights.
+
+Offline, the Hugging Face libraries retry for 30-50 s before failing. We look on disk first,
+then probe the Hub with a short timeout, so a missing model fails within seconds with a
+message naming it and how to point at a local copy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from embeddings.errors import EmbeddingError, WeightsUnavailable
+from embeddings.registry import BackboneSpec, spec_from_hf_config
+
+HUB_HOST = "huggingface.co"
+PRETRAINED, RANDOM, BUILTIN = "pretrained", "random", "builtin-seeded"
+
+
+def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tuple[nn.Module, BackboneSpec, str]:
+    """Return ``(model in eval mode, spec completed from the checkpoint, weights provenance)``.
+
+    Raises ``WeightsUnavailable`` when pretrained weights are neither cached nor reachable and
+    random weights were not allowed.
+    """
+    if spec.builtin:
+        return _seeded(spec).eval(), spec, BUILTIN
+    if spec.family == "convnext":
+        return _load_convnext(spec, allow_random_weights)
+    return _load_dinov2(spec, allow_random_weights)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """True if the Hub answers a TCP connection quickly; honours ``HF_HUB_OFFLINE``."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _missing(spec: BackboneSpec, where: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"Expected pretrained weights for {spec.name} ({where}, revision {spec.revision}), but "
+        f"they are not on this machine and {HUB_HOST} cannot be reached. Point at a local copy: "
+        "--backbone DIR for a model saved with save_pretrained(DIR), or copy a Hugging Face cache "
+        "that holds it and set HF_HOME to it. --allow-random-weights runs the same architecture "
+        "with random weights (for timing and plumbing only: its scores mean nothing)."
+    )
+
+
+def _load_dinov2(spec: BackboneSpec, allow_random: bool):
+    from transformers import AutoConfig, AutoModel
+
+    for local_only in (True, False):
+        if not local_only and (spec.local or not hub_reachable()):
+            break
+        try:
+            config = AutoConfig.from_pretrained(spec.source, revision=spec.revision, local_files_only=local_only)
+            model = AutoModel.from_pretrained(spec.source, revision=spec.revision,
+                                              local_files_only=local_only, attn_implementation="sdpa")
+        except (OSError, ValueError) as error:
+            if spec.local:
+                raise EmbeddingError(f"Expected a loadable model in {spec.source}, but loading failed: {error}") from None
+            continue
+        completed = spec_from_hf_config(config.to_dict(), name=spec.name, source=spec.source)
+        completed = replace(spec, depth=completed.depth, widths=completed.widths,
+                            patch_size=completed.patch_size, registers=completed.registers)
+        return model.eval(), completed, PRETRAINED
+    if allow_random and spec.arch:
+        return _seeded(spec).eval(), spec, RANDOM
+    raise _missing(spec, f"Hugging Face {spec.source}")
+
+
+def _load_convnext(spec: BackboneSpec, allow_random: bool):
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    architecture = spec.source.split(".")[0]
+    cached = try_to_load_from_cache(f"timm/{spec.source}", "model.safetensors", revision=spec.revision)
+    if isinstance(cached, str):
+        model = timm.create_model(architecture, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay={"file": cached})
+        return model.eval(), spec, PRETRAINED
+    if hub_reachable():
+        model = timm.create_model(spec.source, pretrained=True, num_classes=0)
+        return model.eval(), spec, PRETRAINED
+    if allow_random:
+        return _seeded(spec).eval(), spec, RANDOM
+    raise _missing(spec, f"timm {spec.source}")
+
+
+def _seeded(spec: BackboneSpec, seed: int = 0) -> nn.Module:
+    """The architecture with weights drawn from a fixed seed (the global RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if spec.family == "convnext":
+            from timm.models.convnext import ConvNeXt
+
+            return ConvNeXt(depths=spec.arch["depths"], dims=spec.arch["dims"], num_classes=0)
+        from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+        if spec.registers:
+            return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**spec.arch))
+        return Dinov2Model(Dinov2Config(**spec.arch))

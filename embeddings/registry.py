@@ -1,0 +1,174 @@
+"""Backbones by name: each entry says where weights come from and how images are prepared.
+
+Preprocessing (input size, mean/std, interpolation) and embedding widths are derived from the
+entry, never hard-coded at call sites. Besides the named entries, any Hugging Face id
+(``org/name``) or local directory of a saved DINOv2 model resolves to a spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from embeddings.errors import EmbeddingError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Where a backbone comes from and what it expects.
+
+    ``family`` is ``dinov2`` (tokens from transformer blocks 1..depth) or ``convnext``
+    (pooled stages 0..3). ``arch`` holds the architecture's hyper-parameters, enough to build
+    it with random weights offline. ``widths`` is the token width per block (DINOv2: one
+    value) or the channel width per stage (ConvNeXt: four values).
+    """
+
+    name: str
+    family: str
+    source: str
+    depth: int
+    widths: tuple[int, ...]
+    revision: str = "main"
+    input_size: int = 224
+    patch_size: int = 14
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    registers: int = 0
+    builtin: bool = False
+    local: bool = False
+    arch: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def default_layers(self) -> tuple[int, ...]:
+        return (self.depth,) if self.family == "dinov2" else (3,)
+
+    def embedding_dim(self, layers: tuple[int, ...]) -> int:
+        """Width of the vector for ``layers``: DINOv2 2 x hidden per block, ConvNeXt stage widths."""
+        if self.family == "dinov2":
+            return 2 * self.widths[0] * len(layers)
+        return sum(self.widths[stage] for stage in layers)
+
+    def check_layers(self, layers: tuple[int, ...] | None) -> tuple[int, ...]:
+        """Normalise ``layers`` (negative counts from the end) or raise ``EmbeddingError``."""
+        if not layers:
+            return self.default_layers
+        lowest, top = (1, self.depth) if self.family == "dinov2" else (0, 3)
+        what = "blocks" if self.family == "dinov2" else "stages"
+        normalised = []
+        for layer in layers:
+            value = layer + top + 1 if layer < 0 else layer
+            if not lowest <= value <= top:
+                raise EmbeddingError(
+                    f"Expected --layers among {what} {lowest}..{top} of {self.name} (or "
+                    f"negative, counting from the end), but got {layer}."
+                )
+            normalised.append(value)
+        if len(set(normalised)) != len(normalised):
+            raise EmbeddingError(f"Expected distinct --layers, but got {list(layers)}.")
+        return tuple(sorted(normalised))
+
+
+_DINOV2_SIZES = {
+    # name: (hidden, blocks, heads, extra config)
+    "small": (384, 12, 6, {}),
+    "base": (768, 12, 12, {}),
+    "large": (1024, 24, 16, {}),
+    "giant": (1536, 40, 24, {"use_swiglu_ffn": True}),
+}
+_CONVNEXT_SIZES = {
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+}
+
+
+def _dinov2(size: str, registers: bool) -> BackboneSpec:
+    hidden, blocks, heads, extra = _DINOV2_SIZES[size]
+    repo = f"facebook/dinov2-with-registers-{size}" if registers else f"facebook/dinov2-{size}"
+    arch = {"hidden_size": hidden, "num_hidden_layers": blocks, "num_attention_heads": heads,
+            "intermediate_size": 4 * hidden, "image_size": 518, "patch_size": 14, **extra}
+    if registers:
+        arch["num_register_tokens"] = 4
+    return BackboneSpec(
+        name=f"dinov2-{size}{'-reg' if registers else ''}", family="dinov2", source=repo,
+        depth=blocks, widths=(hidden,), registers=4 if registers else 0, arch=arch,
+    )
+
+
+def _convnext(size: str) -> BackboneSpec:
+    depths, dims = _CONVNEXT_SIZES[size]
+    return BackboneSpec(
+        name=f"convnext-{size}", family="convnext", source=f"convnext_{size}.fb_in1k",
+        depth=sum(depths), widths=dims, patch_size=32, arch={"depths": depths, "dims": dims},
+    )
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    **{f"dinov2-{s}": _dinov2(s, False) for s in _DINOV2_SIZES},
+    **{f"dinov2-{s}-reg": _dinov2(s, True) for s in _DINOV2_SIZES},
+    **{f"convnext-{s}": _convnext(s) for s in _CONVNEXT_SIZES},
+    "test-tiny-dinov2": BackboneSpec(
+        name="test-tiny-dinov2", family="dinov2", source="builtin", depth=4, widths=(32,),
+        input_size=32, patch_size=8, builtin=True,
+        arch={"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2,
+              "intermediate_size": 64, "image_size": 32, "patch_size": 8},
+    ),
+    "test-tiny-convnext": BackboneSpec(
+        name="test-tiny-convnext", family="convnext", source="builtin", depth=4,
+        widths=(8, 16, 32, 64), input_size=32, patch_size=32, builtin=True,
+        arch={"depths": (1, 1, 1, 1), "dims": (8, 16, 32, 64)},
+    ),
+}
+
+DEFAULT_BACKBONE = "dinov2-small"
+
+
+def resolve_spec(name: str, *, revision: str | None = None) -> BackboneSpec:
+    """The spec for a registry name, a local model directory, or a Hugging Face id."""
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+        return replace(spec, revision=revision) if revision and not spec.builtin else spec
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _local_spec(path.resolve())
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return BackboneSpec(name=name, family="dinov2", source=name, depth=0, widths=(0,),
+                            revision=revision or "main")  # depth and width come with the config
+    raise EmbeddingError(
+        f"Expected a backbone name ({', '.join(sorted(REGISTRY))}), a Hugging Face id such as "
+        f"facebook/dinov2-small, or a local model directory, but got {name!r}."
+    )
+
+
+def _local_spec(path: Path) -> BackboneSpec:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise EmbeddingError(
+            f"Expected {path} to hold a saved Hugging Face model (config.json and weights), but "
+            "it has no config.json. Save one with model.save_pretrained(DIR)."
+        )
+    config = json.loads(config_file.read_text())
+    digest = hashlib.sha256(config_file.read_bytes()).hexdigest()[:8]
+    spec = spec_from_hf_config(config, name=f"local-{path.name}-{digest}", source=str(path))
+    return replace(spec, local=True, revision=digest)
+
+
+def spec_from_hf_config(config: dict, *, name: str, source: str) -> BackboneSpec:
+    """A spec for a DINOv2 checkpoint described by its ``config.json`` contents."""
+    model_type = config.get("model_type")
+    if model_type not in ("dinov2", "dinov2_with_registers"):
+        raise EmbeddingError(
+            f"Expected a DINOv2 checkpoint (model_type dinov2 or dinov2_with_registers), but "
+            f"{source} has model_type {model_type!r}. Use a registry name for ConvNeXt."
+        )
+    return BackboneSpec(
+        name=name, family="dinov2", source=source, depth=int(config["num_hidden_layers"]),
+        widths=(int(config["hidden_size"]),), patch_size=int(config.get("patch_size", 14)),
+        registers=int(config.get("num_register_tokens", 0) or 0),
+    )

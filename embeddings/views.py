@@ -1,0 +1,92 @@
+"""Preprocessing (``crop`` at native resolution or ``resize``) and seeded augmented views.
+
+View 0 is the clean view: centre crop (``crop``) or shorter side resized then centre crop
+(``resize``). Views 1..N are drawn from a generator seeded by (seed, image id, view), so the
+same image always gets the same views: each may downscale, blur and re-encode as JPEG, and
+takes its crop at a random place. The parameters are returned for the row's ``augmentation``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from embeddings.registry import BackboneSpec
+
+_RESAMPLING = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+JPEG_QUALITY = (50, 95)
+DOWNSCALE = (0.5, 0.9)
+BLUR_SIGMA = (0.3, 1.2)
+
+
+def view_rng(seed: int, image_id: str, view: int) -> np.random.Generator:
+    """The generator for one (image, view): independent of batch order and worker."""
+    return np.random.default_rng([seed, int(image_id[:16], 16), view])
+
+
+def augment(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """Apply a random subset of downscale, blur and JPEG re-encoding; return image and params."""
+    params: dict = {}
+    if rng.random() < 0.5:
+        factor = float(rng.uniform(*DOWNSCALE))
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        params["downscale"] = round(factor, 4)
+    if rng.random() < 0.3:
+        sigma = float(rng.uniform(*BLUR_SIGMA))
+        image = image.filter(ImageFilter.GaussianBlur(sigma))
+        params["blur_sigma"] = round(sigma, 4)
+    if rng.random() < 0.5:
+        quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        params["jpeg_quality"] = quality
+    return image, params
+
+
+def prepare(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict]:
+    """Bring an RGB image to the backbone's input: (3, S, S) float32, normalised.
+
+    ``rng`` None gives the centre crop; otherwise the crop is placed at random and its
+    top-left corner is returned in the params.
+    """
+    size = spec.input_size
+    if mode == "resize":
+        scale = size / min(image.size)
+        resized = (max(size, round(image.width * scale)), max(size, round(image.height * scale)))
+        image = image.resize(resized, _RESAMPLING[spec.interpolation])
+    left, top = _offset(image.width, size, rng), _offset(image.height, size, rng)
+    pixels = np.asarray(image.crop((left, top, left + min(size, image.width), top + min(size, image.height))),
+                        dtype=np.float32) / 255.0
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    canvas = np.broadcast_to(mean, (size, size, 3)).copy()  # padding becomes 0 once normalised
+    canvas[: pixels.shape[0], : pixels.shape[1]] = pixels
+    params = {} if rng is None else {"crop": [left, top]}
+    return ((canvas - mean) / std).transpose(2, 0, 1).copy(), params
+
+
+def make_views(image: Image.Image, spec: BackboneSpec, mode: str, views: list[int], *, seed: int, image_id: str):
+    """Yield ``(view, params, pixels)`` for each requested view number (0 = clean)."""
+    for view in views:
+        if view == 0:
+            pixels, params = prepare(image, spec, mode)
+        else:
+            rng = view_rng(seed, image_id, view)
+            augmented, params = augment(image, rng)
+            pixels, crop = prepare(augmented, spec, mode, rng)
+            params.update(crop)
+        yield view, params, pixels
+
+
+def _offset(length: int, size: int, rng: np.random.Generator | None) -> int:
+    if length <= size:
+        return 0
+    return (length - size) // 2 if rng is None else int(rng.integers(0, length - size + 1))

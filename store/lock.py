@@ -1,4 +1,9 @@
-"""The store's write lock: one writing process at a time, released by the OS if it dies."""
+"""Job locks: one writing process at a time, released by the OS if it dies.
+
+POSIX record locks (``lockf``) belong to the process that took them and are not inherited by
+children, so decoding workers that outlive a killed parent for a moment never keep a store
+locked.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from store.errors import StoreError
 
 @contextmanager
 def write_lock(lock_path: Path, *, timeout_s: float = 60.0) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` for the duration of the block.
+    """Hold an exclusive lock on ``lock_path`` for the duration of the block.
 
     Waits up to ``timeout_s`` for another writer; a writer killed with SIGKILL releases
     the lock automatically, so a crash never leaves the store locked.
@@ -25,9 +30,9 @@ def write_lock(lock_path: Path, *, timeout_s: float = 60.0) -> Iterator[None]:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except (BlockingIOError, PermissionError):
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "unknown"

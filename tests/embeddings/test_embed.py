@@ -1,0 +1,153 @@
+"""`synthwatch embed` end to end: Parquet output, views, resume, failures, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import write_image
+
+TINY = ("--backbone", "test-tiny-dinov2")
+
+
+@pytest.fixture
+def ingested(cli, store, tmp_path):
+    """A store holding 12 real and 12 synthetic images of various sizes."""
+    for index in range(12):
+        write_image(tmp_path / "in" / "real" / f"r{index}.png", size=(48 + index, 40), seed=index)
+        write_image(tmp_path / "in" / "synthetic" / "gen" / f"s{index}.jpg", fmt="JPEG",
+                    size=(64, 33 + index), seed=100 + index)
+    code, _, _ = cli("--store", store, "ingest", tmp_path / "in", "--json")
+    assert code == 0
+    return store
+
+
+def _vectors(store: Path, backbone_id: str):
+    return ds.dataset(store / "vectors" / backbone_id, format="parquet").to_table()
+
+
+def test_contract_and_parquet_readable_without_our_code(cli, ingested):
+    code, out, _ = cli("--store", ingested, "embed", *TINY, "--workers", "0", "--json")
+    assert code == 0
+    assert (out["embedded"], out["skipped"], out["failed"], out["dim"]) == (24, 0, 0, 64)
+    table = _vectors(ingested, out["backbone_id"])
+    assert table.schema.field("vector").type.list_size == 64
+    assert str(table.schema.field("vector").type.value_type) == "float"
+    vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    shard = next((ingested / "vectors" / out["backbone_id"]).glob("*.parquet"))
+    meta = json.loads(pq.read_schema(shard).metadata[b"synthwatch.backbone"])
+    assert meta["name"] == "test-tiny-dinov2" and meta["mode"] == "crop" and meta["layers"] == [4]
+    count = duckdb.sql(f"SELECT count(DISTINCT image_id) FROM read_parquet('{shard.parent}/*.parquet')").fetchall()[0][0]
+    assert count == 24
+    code, status, _ = cli("--store", ingested, "status", "--json")
+    assert status["embeddings"] == {out["backbone_id"]: 24}
+
+
+def test_rerun_adds_nothing_and_new_views_are_added(cli, ingested):
+    _, first, _ = cli("--store", ingested, "embed", *TINY, "--workers", "0", "--json")
+    _, again, _ = cli("--store", ingested, "embed", *TINY, "--workers", "0", "--json")
+    assert (again["embedded"], again["skipped"]) == (0, 24)
+    _, more, _ = cli("--store", ingested, "embed", *TINY, "--views", "2", "--workers", "0", "--json")
+    assert (more["embedded"], more["skipped"]) == (48, 24)
+    table = _vectors(ingested, first["backbone_id"])
+    pairs = Counter(zip(table.column("image_id").to_pylist(), table.column("view").to_pylist()))
+    assert len(pairs) == 72 and set(pairs.values()) == {1}
+
+
+def test_views_are_seeded_and_recorded(cli, ingested, tmp_path):
+    _, out, _ = cli("--store", ingested, "embed", *TINY, "--views", "3", "--workers", "1", "--json")
+    rows = _vectors(ingested, out["backbone_id"]).to_pylist()
+    params = [json.loads(row["augmentation"]) for row in rows]
+    assert all(p == {} for row, p in zip(rows, params) if row["view"] == 0)
+    augmented = [p for row, p in zip(rows, params) if row["view"] > 0]
+    assert all("crop" in p for p in augmented)
+    assert any("jpeg_quality" in p for p in augmented) and any("downscale" in p for p in augmented)
+    assert any("blur_sigma" in p for p in augmented)
+    by_key = {(r["image_id"], r["view"]): np.asarray(r["vector"]) for r in rows}
+    other = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(ingested), str(other)], check=True)
+    for shard in (other / "vectors").rglob("*.parquet"):
+        shard.unlink()
+    _, redo, _ = cli("--store", other, "embed", *TINY, "--views", "3", "--workers", "0", "--json")
+    again = {(r["image_id"], r["view"]): np.asarray(r["vector"]) for r in _vectors(other, redo["backbone_id"]).to_pylist()}
+    assert by_key.keys() == again.keys()
+    assert all(np.allclose(by_key[key], again[key], atol=1e-6) for key in by_key)  # same seed, same views
+    for shard in (other / "vectors").rglob("*.parquet"):
+        shard.unlink()
+    cli("--store", other, "embed", *TINY, "--views", "3", "--seed", "7", "--workers", "0", "--json")
+    seeded = {(r["image_id"], r["view"]): np.asarray(r["vector"]) for r in _vectors(other, redo["backbone_id"]).to_pylist()}
+    assert all(np.allclose(by_key[k], seeded[k], atol=1e-6) for k in by_key if k[1] == 0)
+    assert not all(np.allclose(by_key[k], seeded[k], atol=1e-6) for k in by_key if k[1] > 0)
+
+
+def test_modes_and_backbones_keep_separate_folders(cli, ingested):
+    ids = set()
+    for args in (TINY, (*TINY, "--mode", "resize"), (*TINY, "--layers", "2,4"),
+                 ("--backbone", "test-tiny-convnext")):
+        _, out, _ = cli("--store", ingested, "embed", *args, "--workers", "0", "--json")
+        assert out["embedded"] == 24
+        ids.add(out["backbone_id"])
+    _, status, _ = cli("--store", ingested, "status", "--json")
+    assert set(status["embeddings"]) == ids and len(ids) == 4
+
+
+def test_decode_failure_at_embed_time_is_quarantined_and_the_run_goes_on(cli, ingested):
+    blob = sorted(p for p in (ingested / "blobs").rglob("*") if p.is_file())[0]
+    blob.write_bytes(blob.read_bytes()[:100])
+    code, out, _ = cli("--store", ingested, "embed", *TINY, "--workers", "1", "--json")
+    assert code == 0
+    assert (out["failed"], out["embedded"]) == (1, 23)
+    assert "changed since it was ingested" in out["failures"][0]["reason"]
+    _, status, _ = cli("--store", ingested, "status", "--json")
+    assert status["quarantined"] == 1
+
+
+def test_missing_weights_fail_within_seconds_from_the_cli(cli, ingested, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    started = time.monotonic()
+    code, out, err = cli("--store", ingested, "embed", "--backbone", "dinov2-small", "--json")
+    assert code == 1 and out is None
+    assert "dinov2-small" in err and "--backbone DIR" in err and "--allow-random-weights" in err
+    assert time.monotonic() - started < 10
+
+
+def test_sigkill_mid_embed_then_clean_resume(cli, store, tmp_path):
+    for index in range(400):
+        write_image(tmp_path / "many" / f"{index:04d}.png", size=(48, 48), seed=index)
+    cli("--store", store, "ingest", tmp_path / "many", "--label", "real", "--json")
+    command = [sys.executable, "-m", "synthwatch", "--store", str(store), "embed", *TINY,
+               "--views", "1", "--shard-images", "4", "--batch-size", "2", "--workers", "1", "--json"]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    folder = store / "vectors" / "test-tiny-dinov2@main.crop32.L4"
+    deadline = time.monotonic() + 90
+    while not (folder.exists() and len(list(folder.glob("*.parquet"))) >= 5):
+        assert writer.poll() is None, writer.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    kept = ds.dataset(folder, format="parquet").to_table()  # every shard left is readable
+    assert 0 < kept.num_rows < 800
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads(done.stdout)
+    assert resumed["skipped"] == kept.num_rows
+    assert resumed["embedded"] == 800 - kept.num_rows  # nothing repeated
+    table = ds.dataset(folder, format="parquet").to_table()
+    pairs = Counter(zip(table.column("image_id").to_pylist(), table.column("view").to_pylist()))
+    assert len(pairs) == 800 and set(pairs.values()) == {1}
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]

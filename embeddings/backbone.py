@@ -45,6 +45,7 @@ class Backbone:
         return {
             "backbone_id": self.backbone_id, "name": spec.name, "family": spec.family,
             "source": spec.source, "revision": spec.revision, "weights": self.weights,
+            "local": spec.local,
             "layers": list(self.layers), "mode": self.mode, "input_size": spec.input_size,
             "mean": list(spec.mean), "std": list(spec.std), "interpolation": spec.interpolation,
             "dim": self.dim,
@@ -105,3 +106,22 @@ def create_backbone(
     spec = resolve_spec(name, revision=revision)
     model, spec, weights = load_model(spec, allow_random_weights=allow_random_weights)
     return Backbone(spec, model, spec.check_layers(layers), mode, weights)
+
+
+def backbone_from_description(description: dict) -> Backbone:
+    """Rebuild the backbone that made stored vectors, from the description stored with them."""
+    local = description.get("local", False)
+    backbone = create_backbone(
+        description["source"] if local else description["name"],
+        layers=tuple(description["layers"]),
+        mode=description["mode"],
+        revision=None if local else description["revision"],
+        allow_random_weights=description["weights"] == RANDOM,
+    )
+    if backbone.backbone_id != description["backbone_id"]:
+        raise EmbeddingError(
+            f"Expected to rebuild backbone {description['backbone_id']} to embed queries as the "
+            f"stored vectors were made, but got {backbone.backbone_id}: the model at "
+            f"{description['source']} changed. Re-embed the store with the current model."
+        )
+    return backbone

@@ -123,6 +123,92 @@ def _cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from store.indexing import choose_backbone, sync_index
+
+    backbone_id = choose_backbone(settings.layout, args.backbone, among="vectors")
+    result = sync_index(settings.layout, backbone_id, pq=args.pq, rebuild=args.rebuild)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"index {result['backbone_id']}: {result['action']}, {result['ntotal']} vectors, "
+              f"{result['index_type']} ({result['factory']}), +{result['added']} -{result['removed']}")
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
+    from embeddings.backbone import backbone_from_description
+    from embeddings.decode import ImageRejected
+    from embeddings.query import embed_query
+
+    neighbors = open_neighbor_index(settings.layout, args.backbone)
+    backbone = backbone_from_description(neighbors.description)
+    results = []
+    for path in args.images:
+        entry: dict = {"query": str(path)}
+        try:
+            vector = embed_query(backbone, Path(path).read_bytes())
+        except OSError as error:
+            raise StoreError(f"Expected a readable image file, but {path} could not be read ({error.strerror or error}).") from None
+        except ImageRejected as rejection:
+            entry.update(neighbors=[], error=rejection.reason)
+            results.append(entry)
+            continue
+        found, matching = neighbors.search(vector[None], args.k, label=args.label, generator=args.generator)
+        entry.update(neighbors=[n.as_dict() for n in found[0]], matching=matching)
+        results.append(entry)
+    payload = {"backbone_id": neighbors.backbone_id, "k": args.k, "results": results}
+    if args.json:
+        _print_json(payload)
+    else:
+        for entry in results:
+            print(f"{entry['query']}:" + (f" rejected: {entry['error']}" if "error" in entry else ""))
+            for rank, n in enumerate(entry["neighbors"], start=1):
+                print(f"  {rank:2d}. {n['score']:.4f}  {n['label']:<9} {n['generator'] or '-':<16} {n['path']}")
+            if "matching" in entry and entry["matching"] < args.k:
+                print(f"  (only {entry['matching']} indexed images match the filters)")
+    return 0
+
+
+def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
+    from store.neighbors import group_pairs
+
+    neighbors = open_neighbor_index(settings.layout, args.backbone)
+    pairs = neighbors.pairs_above(args.threshold)
+    info = {row[0]: row[1:] for row in neighbors.catalog.query(
+        "SELECT image_id, label, generator, original_path FROM images")}
+    groups = [
+        {"images": [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2]} for i in group],
+         "min_score": min(score for a, b, score in pairs if a in group and b in group)}
+        for group in group_pairs(pairs)
+    ]
+    payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold,
+               "groups": groups, "pairs": len(pairs)}
+    if args.json:
+        _print_json(payload)
+    else:
+        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold}) in {neighbors.backbone_id}")
+        for number, group in enumerate(groups, start=1):
+            print(f"group {number} (min similarity {group['min_score']:.4f}):")
+            for image in group["images"]:
+                print(f"  {image['label']:<9} {image['generator'] or '-':<16} {image['path']}")
+    return 0
+
+
+def open_neighbor_index(layout, requested: str | None):
+    """The store's index for the chosen backbone, brought up to date first if it is stale."""
+    from store.indexing import choose_backbone, index_is_current, sync_index
+    from store.neighbors import NeighborIndex
+
+    backbone_id = choose_backbone(layout, requested, among="indexes")
+    current, why = index_is_current(layout, backbone_id)
+    if not current:
+        result = sync_index(layout, backbone_id)
+        print(f"synthwatch: the index of {backbone_id} was not current ({why}); "
+              f"{result['action']}: +{result['added']} -{result['removed']}", file=sys.stderr)
+    return NeighborIndex(layout, backbone_id)
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -305,6 +391,25 @@ def _build_parser() -> argparse.ArgumentParser:
     embed_cmd.add_argument("--allow-random-weights", action="store_true",
                            help="if pretrained weights cannot be had, use random ones (timing and plumbing only)")
     embed_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    index_cmd = _add(commands, "index", _cmd_index, common,
+                     "build or update the FAISS index of a backbone's vectors")
+    index_cmd.add_argument("--backbone", help="backbone id or name (default: the only one with vectors)")
+    index_cmd.add_argument("--pq", action="store_true", help="IVF with PQ codes (less memory, lower recall)")
+    index_cmd.add_argument("--rebuild", action="store_true", help="build from scratch")
+
+    similar_cmd = _add(commands, "similar", _cmd_similar, common, "find the most similar known images")
+    similar_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    similar_cmd.add_argument("-k", type=int, default=10, help="neighbours per image (default 10)")
+    similar_cmd.add_argument("--label", choices=("real", "synthetic"))
+    similar_cmd.add_argument("--generator")
+    similar_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+
+    duplicates_cmd = _add(commands, "duplicates", _cmd_duplicates, common,
+                          "list groups of near-identical images")
+    duplicates_cmd.add_argument("--threshold", type=float, default=0.95,
+                                help="cosine similarity at or above which images are near-duplicates (default 0.95)")
+    duplicates_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

@@ -1,0 +1,163 @@
+"""Nearest known images: filtered k-NN search that returns exactly k when k match, and
+near-duplicate groups."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import faiss
+import numpy as np
+
+from store.catalog import Catalog
+from store.index import IndexStore, image_key, index_keys, key_prefix
+from store.layout import StoreLayout
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    image_id: str
+    label: str
+    generator: str | None
+    score: float
+    path: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class NeighborIndex:
+    """A loaded index with catalog lookups; :meth:`refresh` picks up a rebuilt index."""
+
+    def __init__(self, layout: StoreLayout, backbone_id: str) -> None:
+        self.layout = layout
+        self.backbone_id = backbone_id
+        self.store = IndexStore(layout, backbone_id)
+        self.catalog = Catalog(layout)
+        self._load()
+
+    def _load(self) -> None:
+        self.index, self.manifest = self.store.load()
+        self.keys = index_keys(self.index)
+        self.version = self.manifest["file"]
+
+    def refresh(self) -> bool:
+        """Reload if another process swapped in a new index; return whether it did."""
+        manifest = self.store.manifest()
+        if manifest and not manifest.get("damaged") and manifest["file"] != self.version:
+            self._load()
+            return True
+        return False
+
+    @property
+    def description(self) -> dict:
+        return self.manifest["backbone"]
+
+    def allowed_keys(self, label: str | None, generator: str | None) -> np.ndarray | None:
+        """Indexed keys of images matching the filters (None when there is no filter)."""
+        if label is None and generator is None:
+            return None
+        rows = self.catalog.query(
+            "SELECT image_id FROM images WHERE (? IS NULL OR label = ?) AND (? IS NULL OR generator = ?)",
+            [label, label, generator, generator],
+        )
+        keys = np.array([image_key(row[0]) for row in rows], dtype=np.int64)
+        return np.intersect1d(keys, self.keys)
+
+    def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
+               generator: str | None = None) -> tuple[list[list[Neighbor]], int]:
+        """Neighbours of each query (Q, dim), best first, and how many indexed images match.
+
+        Returns exactly ``min(k, matching)`` neighbours per query: a filtered search uses an id
+        selector, and IVF searches probe more lists until enough are found.
+        """
+        if k < 1:
+            raise ValueError(f"Expected k >= 1, but got k = {k}.")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        allowed = self.allowed_keys(label, generator)
+        matching = len(self.keys) if allowed is None else len(allowed)
+        wanted = min(k, matching)
+        if wanted == 0:
+            return [[] for _ in queries], matching
+        scores, keys = self._search(queries, wanted, allowed)
+        return self._resolve(scores, keys), matching
+
+    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        if self.manifest["index_type"] == "flat":
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            return self.index.search(queries, k, params=params)
+        nlist, nprobe = self.manifest["nlist"], self.manifest["nprobe"]
+        while True:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe) if selector is not None \
+                else faiss.SearchParametersIVF(nprobe=nprobe)
+            scores, keys = self.index.search(queries, k, params=params)
+            if (keys >= 0).all() or nprobe >= nlist:
+                return scores, keys
+            nprobe = min(nlist, nprobe * 4)
+
+    def _resolve(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Neighbor]]:
+        prefixes = sorted({key_prefix(int(key)) for key in keys.ravel() if key >= 0})
+        rows = self.catalog.query(
+            "SELECT image_id, label, generator, original_path FROM images "
+            "WHERE substr(image_id, 1, 15) IN (SELECT unnest(?::VARCHAR[]))",
+            [prefixes],
+        )
+        by_prefix = {row[0][:15]: row for row in rows}
+        results = []
+        for query_scores, query_keys in zip(scores, keys):
+            found = []
+            for score, key in zip(query_scores, query_keys):
+                row = by_prefix.get(key_prefix(int(key))) if key >= 0 else None
+                if row is not None:
+                    found.append(Neighbor(row[0], row[1], row[2], round(float(score), 6), row[3]))
+            results.append(found)
+        return results
+
+    def pairs_above(self, threshold: float) -> list[tuple[str, str, float]]:
+        """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,
+        as ``(image_id, image_id, score)`` with the ids in sorted order."""
+        keys, vectors = self._stored_vectors()
+        ids = {image_key(row[0]): row[0] for row in self.catalog.query("SELECT image_id FROM images")}
+        pairs = {}
+        for start in range(0, len(keys), 1024):
+            limits, scores, found = self.index.range_search(vectors[start:start + 1024], threshold)
+            for row, key in enumerate(keys[start:start + 1024]):
+                for position in range(limits[row], limits[row + 1]):
+                    other = int(found[position])
+                    if other != key and other in ids and int(key) in ids:
+                        a, b = sorted((ids[int(key)], ids[other]))
+                        pairs[(a, b)] = max(pairs.get((a, b), -1.0), round(float(scores[position]), 6))
+        return [(a, b, score) for (a, b), score in sorted(pairs.items())]
+
+    def _stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and exact clean vectors (from Parquet) of every indexed image."""
+        from store.index import clean_vectors
+        from store.vectors import VectorStore
+
+        found, matrix, _ = clean_vectors(VectorStore(self.layout, self.backbone_id), self.keys)
+        return found, matrix
+
+
+def group_pairs(pairs: list[tuple[str, str, float]]) -> list[list[str]]:
+    """Connected groups of images linked by ``pairs`` (union-find), largest first."""
+    parent: dict[str, str] = {}
+
+    def root(item: str) -> str:
+        parent.setdefault(item, item)
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    for a, b, _ in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[str, list[str]] = {}
+    for item in parent:
+        groups.setdefault(root(item), []).append(item)
+    return sorted((sorted(group) for group in groups.values()), key=lambda g: (-len(g), g))
+
+
+def straddling_pairs(pairs: list[tuple[str, str, float]], first: set[str], second: set[str]):
+    """Near-duplicate pairs with one image in each of two disjoint sets (train/test leakage)."""
+    return [(a, b, score) for a, b, score in pairs
+            if (a in first and b in second) or (a in second and b in first)]

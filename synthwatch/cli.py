@@ -195,6 +195,28 @@ def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    import uvicorn
+
+    from synthwatch.service import create_app
+
+    token = os.environ.get("SYNTHWATCH_API_TOKEN") or None
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if token is None and not args.no_auth:
+        raise StoreError("Expected SYNTHWATCH_API_TOKEN to be set (requests must send "
+                         "Authorization: Bearer <token>), but it is not. Set it, or pass --no-auth "
+                         "to serve without authentication on a loopback address.")
+    if args.no_auth and not loopback:
+        raise StoreError(f"Expected a loopback --host with --no-auth, but got {args.host}. "
+                         "Set SYNTHWATCH_API_TOKEN to serve on other addresses.")
+    app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
+                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def open_neighbor_index(layout, requested: str | None):
     """The store's index for the chosen backbone, brought up to date first if it is stale."""
     from store.indexing import choose_backbone, index_is_current, sync_index
@@ -410,6 +432,15 @@ def _build_parser() -> argparse.ArgumentParser:
     duplicates_cmd.add_argument("--threshold", type=float, default=0.95,
                                 help="cosine similarity at or above which images are near-duplicates (default 0.95)")
     duplicates_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+
+    serve_cmd = _add(commands, "serve", _cmd_serve, common,
+                     "HTTP service: POST /similar, GET /health, OpenAPI docs at /docs")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+    serve_cmd.add_argument("--no-auth", action="store_true",
+                           help="serve without a token (loopback addresses only)")
+    serve_cmd.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

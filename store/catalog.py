@@ -269,6 +269,21 @@ class Catalog:
                 )
         return new_generators
 
+    def remove_images(self, image_ids: Sequence[str]) -> int:
+        """Delete images from the catalog (their blobs stay until collected); return how many."""
+        with self.transaction() as con:
+            con.register("gone", pa.table({"image_id": list(image_ids)}))
+            counts = con.execute(
+                "SELECT generator, count(*) FROM images JOIN gone USING (image_id) "
+                "WHERE generator IS NOT NULL GROUP BY generator"
+            ).fetchall()
+            for name, count in counts:
+                con.execute("UPDATE generators SET image_count = image_count - ? WHERE name = ?", [count, name])
+            removed = con.execute(
+                "DELETE FROM images WHERE image_id IN (SELECT image_id FROM gone) RETURNING image_id"
+            ).fetchall()
+        return len(removed)
+
     @staticmethod
     def _log_event(con: duckdb.DuckDBPyConnection, name: str, payload: dict) -> None:
         con.execute(

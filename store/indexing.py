@@ -142,3 +142,26 @@ def choose_backbone(layout: StoreLayout, requested: str | None, *, among: str = 
         f"Expected one backbone, but {len(matches)} have {what}: {', '.join(matches)}. "
         "Choose one with --backbone."
     )
+
+
+def open_current_index(layout: StoreLayout, requested: str | None):
+    """Open the chosen backbone's index after checking it against the vectors and catalog.
+
+    A stale index (count or key checksum differs) is updated, a damaged one rebuilt. Returns
+    ``(NeighborIndex, notice)`` where the notice says what was repaired, or None.
+    """
+    from store.neighbors import NeighborIndex
+
+    backbone_id = choose_backbone(layout, requested, among="indexes")
+    current, why = index_is_current(layout, backbone_id)
+    notice = None
+    if not current:
+        result = sync_index(layout, backbone_id)
+        notice = (f"the index of {backbone_id} was not current ({why}); "
+                  f"{result['action']}: +{result['added']} -{result['removed']}")
+    try:
+        return NeighborIndex(layout, backbone_id), notice
+    except StoreError as error:
+        result = sync_index(layout, backbone_id, rebuild=True)
+        notice = f"the index of {backbone_id} was damaged ({error}); rebuilt with {result['ntotal']} vectors"
+        return NeighborIndex(layout, backbone_id), notice

@@ -218,17 +218,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def open_neighbor_index(layout, requested: str | None):
-    """The store's index for the chosen backbone, brought up to date first if it is stale."""
-    from store.indexing import choose_backbone, index_is_current, sync_index
-    from store.neighbors import NeighborIndex
+    """The store's index for the chosen backbone, brought up to date first (with a notice)."""
+    from store.indexing import open_current_index
 
-    backbone_id = choose_backbone(layout, requested, among="indexes")
-    current, why = index_is_current(layout, backbone_id)
-    if not current:
-        result = sync_index(layout, backbone_id)
-        print(f"synthwatch: the index of {backbone_id} was not current ({why}); "
-              f"{result['action']}: +{result['added']} -{result['removed']}", file=sys.stderr)
-    return NeighborIndex(layout, backbone_id)
+    neighbors, notice = open_current_index(layout, requested)
+    if notice:
+        print(f"synthwatch: {notice}", file=sys.stderr)
+    return neighbors
 
 
 # -- helpers -----------------------------------------------------------------------------------

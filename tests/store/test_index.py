@@ -1,0 +1,166 @@
+"""The FAISS index and lookups: incremental updates, staleness, exact-k filters, duplicates."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from store.catalog import Catalog
+from store.errors import StoreError
+from store.index import IndexStore
+from store.indexing import choose_backbone, open_current_index, sync_index
+from store.layout import StoreLayout
+from store.neighbors import group_pairs, straddling_pairs
+from synthwatch.corpus.photos import bundled_photos, random_crops
+
+BACKBONE = "test-tiny-dinov2@main.crop32.L4"
+TINY = ("--backbone", "test-tiny-dinov2", "--workers", "0")
+
+
+def _write_crops(folder, count, seed, size=48):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index, (_, crop) in enumerate(random_crops(bundled_photos(), count, size, rng)):
+        path = folder / f"{seed}-{index:03d}.png"
+        crop.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def indexed(cli, store, tmp_path):
+    """30 real, 20 of generator 'common' and 7 of generator 'rare', embedded and indexed."""
+    _write_crops(tmp_path / "in" / "real", 30, seed=1)
+    _write_crops(tmp_path / "in" / "synthetic" / "common", 20, seed=2)
+    _write_crops(tmp_path / "in" / "synthetic" / "rare", 7, seed=3)
+    cli("--store", store, "ingest", tmp_path / "in", "--json")
+    cli("--store", store, "embed", *TINY, "--json")
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert code == 0
+    return store, out
+
+
+def test_index_contract(indexed):
+    _, out = indexed
+    assert (out["backbone_id"], out["ntotal"], out["index_type"]) == (BACKBONE, 57, "flat")
+
+
+def test_new_vectors_are_added_without_a_rebuild(cli, indexed, tmp_path):
+    store, _ = indexed
+    _write_crops(tmp_path / "more", 5, seed=9)
+    cli("--store", store, "ingest", tmp_path / "more", "--label", "real", "--json")
+    cli("--store", store, "embed", *TINY, "--json")
+    _, out = cli("--store", store, "index", "--json")[:2]
+    assert (out["action"], out["added"], out["removed"], out["ntotal"]) == ("updated", 5, 0, 62)
+
+
+def test_removed_images_leave_the_index(cli, indexed, tmp_path):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    gone = [row[0] for row in Catalog(layout).query("SELECT image_id FROM images WHERE generator = 'rare' LIMIT 3")]
+    assert Catalog(layout).remove_images(gone) == 3
+    result = sync_index(layout, BACKBONE)
+    assert (result["action"], result["removed"], result["ntotal"]) == ("updated", 3, 54)
+    neighbors, _ = open_current_index(layout, None)
+    found, matching = neighbors.search(np.ones((1, 64), np.float32) / 8, 10, generator="rare")
+    assert matching == 4 and not {n.image_id for n in found[0]} & set(gone)
+
+
+def test_stale_index_is_detected_and_updated_saying_so(cli, indexed, tmp_path):
+    store, _ = indexed
+    _write_crops(tmp_path / "late", 4, seed=11)
+    cli("--store", store, "ingest", tmp_path / "late", "--label", "real", "--json")
+    cli("--store", store, "embed", *TINY, "--json")  # vectors added, index not rebuilt
+    code, out, err = cli("--store", store, "similar", next((tmp_path / "late").iterdir()), "-k", "1", "--json")
+    assert code == 0
+    assert "was not current" in err and "+4 -0" in err
+    assert out["results"][0]["neighbors"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_damaged_index_is_rebuilt_saying_so(cli, indexed, tmp_path):
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    (index_store.folder / index_store.manifest()["file"]).write_bytes(b"garbage")
+    query = next((tmp_path / "in" / "real").iterdir())
+    code, out, err = cli("--store", store, "similar", query, "-k", "3", "--json")
+    assert code == 0 and "was damaged" in err and "rebuilt with 57 vectors" in err
+    assert len(out["results"][0]["neighbors"]) == 3
+
+
+def test_a_stored_image_comes_back_first(cli, indexed, tmp_path):
+    store, _ = indexed
+    query = sorted((tmp_path / "in" / "synthetic" / "rare").iterdir())[2]
+    code, out, _ = cli("--store", store, "similar", query, "-k", "5", "--json")
+    first = out["results"][0]["neighbors"][0]
+    assert (first["path"], first["generator"], first["label"]) == (str(query), "rare", "synthetic")
+    assert first["score"] == pytest.approx(1.0, abs=1e-5)
+    assert [n["score"] for n in out["results"][0]["neighbors"]] == sorted(
+        (n["score"] for n in out["results"][0]["neighbors"]), reverse=True)
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 8], ids=["flat", "ivf-hnsw"])
+@pytest.mark.parametrize("k, label, generator, expected", [
+    (5, None, "rare", 5), (10, None, "rare", 7), (25, "real", None, 25), (40, "real", None, 30),
+    (57, None, None, 57),
+])
+def test_filters_return_exactly_k_when_k_match(indexed, tmp_path, exact_limit, k, label, generator, expected):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    result = sync_index(layout, BACKBONE, rebuild=True, exact_limit=exact_limit)
+    assert result["index_type"] == ("flat" if exact_limit > 100 else "ivf-hnsw")
+    neighbors, _ = open_current_index(layout, None)
+    queries = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    found, matching = neighbors.search(queries, k, label=label, generator=generator)
+    for result_list in found:
+        assert len(result_list) == expected
+        assert all((label is None or n.label == label) and (generator is None or n.generator == generator)
+                   for n in result_list)
+        assert len({n.image_id for n in result_list}) == expected
+
+
+def test_near_duplicates_group_reencoded_and_resized_copies(cli, store, tmp_path):
+    originals = _write_crops(tmp_path / "in", 12, seed=4, size=64)
+    source = Image.open(originals[0])
+    buffer = io.BytesIO()
+    source.save(buffer, format="JPEG", quality=92)
+    (tmp_path / "in" / "copy-reencoded.jpg").write_bytes(buffer.getvalue())
+    source.resize((60, 60), Image.Resampling.LANCZOS).save(tmp_path / "in" / "copy-resized.png")
+    cli("--store", store, "ingest", tmp_path / "in", "--label", "real", "--json")
+    cli("--store", store, "embed", *TINY, "--json")
+    cli("--store", store, "index", "--json")
+    code, out, _ = cli("--store", store, "duplicates", "--threshold", "0.995", "--json")
+    assert code == 0
+    groups = [sorted(image["path"].rsplit("/", 1)[1] for image in g["images"]) for g in out["groups"]]
+    assert sorted(["copy-reencoded.jpg", "copy-resized.png", originals[0].name]) in groups
+    neighbors, _ = open_current_index(StoreLayout(store), None)
+    pairs = neighbors.pairs_above(0.995)
+    ids = {row[1].rsplit("/", 1)[1]: row[0] for row in Catalog(StoreLayout(store)).query(
+        "SELECT image_id, original_path FROM images")}
+    train = {ids[originals[0].name], ids["copy-resized.png"]}
+    held_out = {ids["copy-reencoded.jpg"], ids[originals[5].name]}
+    crossing = straddling_pairs(pairs, train, held_out)
+    assert {frozenset(p[:2]) for p in crossing} == {
+        frozenset((ids[originals[0].name], ids["copy-reencoded.jpg"])),
+        frozenset((ids["copy-resized.png"], ids["copy-reencoded.jpg"]))}
+
+
+def test_group_pairs_is_transitive():
+    assert group_pairs([("a", "b", 1.0), ("c", "d", 1.0), ("b", "c", 0.99), ("x", "y", 1.0)]) == [
+        ["a", "b", "c", "d"], ["x", "y"]]
+
+
+def test_default_backbone_is_the_only_indexed_one_or_the_choices_are_listed(cli, indexed):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    assert choose_backbone(layout, None) == BACKBONE
+    assert choose_backbone(layout, "test-tiny-dinov2") == BACKBONE
+    cli("--store", store, "embed", "--backbone", "test-tiny-convnext", "--workers", "0", "--json")
+    cli("--store", store, "index", "--backbone", "test-tiny-convnext", "--json")
+    with pytest.raises(StoreError, match=r"2 have an index: test-tiny-convnext@main.crop32.S3, test-tiny-dinov2"):
+        choose_backbone(layout, None)
+    code, _, err = cli("--store", store, "similar", "x.png", "--json")
+    assert code == 1 and "Choose one with --backbone" in err

@@ -1,0 +1,122 @@
+"""The HTTP service as a client sees it: a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.embeddings.test_decode import _png_header_only
+from tests.store.test_index import TINY, _write_crops
+
+TOKEN = "test-token-5f2c"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _synthwatch(store, *args, check=True):
+    return subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), *map(str, args)],
+                          capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def server(cli, store, tmp_path):
+    _write_crops(tmp_path / "in" / "real", 12, seed=1)
+    _write_crops(tmp_path / "in" / "synthetic" / "gen", 12, seed=2)
+    cli("--store", store, "ingest", tmp_path / "in", "--json")
+    cli("--store", store, "embed", *TINY, "--json")
+    cli("--store", store, "index", "--json")
+    port = _free_port()
+    env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port),
+         "--max-upload-mb", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).json()["status"] == "ok":
+                break
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "service did not start"
+        time.sleep(0.2)
+    yield base, store, tmp_path
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _post(base, path, data, token=TOKEN, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{base}/similar", params=params, headers=headers,
+                      files={"file": (path, data, "application/octet-stream")}, timeout=30)
+
+
+def test_similar_needs_the_token(server):
+    base, _, tmp_path = server
+    image = next((tmp_path / "in" / "real").iterdir()).read_bytes()
+    assert _post(base, "q.png", image, token=None).status_code == 401
+    assert _post(base, "q.png", image, token="wrong").status_code == 401
+    answer = _post(base, "q.png", image, k=3, label="synthetic")
+    assert answer.status_code == 200
+    body = answer.json()
+    neighbors = body["results"][0]["neighbors"]
+    assert body["results"][0]["query"] == "q.png" and len(neighbors) == 3
+    assert {"image_id", "label", "generator", "score", "path"} <= set(neighbors[0])
+    assert all(n["label"] == "synthetic" for n in neighbors)
+    assert httpx.get(f"{base}/openapi.json").json()["paths"]["/similar"]
+
+
+def test_bad_uploads_get_4xx_with_a_reason(server):
+    base, _, _ = server
+    too_big = _post(base, "big.png", b"\0" * 600_000)
+    assert too_big.status_code == 413 and "at most 524,288 bytes" in too_big.json()["detail"]
+    bomb = _post(base, "bomb.png", _png_header_only(60_000, 60_000))
+    assert bomb.status_code == 422 and "decompression bomb" in bomb.json()["detail"]
+    text = _post(base, "notes.jpg", b"hello")
+    assert text.status_code == 422 and "not an image" in text.json()["detail"]
+    assert _post(base, "x.png", b"x", k=0).status_code == 422
+
+
+def test_keeps_answering_while_the_pipeline_writes_and_picks_up_the_new_index(server):
+    base, store, tmp_path = server
+    query = next((tmp_path / "in" / "real").iterdir()).read_bytes()
+    before = httpx.get(f"{base}/health").json()
+    _write_crops(tmp_path / "new" , 40, seed=7)
+    pipeline = subprocess.Popen(
+        f"{sys.executable} -m synthwatch --store {store} ingest {tmp_path / 'new'} --label real --batch-size 2 --json"
+        f" && {sys.executable} -m synthwatch --store {store} embed {' '.join(TINY)} --shard-images 4 --json"
+        f" && {sys.executable} -m synthwatch --store {store} index --json",
+        shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    answered = 0
+    while pipeline.poll() is None:
+        response = _post(base, "q.png", query, k=5)
+        assert response.status_code == 200, response.text
+        answered += 1
+    assert pipeline.returncode == 0, pipeline.communicate()
+    assert answered >= 3
+    after = httpx.get(f"{base}/health").json()
+    assert after["index"] != before["index"] and after["ntotal"] == before["ntotal"] + 40
+    new_image = next((tmp_path / "new").iterdir())
+    top = _post(base, new_image.name, new_image.read_bytes(), k=1).json()["results"][0]["neighbors"][0]
+    assert top["path"] == str(new_image)  # served from the rebuilt index, no restart
+
+
+def test_refuses_to_start_without_a_token_or_off_loopback_without_auth(store):
+    env = {k: v for k, v in os.environ.items() if k != "SYNTHWATCH_API_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), "serve"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "SYNTHWATCH_API_TOKEN" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), "serve",
+                           "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "loopback" in done.stderr

@@ -39,15 +39,20 @@ class EmbedReport:
         }
 
 
-def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int) -> tuple[list[WorkItem], int]:
-    """Work items for images lacking any of views 0..``views``, and the rows already stored."""
+def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int, *, extra_views: tuple[int, ...] = (),
+                   only: set[str] | None = None) -> tuple[list[WorkItem], int]:
+    """Work items for images lacking any of views 0..``views`` or ``extra_views``, and the rows
+    already stored; ``only`` restricts the plan to those image ids."""
     present = vectors.present_views()
     rows = Catalog(layout).query("SELECT image_id, stored, original_path FROM images ORDER BY image_id")
+    wanted_views = tuple(range(views + 1)) + tuple(extra_views)
     items, skipped = [], 0
     for image_id, stored, original in rows:
+        if only is not None and image_id not in only:
+            continue
         have = present.get(image_id, 0)
-        skipped += bin(have).count("1")
-        missing = tuple(view for view in range(views + 1) if not have >> view & 1)
+        skipped += sum(1 for view in wanted_views if have >> view & 1)
+        missing = tuple(view for view in wanted_views if not have >> view & 1)
         if missing:
             path = layout.blob_path(image_id) if stored else original
             items.append(WorkItem(image_id, str(path), missing))
@@ -59,10 +64,16 @@ def embed_store(
     backbone: Backbone,
     *,
     views: int = 0,
+    extra_views: tuple[int, ...] = (),
+    only: set[str] | None = None,
     options: EngineOptions = EngineOptions(),
     progress_factory: Callable[[int], Callable[[int], None]] | None = None,
 ) -> EmbedReport:
-    """Embed what the store lacks for ``backbone``; resumable after a crash at any point."""
+    """Embed what the store lacks for ``backbone``; resumable after a crash at any point.
+
+    ``extra_views`` adds view numbers beyond 0..``views`` (the robustness views), and ``only``
+    restricts the work to some image ids (evaluation embeds its test images that way).
+    """
     if views < 0:
         raise ValueError(f"Expected views >= 0, but got {views}.")
     report = EmbedReport(backbone.backbone_id, backbone.dim, backbone.weights)
@@ -74,7 +85,7 @@ def embed_store(
     description = backbone.describe()
     with write_lock(layout.lock_for(f"embed-{backbone.backbone_id}")):
         vectors.clean_temporaries()
-        items, report.skipped = plan_embedding(layout, vectors, views)
+        items, report.skipped = plan_embedding(layout, vectors, views, extra_views=extra_views, only=only)
         run_id = catalog.start_run("embed")
         failures: list[QuarantineRecord] = []
 

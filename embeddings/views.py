@@ -4,6 +4,8 @@ View 0 is the clean view: centre crop (``crop``) or shorter side resized then ce
 (``resize``). Views 1..N are drawn from a generator seeded by (seed, image id, view), so the
 same image always gets the same views: each may downscale, blur and re-encode as JPEG, and
 takes its crop at a random place. The parameters are returned for the row's ``augmentation``.
+Views from 1000 up are the fixed perturbations that evaluation measures robustness under
+(``ROBUSTNESS_VIEWS``): JPEG re-encoding at a seeded quality of 50-95, and 0.5x downscaling.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _RESAMPLING = {
 JPEG_QUALITY = (50, 95)
 DOWNSCALE = (0.5, 0.9)
 BLUR_SIGMA = (0.3, 1.2)
+ROBUSTNESS_VIEWS = {"jpeg": 1000, "downscale": 1001}
 
 
 def view_rng(seed: int, image_id: str, view: int) -> np.random.Generator:
@@ -36,8 +39,7 @@ def augment(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, 
     params: dict = {}
     if rng.random() < 0.5:
         factor = float(rng.uniform(*DOWNSCALE))
-        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-        image = image.resize(size, Image.Resampling.BILINEAR)
+        image = downscale(image, factor)
         params["downscale"] = round(factor, 4)
     if rng.random() < 0.3:
         sigma = float(rng.uniform(*BLUR_SIGMA))
@@ -45,11 +47,31 @@ def augment(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, 
         params["blur_sigma"] = round(sigma, 4)
     if rng.random() < 0.5:
         quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality)
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        image = jpeg(image, quality)
         params["jpeg_quality"] = quality
     return image, params
+
+
+def downscale(image: Image.Image, factor: float) -> Image.Image:
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` after one round trip through JPEG at ``quality``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def perturb(image: Image.Image, view: int, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """The robustness perturbation numbered ``view`` (see ``ROBUSTNESS_VIEWS``)."""
+    if view == ROBUSTNESS_VIEWS["jpeg"]:
+        quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        return jpeg(image, quality), {"robustness": "jpeg", "jpeg_quality": quality}
+    if view == ROBUSTNESS_VIEWS["downscale"]:
+        return downscale(image, 0.5), {"robustness": "downscale", "downscale": 0.5}
+    raise ValueError(f"Expected a view number in 0..999 or {sorted(ROBUSTNESS_VIEWS.values())}, but got {view}.")
 
 
 def prepare(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict]:
@@ -78,6 +100,9 @@ def make_views(image: Image.Image, spec: BackboneSpec, mode: str, views: list[in
     for view in views:
         if view == 0:
             pixels, params = prepare(image, spec, mode)
+        elif view >= min(ROBUSTNESS_VIEWS.values()):
+            perturbed, params = perturb(image, view, view_rng(seed, image_id, view))
+            pixels, _ = prepare(perturbed, spec, mode)
         else:
             rng = view_rng(seed, image_id, view)
             augmented, params = augment(image, rng)

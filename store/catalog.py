@@ -331,6 +331,11 @@ class Catalog:
             },
         }
 
+    def arrow(self, sql: str, params: Sequence | None = None) -> pa.Table:
+        """Run a read-only query and return its rows as an Arrow table."""
+        with self.connect(read_only=True) as con:
+            return con.sql(sql, params=params or None).to_arrow_table()
+
     def query(self, sql: str, params: Sequence | None = None) -> list[tuple]:
         """Run a read-only query (for reports, checks and tests)."""
         with self.connect(read_only=True) as con:

@@ -1,88 +1,179 @@
-"""A FAISS index per backbone id over the clean-view vectors, kept in step with Parquet.
+"""A FAISS index per backbone id: its keys, its type and parameters, and its files.
 
 Index keys are the first 60 bits of an image's sha256 id, so they need no mapping table. The
-index type follows the size: exact inner-product search while small, IVF with an HNSW coarse
-quantiser when large (PQ codes optional), trained on a sample. Every write goes to a new file,
-and ``manifest.json`` (count, checksum of keys, type and parameters) is swapped in last, so a
-reader sees the old index or the new one, never half of one.
+type follows the size: exact inner-product search while a query scans little enough memory to
+stay fast, then IVF with an HNSW coarse quantiser, whose codes are the full vectors (default),
+8-bit scalar codes (``sq8``, 4x smaller) or product-quantiser codes (``pq``, 16x smaller), trained
+on a sample. Every write goes to a new file and ``manifest.json`` (count, checksum of keys, type
+and parameters) is swapped in last, so a reader sees the old index or the new one, never half.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Iterable, Sequence
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 from store.atomic import atomic_write_bytes
 from store.catalog import utc_now
 from store.errors import StoreError
 from store.layout import StoreLayout
-from store.vectors import VectorStore
 
-EXACT_LIMIT = 100_000  # up to this many vectors, exact search is fast enough (about 5 ms on 2 cores)
-_KEY_MASK = (1 << 60) - 1
+# Exact search scans every vector: up to about 12 M floats (48 MB; 31,250 vectors of width 384)
+# one query takes about 5 ms on 2 cores (benchmarks/index.py); beyond that, IVF.
+EXACT_SCAN_FLOATS = 12_000_000
+MIN_IVF_VECTORS = 10_000  # IVF needs enough vectors to train its coarse quantiser
+CODES = ("flat", "sq8", "pq")
+KEY_DIGITS = 15  # 15 hex digits = 60 bits
+_HEX_VALUES = np.full(256, -1, np.int64)
+_HEX_VALUES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
+_HEX_VALUES[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+_HEX_WEIGHTS = 16 ** np.arange(KEY_DIGITS - 1, -1, -1, dtype=np.int64)
 
 
 def image_key(image_id: str) -> int:
     """The int64 FAISS key of an image: the first 60 bits of its sha256."""
-    return int(image_id[:15], 16) & _KEY_MASK
+    return int(image_id[:KEY_DIGITS], 16)
+
+
+def image_keys(image_ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
+    """:func:`image_key` of many ids at once, (N,) int64, without a Python loop."""
+    array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else pa.array(image_ids, pa.string())
+    if len(array) == 0:
+        return np.zeros(0, np.int64)
+    array = array.cast(pa.large_string()) if array.type == pa.string() else array
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + len(array) + 1]
+    if (np.diff(offsets) < KEY_DIGITS).any():
+        raise ValueError(f"Expected image ids of at least {KEY_DIGITS} hex digits, but got a shorter one.")
+    data = np.frombuffer(array.buffers()[2], np.uint8)
+    digits = _HEX_VALUES[data[offsets[:-1, None] + np.arange(KEY_DIGITS)]]
+    if (digits < 0).any():
+        raise ValueError("Expected image ids in hexadecimal (sha256), but got another character.")
+    return digits @ _HEX_WEIGHTS
 
 
 def key_prefix(key: int) -> str:
-    return format(key, "015x")
+    """The id prefix a key stands for (15 lower-case hex digits)."""
+    return format(key, f"0{KEY_DIGITS}x")
+
+
+def keys_checksum(keys: np.ndarray) -> str:
+    """Order-independent checksum of a set of keys: count and wrapping sum."""
+    total = int(np.sum(keys.astype(np.uint64), dtype=np.uint64)) if len(keys) else 0
+    return f"{len(keys)}:{total:016x}"
 
 
 @dataclass(frozen=True)
 class IndexPlan:
-    """Which index to build for ``n`` vectors of width ``dim``."""
+    """Which index holds ``n`` vectors of width ``dim``, and how it is searched.
 
-    kind: str  # "flat" | "ivf-hnsw" | "ivf-hnsw-pq"
+    ``kind`` is ``flat`` (exact) or ``ivf-hnsw``, ``ivf-hnsw-sq8``, ``ivf-hnsw-pq`` (inverted
+    lists of full vectors, 8-bit scalar codes, or ``pq_m``-byte product-quantiser codes);
+    ``trained_for`` is the count the IVF lists were sized for.
+    """
+
+    kind: str
     nlist: int = 0
     pq_m: int = 0
     nprobe: int = 0
+    trained_for: int = 0
 
     @classmethod
-    def for_size(cls, n: int, dim: int, *, pq: bool = False, exact_limit: int = EXACT_LIMIT) -> "IndexPlan":
-        if n <= exact_limit and not pq:
+    def for_size(cls, n: int, dim: int, *, codes: str = "flat", exact_limit: int | None = None) -> "IndexPlan":
+        if codes not in CODES:
+            raise ValueError(f"Expected codes in {', '.join(CODES)}, but got {codes!r}.")
+        if exact_limit is None:
+            exact_limit = max(MIN_IVF_VECTORS, EXACT_SCAN_FLOATS // max(dim, 1))
+        if n <= exact_limit:
             return cls("flat")
-        nlist = int(min(65536, max(16, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))
-        nprobe = min(nlist, max(16, nlist // 32))
-        if pq:
-            return cls("ivf-hnsw-pq", nlist, _pq_m(dim), nprobe)
-        return cls("ivf-hnsw", nlist, 0, nprobe)
+        nlist = int(min(65536, max(16, 2 ** round(math.log2(4 * math.sqrt(n))))))
+        nprobe = min(nlist, max(16, nlist // 64))
+        kind = "ivf-hnsw" if codes == "flat" else f"ivf-hnsw-{codes}"
+        return cls(kind, nlist, _pq_m(dim) if codes == "pq" else 0, nprobe, n)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "IndexPlan":
+        return cls(manifest["index_type"], manifest["nlist"], manifest["pq_m"], manifest["nprobe"],
+                   manifest.get("trained_for", 0))
+
+    @property
+    def codes(self) -> str:
+        return {"ivf-hnsw-sq8": "sq8", "ivf-hnsw-pq": "pq"}.get(self.kind, "flat")
 
     def factory(self) -> str:
         if self.kind == "flat":
             return "IDMap2,Flat"
-        codes = f"PQ{self.pq_m}" if self.kind == "ivf-hnsw-pq" else "Flat"
+        codes = {"flat": "Flat", "sq8": "SQ8", "pq": f"PQ{self.pq_m}"}[self.codes]
         return f"IVF{self.nlist}_HNSW32,{codes}"
+
+    def train_size(self, n: int) -> int:
+        """Vectors to train on: 40 per list (what k-means needs), at least 10,000, at most n."""
+        return 0 if self.kind == "flat" else min(n, max(40 * self.nlist, MIN_IVF_VECTORS), 300_000)
+
+    def as_dict(self) -> dict:
+        return {"index_type": self.kind, "factory": self.factory(), "nlist": self.nlist,
+                "pq_m": self.pq_m, "nprobe": self.nprobe, "trained_for": self.trained_for}
 
 
 def _pq_m(dim: int) -> int:
-    for m in (dim // 8, dim // 4, dim // 2, dim):
-        if m and dim % m == 0 and m <= 96:
+    """Sub-quantisers of 4 dimensions (a quarter of a byte per float), dividing ``dim``."""
+    for m in range(max(1, dim // 4), 0, -1):
+        if dim % m == 0:
             return m
     return 1
 
 
-def build_index(vectors: np.ndarray, keys: np.ndarray, plan: IndexPlan, *, seed: int = 0) -> faiss.Index:
-    """A new index over ``vectors`` (N, dim) float32 with int64 ``keys``; IVF is trained on a sample."""
-    dim = vectors.shape[1]
+def new_index(plan: IndexPlan, dim: int, sample: np.ndarray | None = None) -> faiss.Index:
+    """An empty index for ``plan``, trained on ``sample`` (S, dim) float32 when it is IVF."""
     index = faiss.index_factory(dim, plan.factory(), faiss.METRIC_INNER_PRODUCT)
     if plan.kind != "flat":
-        sample_size = min(len(vectors), max(plan.nlist * 64, 10_000), 300_000)
-        sample = vectors[np.random.default_rng(seed).choice(len(vectors), sample_size, replace=False)]
-        index.train(sample)
-        faiss.extract_index_ivf(index).nprobe = plan.nprobe
-    if len(keys):
-        index.add_with_ids(vectors, keys)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        if plan.codes == "pq":
+            ivf.do_polysemous_training = False  # costs minutes and the lookups do not use it
+        if sample is None or len(sample) < plan.nlist:
+            raise ValueError(f"Expected at least {plan.nlist} training vectors for {plan.kind}, "
+                             f"but got {0 if sample is None else len(sample)}.")
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        ivf.nprobe = plan.nprobe
     return index
+
+
+def build_index(vectors: np.ndarray, keys: np.ndarray, plan: IndexPlan, *, seed: int = 0) -> faiss.Index:
+    """An index of in-memory ``vectors`` (N, dim) float32 with int64 ``keys``."""
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(len(vectors), plan.train_size(len(vectors)), replace=False))]
+    index = new_index(plan, vectors.shape[1], sample)
+    add_batches(index, [(keys, vectors)])
+    return index
+
+
+def add_batches(index: faiss.Index, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> int:
+    """Add ``(keys (B,) int64, vectors (B, dim) float32)`` batches; return how many vectors."""
+    added = 0
+    for keys, vectors in batches:
+        if len(keys):
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, np.int64))
+            added += len(keys)
+    return added
+
+
+def index_keys(index: faiss.Index) -> np.ndarray:
+    """Every key an index holds (IDMap or IVF), (ntotal,) int64."""
+    if hasattr(index, "id_map"):
+        return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
+    invlists = faiss.extract_index_ivf(index).invlists
+    parts = []
+    for number in range(invlists.nlist):
+        size = invlists.list_size(number)
+        if size:
+            parts.append(faiss.rev_swig_ptr(invlists.get_ids(number), size).copy())
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 class IndexStore:
@@ -95,6 +186,7 @@ class IndexStore:
         self.manifest_path = self.folder / "manifest.json"
 
     def manifest(self) -> dict | None:
+        """The current manifest; None when none is written, ``{"damaged": True}`` if unreadable."""
         try:
             return json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
@@ -102,29 +194,43 @@ class IndexStore:
         except (OSError, ValueError):
             return {"damaged": True}
 
-    def load(self) -> tuple[faiss.Index, dict]:
-        manifest = self.manifest()
-        if not manifest or manifest.get("damaged"):
-            raise StoreError(f"Expected an index for {self.backbone_id}, but none is built. Run `synthwatch index`.")
-        try:
-            index = faiss.read_index(str(self.folder / manifest["file"]))
-        except RuntimeError as error:
-            raise StoreError(f"Expected a readable index file in {self.folder}, but it is damaged ({error}).") from None
-        if index.ntotal != manifest["ntotal"]:
-            raise StoreError(
-                f"Expected {manifest['ntotal']} vectors in the index of {self.backbone_id}, "
-                f"but its file holds {index.ntotal}."
-            )
-        return index, manifest
+    def load(self) -> tuple[faiss.Index, dict, np.ndarray]:
+        """``(index, manifest, keys)``, checked against the manifest's count and key checksum."""
+        for attempt in range(3):
+            manifest = self.manifest()
+            if not manifest or manifest.get("damaged"):
+                raise StoreError(f"Expected an index for {self.backbone_id}, but none is built. "
+                                 "Run `synthwatch index`.")
+            try:
+                index = faiss.read_index(str(self.folder / manifest["file"]))
+                break
+            except RuntimeError as error:
+                if attempt < 2 and self.manifest() != manifest:
+                    continue  # a writer swapped in a new index between the two reads
+                raise StoreError(f"Expected a readable index file in {self.folder}, but it is "
+                                 f"damaged ({str(error).splitlines()[0]}). Run `synthwatch index --rebuild`.") from None
+        keys = index_keys(index)
+        if keys_checksum(keys) != manifest["checksum"]:
+            raise StoreError(f"Expected the index of {self.backbone_id} to hold the keys its manifest "
+                             f"names ({manifest['checksum']}), but it holds {keys_checksum(keys)}. "
+                             "Run `synthwatch index --rebuild`.")
+        return index, manifest, keys
 
-    def save(self, index: faiss.Index, plan: IndexPlan, checksum: str, description: dict) -> dict:
+    def file_intact(self, manifest: dict) -> bool:
+        """Whether the file the manifest names is there with the size it was written with."""
+        try:
+            return (self.folder / manifest["file"]).stat().st_size == manifest.get("file_bytes")
+        except OSError:
+            return False
+
+    def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict) -> dict:
         """Write ``index`` to a new file, then swap the manifest; remove files no longer named."""
         name = f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
-        atomic_write_bytes(self.folder / name, faiss.serialize_index(index).tobytes())
+        data = faiss.serialize_index(index)
+        atomic_write_bytes(self.folder / name, data.tobytes())
         manifest = {
-            "backbone_id": self.backbone_id, "file": name, "ntotal": int(index.ntotal),
-            "checksum": checksum, "index_type": plan.kind, "factory": plan.factory(),
-            "nlist": plan.nlist, "pq_m": plan.pq_m, "nprobe": plan.nprobe, "view": 0,
+            "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes), "ntotal": int(index.ntotal),
+            "checksum": checksum, **plan.as_dict(), "codes": codes, "view": 0,
             "dim": int(index.d), "built_at": utc_now().isoformat(), "backbone": description,
         }
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
@@ -132,54 +238,3 @@ class IndexStore:
             if old.name != name:
                 old.unlink(missing_ok=True)
         return manifest
-
-
-def keys_checksum(keys: np.ndarray) -> str:
-    """Order-independent checksum of a set of keys: count and wrapping sum."""
-    total = int(np.sum(keys.astype(np.uint64), dtype=np.uint64)) if len(keys) else 0
-    return f"{len(keys)}:{total:016x}"
-
-
-def clean_keys(vectors: VectorStore, wanted: set[str] | None) -> np.ndarray:
-    """Keys of the images with a clean-view row, restricted to ``wanted`` ids (None: all)."""
-    keys = []
-    for table in vectors.read(["image_id", "view"]):
-        views = table.column("view").to_numpy()
-        for image_id, view in zip(table.column("image_id").to_pylist(), views):
-            if view == 0 and (wanted is None or image_id in wanted):
-                keys.append(image_key(image_id))
-    return np.unique(np.array(keys, dtype=np.int64))
-
-
-def clean_vectors(vectors: VectorStore, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(keys, vectors (N, dim) float32, backbone description) of the clean views of ``keys``."""
-    wanted = set(keys.tolist())
-    found_keys, blocks, description = [], [], {}
-    for table in vectors.read(["image_id", "view", "vector"]):
-        if not description:
-            description = json.loads((table.schema.metadata or {}).get(b"synthwatch.backbone", b"{}"))
-        dim = table.schema.field("vector").type.list_size
-        matrix = table.column("vector").combine_chunks().values.to_numpy().reshape(-1, dim)
-        views = table.column("view").to_numpy()
-        rows = [(i, image_key(image_id)) for i, image_id in enumerate(table.column("image_id").to_pylist())
-                if views[i] == 0]
-        rows = [(i, key) for i, key in rows if key in wanted]
-        found_keys.append(np.array([key for _, key in rows], dtype=np.int64))
-        blocks.append(matrix[[i for i, _ in rows]])
-    if not blocks:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), description
-    return (np.concatenate(found_keys),
-            np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32), description)
-
-
-def index_keys(index: faiss.Index) -> np.ndarray:
-    """Every key an index holds (IDMap or IVF)."""
-    if isinstance(index, faiss.IndexIDMap2) or hasattr(index, "id_map"):
-        return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
-    invlists = faiss.extract_index_ivf(index).invlists
-    parts = []
-    for number in range(invlists.nlist):
-        size = invlists.list_size(number)
-        if size:
-            parts.append(faiss.rev_swig_ptr(invlists.get_ids(number), size).copy())
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)

@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 
 from store.catalog import Catalog
-from store.index import IndexStore, image_key, index_keys, key_prefix
+from store.index import IndexStore, image_keys, key_prefix
 from store.layout import StoreLayout
 
 
@@ -36,8 +36,8 @@ class NeighborIndex:
         self._load()
 
     def _load(self) -> None:
-        self.index, self.manifest = self.store.load()
-        self.keys = index_keys(self.index)
+        self.index, self.manifest, keys = self.store.load()
+        self.keys = np.sort(keys)
         self.version = self.manifest["file"]
 
     def refresh(self) -> bool:
@@ -56,12 +56,11 @@ class NeighborIndex:
         """Indexed keys of images matching the filters (None when there is no filter)."""
         if label is None and generator is None:
             return None
-        rows = self.catalog.query(
-            "SELECT image_id FROM images WHERE (? IS NULL OR label = ?) AND (? IS NULL OR generator = ?)",
-            [label, label, generator, generator],
+        table = self.catalog.arrow(
+            "SELECT image_id FROM images WHERE ($1 IS NULL OR label = $1) AND ($2 IS NULL OR generator = $2)",
+            [label, generator],
         )
-        keys = np.array([image_key(row[0]) for row in rows], dtype=np.int64)
-        return np.intersect1d(keys, self.keys)
+        return np.intersect1d(image_keys(table.column("image_id")), self.keys)
 
     def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
                generator: str | None = None) -> tuple[list[list[Neighbor]], int]:
@@ -115,27 +114,24 @@ class NeighborIndex:
 
     def pairs_above(self, threshold: float) -> list[tuple[str, str, float]]:
         """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,
-        as ``(image_id, image_id, score)`` with the ids in sorted order."""
-        keys, vectors = self._stored_vectors()
-        ids = {image_key(row[0]): row[0] for row in self.catalog.query("SELECT image_id FROM images")}
-        pairs = {}
-        for start in range(0, len(keys), 1024):
-            limits, scores, found = self.index.range_search(vectors[start:start + 1024], threshold)
-            for row, key in enumerate(keys[start:start + 1024]):
-                for position in range(limits[row], limits[row + 1]):
-                    other = int(found[position])
-                    if other != key and other in ids and int(key) in ids:
-                        a, b = sorted((ids[int(key)], ids[other]))
-                        pairs[(a, b)] = max(pairs.get((a, b), -1.0), round(float(scores[position]), 6))
-        return [(a, b, score) for (a, b), score in sorted(pairs.items())]
-
-    def _stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Keys and exact clean vectors (from Parquet) of every indexed image."""
-        from store.index import clean_vectors
+        as ``(image_id, image_id, score)`` with the ids in sorted order; reads Parquet a shard
+        at a time."""
+        from store.indexing import clean_vector_batches
         from store.vectors import VectorStore
 
-        found, matrix, _ = clean_vectors(VectorStore(self.layout, self.backbone_id), self.keys)
-        return found, matrix
+        table = self.catalog.arrow("SELECT image_id FROM images")
+        ids = dict(zip(image_keys(table.column("image_id")).tolist(), table.column("image_id").to_pylist()))
+        pairs: dict[tuple[str, str], float] = {}
+        for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys):
+            for start in range(0, len(keys), 1024):
+                limits, scores, found = self.index.range_search(matrix[start:start + 1024], threshold)
+                for row, key in enumerate(keys[start:start + 1024].tolist()):
+                    for position in range(limits[row], limits[row + 1]):
+                        other = int(found[position])
+                        if other != key and other in ids and key in ids:
+                            pair = tuple(sorted((ids[key], ids[other])))
+                            pairs[pair] = max(pairs.get(pair, -1.0), round(float(scores[position]), 6))
+        return [(a, b, score) for (a, b), score in sorted(pairs.items())]
 
 
 def group_pairs(pairs: list[tuple[str, str, float]]) -> list[list[str]]:
@@ -155,6 +151,16 @@ def group_pairs(pairs: list[tuple[str, str, float]]) -> list[list[str]]:
     for item in parent:
         groups.setdefault(root(item), []).append(item)
     return sorted((sorted(group) for group in groups.values()), key=lambda g: (-len(g), g))
+
+
+def near_duplicate_groups(pairs: list[tuple[str, str, float]]) -> list[dict]:
+    """Groups of :func:`group_pairs` with the lowest similarity that links each, largest first."""
+    groups = group_pairs(pairs)
+    group_of = {image_id: number for number, group in enumerate(groups) for image_id in group}
+    lowest = [1.0] * len(groups)
+    for a, _, score in pairs:
+        lowest[group_of[a]] = min(lowest[group_of[a]], score)
+    return [{"image_ids": group, "min_score": score} for group, score in zip(groups, lowest)]
 
 
 def straddling_pairs(pairs: list[tuple[str, str, float]], first: set[str], second: set[str]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("synthwatch: interrupted; stored batches are kept, run again to continue.",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -127,12 +131,13 @@ def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from store.indexing import choose_backbone, sync_index
 
     backbone_id = choose_backbone(settings.layout, args.backbone, among="vectors")
-    result = sync_index(settings.layout, backbone_id, pq=args.pq, rebuild=args.rebuild)
+    result = sync_index(settings.layout, backbone_id, codes=args.codes, rebuild=args.rebuild)
     if args.json:
         _print_json(result)
     else:
+        search = f", nprobe {result['nprobe']} of {result['nlist']} lists" if result["nlist"] else ", exact search"
         print(f"index {result['backbone_id']}: {result['action']}, {result['ntotal']} vectors, "
-              f"{result['index_type']} ({result['factory']}), +{result['added']} -{result['removed']}")
+              f"{result['index_type']} ({result['factory']}{search}), +{result['added']} -{result['removed']}")
     return 0
 
 
@@ -171,16 +176,17 @@ def _cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
-    from store.neighbors import group_pairs
+    from store.neighbors import near_duplicate_groups
 
     neighbors = open_neighbor_index(settings.layout, args.backbone)
     pairs = neighbors.pairs_above(args.threshold)
     info = {row[0]: row[1:] for row in neighbors.catalog.query(
         "SELECT image_id, label, generator, original_path FROM images")}
     groups = [
-        {"images": [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2]} for i in group],
-         "min_score": min(score for a, b, score in pairs if a in group and b in group)}
-        for group in group_pairs(pairs)
+        {"images": [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2]}
+                    for i in group["image_ids"]],
+         "min_score": group["min_score"]}
+        for group in near_duplicate_groups(pairs)
     ]
     payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold,
                "groups": groups, "pairs": len(pairs)}
@@ -196,8 +202,6 @@ def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-
     import uvicorn
 
     from synthwatch.service import create_app
@@ -413,7 +417,10 @@ def _build_parser() -> argparse.ArgumentParser:
     index_cmd = _add(commands, "index", _cmd_index, common,
                      "build or update the FAISS index of a backbone's vectors")
     index_cmd.add_argument("--backbone", help="backbone id or name (default: the only one with vectors)")
-    index_cmd.add_argument("--pq", action="store_true", help="IVF with PQ codes (less memory, lower recall)")
+    index_cmd.add_argument("--codes", choices=("flat", "sq8", "pq"),
+                           help="vector codes once the index is large enough for IVF: flat (full vectors, "
+                                "default), sq8 (8-bit, 4x smaller), pq (product quantiser, 16x smaller, lower "
+                                "recall); remembered for later updates")
     index_cmd.add_argument("--rebuild", action="store_true", help="build from scratch")
 
     similar_cmd = _add(commands, "similar", _cmd_similar, common, "find the most similar known images")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
 from store.catalog import Catalog
 from store.errors import StoreError
-from store.index import IndexStore
+from store.index import IndexStore, image_key, image_keys
 from store.indexing import choose_backbone, open_current_index, sync_index
 from store.layout import StoreLayout
 from store.neighbors import group_pairs, straddling_pairs
@@ -164,3 +167,36 @@ def test_default_backbone_is_the_only_indexed_one_or_the_choices_are_listed(cli,
         choose_backbone(layout, None)
     code, _, err = cli("--store", store, "similar", "x.png", "--json")
     assert code == 1 and "Choose one with --backbone" in err
+
+
+def test_vectorised_keys_match_the_single_key():
+    ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)] + ["F" * 64]
+    assert image_keys(ids).tolist() == [image_key(i) for i in ids]
+    assert image_keys(pa.chunked_array([ids[:20], ids[20:]])).tolist() == [image_key(i) for i in ids]
+    with pytest.raises(ValueError, match="hexadecimal"):
+        image_keys(["z" * 64])
+
+
+def test_codes_are_remembered_and_the_type_follows_the_size(indexed):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    small = sync_index(layout, BACKBONE, codes="sq8")
+    assert (small["index_type"], small["codes"]) == ("flat", "sq8")  # too few vectors for IVF
+    grown = sync_index(layout, BACKBONE, exact_limit=8)
+    assert (grown["index_type"], grown["action"]) == ("ivf-hnsw-sq8", "rebuilt as ivf-hnsw-sq8 for 57 vectors (was flat)")
+    again = sync_index(layout, BACKBONE, exact_limit=8)
+    assert (again["index_type"], again["action"]) == ("ivf-hnsw-sq8", "unchanged")
+    neighbors, _ = open_current_index(layout, None)
+    found, _ = neighbors.search(np.random.default_rng(1).standard_normal((2, 64)).astype(np.float32), 20,
+                                label="synthetic")
+    assert [len(f) for f in found] == [20, 20] and all(n.label == "synthetic" for f in found for n in f)
+
+
+def test_an_index_whose_keys_disagree_with_its_manifest_is_refused(indexed):
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    manifest = index_store.manifest()
+    manifest["checksum"] = "57:0000000000000000"
+    index_store.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="to hold the keys its manifest names"):
+        index_store.load()

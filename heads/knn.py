@@ -1,0 +1,52 @@
+"""k-nearest-neighbour voting over a FAISS index: the nearest-neighbour baseline of the
+detection literature (Ojha et al., 2023), which needs no training beyond storing the vectors."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from heads.base import EmbeddingHead
+
+
+class KNNHead(EmbeddingHead):
+    """Each class's probability is its share of the ``n_neighbors`` nearest training vectors.
+
+    Parameters
+    ----------
+    n_neighbors : int
+    metric : "cosine" or "l2"
+        Cosine similarity (vectors L2-normalised, inner-product index) or Euclidean distance.
+    """
+
+    _state_names = ("fit_vectors_", "fit_codes_")
+
+    def __init__(self, n_neighbors: int = 10, metric: str = "cosine") -> None:
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.metric == "cosine":
+            X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        return X
+
+    def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:
+        if self.metric not in ("cosine", "l2"):
+            raise ValueError(f"Expected metric 'cosine' or 'l2', but got {self.metric!r}.")
+        if self.n_neighbors < 1:
+            raise ValueError(f"Expected n_neighbors >= 1, but got {self.n_neighbors}.")
+        self.fit_vectors_ = self._prepare(X)
+        self.fit_codes_ = codes.astype(np.int64)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        dim = self.fit_vectors_.shape[1]
+        index = faiss.IndexFlatIP(dim) if self.metric == "cosine" else faiss.IndexFlatL2(dim)
+        index.add(self.fit_vectors_)
+        k = min(self.n_neighbors, len(self.fit_codes_))
+        _, found = index.search(self._prepare(X), k)
+        votes = self.fit_codes_[found]  # (n, k)
+        classes = len(self.classes_)
+        counts = np.zeros((len(X), classes))
+        np.add.at(counts, (np.repeat(np.arange(len(X)), k), votes.ravel()), 1.0)
+        return counts / k

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 import faiss
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from store.catalog import Catalog
 from store.errors import StoreError
@@ -17,7 +15,7 @@ from store.index import (
 )
 from store.layout import StoreLayout
 from store.lock import write_lock
-from store.vectors import METADATA_KEY, VectorStore
+from store.vectors import VectorStore
 
 CLEAN_VIEW = 0
 RETRAIN_GROWTH = 4  # IVF lists are re-trained once the index holds 4x what they were sized for
@@ -93,7 +91,7 @@ def sync_index(
         manifest = store.manifest()
         usable = manifest if manifest and not manifest.get("damaged") else None
         codes = codes or (usable or {}).get("codes", "flat")
-        dim, description = _shape_and_description(vectors)
+        dim, description = vectors.shape_and_description()
         plan = IndexPlan.for_size(len(keys), dim, codes=codes, exact_limit=exact_limit)
         reason = _reason_to_build(store, usable, plan, codes, rebuild, manifest is not None)
         if reason is None and not store.file_intact(usable):
@@ -142,11 +140,6 @@ def _training_sample(vectors: VectorStore, keys: np.ndarray, plan: IndexPlan, se
         return None
     chosen = np.random.default_rng(seed).choice(keys, size, replace=False)
     return np.concatenate([matrix for _, matrix in clean_vector_batches(vectors, chosen)])
-
-
-def _shape_and_description(vectors: VectorStore) -> tuple[int, dict]:
-    schema = pq.read_schema(vectors.shards()[0])
-    return schema.field("vector").type.list_size, json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
 
 
 def _report(manifest: dict, action: str, added: int, removed: int) -> dict:

@@ -48,6 +48,15 @@ class VectorStore:
     def shards(self) -> list[Path]:
         return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []
 
+    def shape_and_description(self) -> tuple[int, dict]:
+        """Vector width and the backbone description stored with the shards."""
+        shards = self.shards()
+        if not shards:
+            raise StoreError(f"Expected vectors for {self.backbone_id}, but the store has none. "
+                             "Run `synthwatch embed` first.")
+        schema = self._open(shards[0]).schema_arrow
+        return schema.field("vector").type.list_size, json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
+
     def row_count(self) -> int:
         return sum(self._open(shard).metadata.num_rows for shard in self.shards())
 

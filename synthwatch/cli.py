@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(args.store)
     try:
         return args.handler(args, settings)
-    except (StoreError, EmbeddingError) as error:
+    except (StoreError, EmbeddingError, ValueError) as error:
         print(f"synthwatch: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -201,6 +201,73 @@ def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detector import HeadSpec
+    from heads.jobs import train_and_register
+    from store.registry import HeadRegistry
+
+    payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone,
+                                    options=_train_options(args))
+    registry = HeadRegistry(settings.layout)
+    if registry.champion() is None:
+        registry.promote(payload["version"], reason="first head in an empty registry")
+    payload["champion"] = registry.champion()
+    if args.json:
+        _print_json(payload)
+    else:
+        _print_notes(payload["notes"])
+        print(f"trained {payload['head']} head {payload['version']} on {payload['backbone_id']}: "
+              f"threshold {payload['threshold']:.6f} for {payload['target_fpr']:.2%} FPR on validation real images")
+        _print_evaluation(payload["metrics"])
+        print(f"champion: {payload['champion']}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.jobs import evaluate_registered
+    from heads.report import write_report
+
+    payload, evaluation = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
+                                              options=_train_options(args))
+    if args.report:
+        context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}
+        html_path, json_path = write_report(Path(args.report), evaluation, context)
+        payload["report"], payload["report_json"] = str(html_path.resolve()), str(json_path.resolve())
+    if args.json:
+        _print_json(payload)
+    else:
+        _print_notes(payload["notes"])
+        print(f"evaluated {payload['head_version'] or 'the default head (none registered)'} on {payload['backbone_id']}")
+        _print_evaluation(payload)
+        if args.report:
+            print(f"report: {payload['report']} (numbers: {payload['report_json']})")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detection import Detector
+
+    detector = Detector.open(settings.layout, args.head)
+    neighbors = open_neighbor_index(settings.layout, detector.backbone_id) if args.k else None
+    images = [(str(path), _read_image_file(path)) for path in args.images]
+    results = detector.detect(images, k=args.k, neighbors=neighbors)
+    if args.json:
+        _print_json({"head_version": detector.version, "results": results})
+        return 0
+    for entry in results:
+        if "error" in entry:
+            print(f"{entry['query']}: rejected: {entry['error']}")
+            continue
+        verdict = "SYNTHETIC" if entry["synthetic"] else "real"
+        attribution = entry["attribution"]
+        print(f"{entry['query']}: {verdict}  score {entry['score']:.4f} (threshold {entry['threshold']:.4f}, "
+              f"head {entry['head_version']}); most like {attribution['generator']} "
+              f"(p {attribution['probability']:.3f}, p(real) {attribution['real_probability']:.3f})")
+        for rank, n in enumerate(entry["neighbors"], start=1):
+            print(f"  {rank:2d}. {n['score']:.4f}  {n['generator'] or '-':<16} {n['path']}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -222,16 +289,56 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def open_neighbor_index(layout, requested: str | None):
-    """The store's index for the chosen backbone, brought up to date first (with a notice)."""
+    """The store's index for the chosen backbone (default: the champion's, else the only one),
+    brought up to date first (with a notice)."""
     from store.indexing import open_current_index
+    from store.registry import HeadRegistry
 
-    neighbors, notice = open_current_index(layout, requested)
+    neighbors, notice = open_current_index(layout, requested, preferred=HeadRegistry(layout).champion_backbone())
     if notice:
         print(f"synthwatch: {notice}", file=sys.stderr)
     return neighbors
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _train_options(args: argparse.Namespace):
+    from heads.evaluation import EvalOptions
+    from heads.jobs import TrainOptions
+
+    holdout = tuple(name for name in (getattr(args, "holdout", None) or "").split(",") if name)
+    evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
+    return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
+                        robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "")
+
+
+def _read_image_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise StoreError(f"Expected a readable image file, but {path} could not be read "
+                         f"({error.strerror or error}).") from None
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"synthwatch: {note}", file=sys.stderr)
+
+
+def _print_evaluation(evaluation: dict) -> None:
+    protocol = {"logo": "leave one generator out", "holdout": "held-out generators"}[evaluation["protocol"]]
+    print(f"evaluation ({protocol}; 95% bootstrap intervals; FPR at the threshold on held-out real images):")
+    for name, m in evaluation["per_generator"].items():
+        kind = "held out" if m["held_out"] else "known"
+        print(f"  {name:<18} {kind:<8} AUROC {m['auroc']:.3f} [{m['auroc_ci'][0]:.3f}, {m['auroc_ci'][1]:.3f}]  "
+              f"TPR@1%FPR {m['tpr_at_1fpr']:.3f} [{m['tpr_at_1fpr_ci'][0]:.3f}, {m['tpr_at_1fpr_ci'][1]:.3f}]  "
+              f"AP {m['ap']:.3f}  FPR {m['fpr']:.3f}  ({m['n_fake']} fakes, {m['n_real']} real)")
+    for name, why in evaluation["skipped"].items():
+        print(f"  {name:<18} not measured: {why}")
+    for name, conditions in evaluation.get("robustness", {}).items():
+        cells = ", ".join(f"{c} AUROC {m['auroc']:.3f} TPR@1%FPR {m['tpr_at_1fpr']:.3f}" for c, m in conditions.items())
+        print(f"  robustness {name}: {cells}")
 
 
 def _status(settings: Settings) -> dict:
@@ -436,6 +543,44 @@ def _build_parser() -> argparse.ArgumentParser:
                                 help="cosine similarity at or above which images are near-duplicates (default 0.95)")
     duplicates_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
 
+    evaluation_flags = argparse.ArgumentParser(add_help=False)
+    evaluation_flags.add_argument("--target-fpr", type=float, default=0.01,
+                                  help="false-positive rate the threshold is set for, on validation real images (default 0.01)")
+    evaluation_flags.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each interval (default 1000)")
+    evaluation_flags.add_argument("--seed", type=int, default=0, help="seed of the splits and the bootstrap")
+    evaluation_flags.add_argument("--dedup-threshold", type=float, default=0.95,
+                                  help="cosine similarity from which a test image counts as a near-duplicate of a "
+                                       "training image and is dropped (default 0.95; raised automatically when "
+                                       "unrelated images already score that high)")
+    evaluation_flags.add_argument("--no-robustness", action="store_true",
+                                  help="skip embedding and measuring the JPEG and 0.5x views")
+
+    train_cmd = _add(commands, "train", _cmd_train, common,
+                     "train a head on the stored embeddings, evaluate it on held-out generators, register it",
+                     parents=[evaluation_flags])
+    train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg",
+                           help="logreg (default), svm (linear, calibrated), mlp, knn (nearest-neighbour vote), "
+                                "attribution (which generator, or real)")
+    train_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out of training and evaluate on "
+                                                             "(default: leave each generator out in turn)")
+    train_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
+    train_cmd.add_argument("--reason", help="why this head is trained (kept in the registry)")
+
+    evaluate_cmd = _add(commands, "evaluate", _cmd_evaluate, common,
+                        "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])
+    evaluate_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
+    evaluate_cmd.add_argument("--protocol", choices=("logo", "holdout"),
+                              help="holdout: the head itself on generators it never saw (default with a head); "
+                                   "logo: retrain its kind leaving each generator out (default without one)")
+    evaluate_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out when no head is registered")
+    evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
+
+    detect_cmd = _add(commands, "detect", _cmd_detect, common,
+                      "score images with the champion head, with the nearest known fakes as evidence")
+    detect_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    detect_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
+    detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
+
     serve_cmd = _add(commands, "serve", _cmd_serve, common,
                      "HTTP service: POST /similar, GET /health, OpenAPI docs at /docs")
     serve_cmd.add_argument("--host", default="127.0.0.1")
@@ -465,7 +610,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add(commands, name: str, handler: Callable, common: argparse.ArgumentParser, help_text: str):
-    command = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+def _add(commands, name: str, handler: Callable, common: argparse.ArgumentParser, help_text: str, parents=()):
+    command = commands.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
     command.set_defaults(handler=handler)
     return command

@@ -1,8 +1,10 @@
-"""The HTTP service: `POST /similar` (nearest known images of an uploaded image), `GET /health`.
+"""The HTTP service: `POST /detect` (score an uploaded image with the champion head),
+`POST /similar` (nearest known images), `GET /health`.
 
-A reader of the store: it never writes, keeps answering while other processes ingest, embed
-and re-index (short catalog connections that wait out a committing writer), and picks up a
-rebuilt index on the next request. Every route but /health needs ``Authorization: Bearer``.
+A reader of the store: it never writes, keeps answering while other processes ingest, embed and
+re-index (short catalog connections that wait out a committing writer), and on each request
+picks up a rebuilt index or a newly promoted champion. Every route but /health needs
+``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Uploa
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from embeddings.decode import ImageRejected
+from embeddings.errors import EmbeddingError
 from store.errors import StoreError
 from store.layout import StoreLayout
 from synthwatch import __version__
@@ -22,36 +25,74 @@ from synthwatch import __version__
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-class _Lookup:
-    """The index and the backbone that made it, opened on first use and refreshed per request."""
+class _State:
+    """What requests share: loaded indexes and backbones by backbone id, the champion's detector.
+
+    Everything is loaded on first use and checked again on every request (a manifest read for
+    an index, the alias for the champion), so the service follows the pipeline without restarts.
+    """
 
     def __init__(self, layout: StoreLayout, backbone: str | None) -> None:
         self.layout, self.requested = layout, backbone
-        self.neighbors = None
-        self.backbone = None
+        self.indexes: dict = {}
+        self.backbones: dict = {}
+        self.detector = None
         self.lock = threading.Lock()
 
-    def ready(self):
-        from embeddings.backbone import backbone_from_description
-        from store.indexing import choose_backbone
+    def neighbors(self, backbone_id: str):
         from store.neighbors import NeighborIndex
 
+        index = self.indexes.get(backbone_id)
+        if index is None:
+            index = self.indexes[backbone_id] = NeighborIndex(self.layout, backbone_id)
+        else:
+            index.refresh()
+        return index
+
+    def backbone(self, description: dict):
+        from embeddings.backbone import backbone_from_description
+
+        backbone_id = description["backbone_id"]
+        if backbone_id not in self.backbones:
+            self.backbones[backbone_id] = backbone_from_description(description)
+        return self.backbones[backbone_id]
+
+    def for_similar(self):
+        """``(NeighborIndex, backbone)`` of the default or requested backbone."""
+        from store.indexing import choose_backbone
+        from store.registry import HeadRegistry
+
         with self.lock:
-            if self.neighbors is None:
-                backbone_id = choose_backbone(self.layout, self.requested, among="indexes")
-                self.neighbors = NeighborIndex(self.layout, backbone_id)
-                self.backbone = backbone_from_description(self.neighbors.description)
-            elif self.neighbors.refresh() and self.neighbors.description["backbone_id"] != self.backbone.backbone_id:
-                self.backbone = backbone_from_description(self.neighbors.description)
-            return self.neighbors, self.backbone
+            preferred = HeadRegistry(self.layout).champion_backbone()
+            backbone_id = choose_backbone(self.layout, self.requested, among="indexes", preferred=preferred)
+            neighbors = self.neighbors(backbone_id)
+            return neighbors, self.backbone(neighbors.description)
+
+    def for_detect(self):
+        """``(Detector, NeighborIndex or None)`` of the current champion."""
+        from heads.detection import Detector
+        from store.registry import HeadRegistry
+
+        with self.lock:
+            champion = HeadRegistry(self.layout).champion()
+            if self.detector is None or self.detector.version != champion:
+                detector = Detector.open(self.layout)
+                detector.backbone = self.backbone(detector.loaded.record["backbone"])
+                self.detector = detector
+            try:
+                neighbors = self.neighbors(self.detector.backbone_id)
+            except StoreError:
+                neighbors = None
+            return self.detector, neighbors
 
 
 def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
     """The FastAPI application over one store; ``token`` None disables authentication."""
     app = FastAPI(title="synthwatch", version=__version__,
-                  description="Nearest known real and synthetic images of an uploaded image.")
-    lookup = _Lookup(layout, backbone)
+                  description="Score images with your own AI-generated-image detector, and find the nearest "
+                              "known real and synthetic images.")
+    state = _State(layout, backbone)
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -63,11 +104,14 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
 
     @app.get("/health")
     def health() -> dict:
+        from store.registry import HeadRegistry
+
+        answer = {"champion": HeadRegistry(layout).champion()}
         try:
-            neighbors, _ = lookup.ready()
-        except StoreError as error:
-            return {"status": "no-index", "detail": str(error)}
-        return {"status": "ok", "backbone_id": neighbors.backbone_id,
+            neighbors, _ = state.for_similar()
+        except (StoreError, EmbeddingError) as error:
+            return {**answer, "status": "no-index", "detail": str(error)}
+        return {**answer, "status": "ok", "backbone_id": neighbors.backbone_id,
                 "ntotal": int(neighbors.index.ntotal), "index": neighbors.version}
 
     @app.post("/similar", dependencies=[Depends(authorised)])
@@ -82,8 +126,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
 
         data = _read_limited(request, file, max_upload_bytes)
         try:
-            neighbors, model = lookup.ready()
-        except StoreError as error:
+            neighbors, model = state.for_similar()
+        except (StoreError, EmbeddingError) as error:
             raise HTTPException(503, str(error)) from None
         try:
             vector = embed_query(model, data)
@@ -93,6 +137,22 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         return {"backbone_id": neighbors.backbone_id, "k": k, "results": [
             {"query": file.filename, "neighbors": [n.as_dict() for n in found[0]], "matching": matching}
         ]}
+
+    @app.post("/detect", dependencies=[Depends(authorised)])
+    def detect(
+        request: Request,
+        file: UploadFile = File(..., description="the image"),
+        k: int = Query(5, ge=0, le=100, description="nearest known fakes returned as evidence"),
+    ) -> dict:
+        data = _read_limited(request, file, max_upload_bytes)
+        try:
+            detector, neighbors = state.for_detect()
+        except (StoreError, EmbeddingError) as error:
+            raise HTTPException(503, str(error)) from None
+        result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors)[0]
+        if "error" in result:
+            raise HTTPException(422, f"Expected an image, but the upload was rejected: {result['error']}")
+        return {"head_version": detector.version, "results": [result]}
 
     return app
 

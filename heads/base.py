@@ -78,6 +78,8 @@ def standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, (n, classes) float64."""
+    logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -85,7 +87,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def linear_proba(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """Probabilities of a linear model: one column of logits is a binary model (sigmoid)."""
-    logits = X @ coef.T + intercept
+    logits = (X @ coef.T + intercept).astype(np.float64)
     if coef.shape[0] == 1:
         positive = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0], -500, 500)))
         return np.column_stack([1.0 - positive, positive])

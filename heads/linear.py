@@ -98,7 +98,7 @@ class LinearSVMHead(EmbeddingHead):
         self.intercept_ = svm.intercept_.astype(np.float32)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        margins = ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+        margins = (((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_).astype(np.float64)
         calibrated = 1.0 / (1.0 + np.exp(-np.clip(margins * self.platt_[:, 0] + self.platt_[:, 1], -500, 500)))
         if calibrated.shape[1] == 1:
             return np.column_stack([1.0 - calibrated[:, 0], calibrated[:, 0]])

@@ -45,3 +45,32 @@ def cli(capsys):
         return code, payload, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def proxy_store_template(tmp_path_factory):
+    """A store holding a small proxy corpus (6 generators), embedded with test-tiny-dinov2 and
+    indexed; built once per session. Tests take a copy (``proxy_store``)."""
+    from synthwatch.corpus import build_corpus
+    from synthwatch.corpus.build import CorpusSize
+
+    base = tmp_path_factory.mktemp("proxy")
+    corpus = build_corpus(base / "corpus", seed=0, size=CorpusSize(side=64, real=72, fakes_per_generator=16,
+                                                                    train_steps=20), cache_dir=base / "cache")
+    store = base / "store"
+    for args in (["ingest", corpus.out, "--quiet"], ["embed", "--backbone", "test-tiny-dinov2", "--workers", "0",
+                                                      "--quiet"], ["index"]):
+        assert main(["--store", str(store), *map(str, args), "--json"]) == 0
+    return store, corpus
+
+
+@pytest.fixture
+def proxy_store(proxy_store_template, tmp_path, capsys):
+    """A private copy of the session's proxy store, and the corpus it was made from."""
+    import shutil
+
+    template, corpus = proxy_store_template
+    capsys.readouterr()
+    store = tmp_path / "store"
+    shutil.copytree(template, store)
+    return store, corpus

@@ -41,19 +41,23 @@ def server(cli, store, tmp_path):
         [sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port),
          "--max-upload-mb", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    _wait_until_up(base, process)
+    yield base, store, tmp_path
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _wait_until_up(base, process, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if httpx.get(f"{base}/health", timeout=1).json()["status"] == "ok":
-                break
+                return
         except httpx.HTTPError:
             pass
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "service did not start"
         time.sleep(0.2)
-    yield base, store, tmp_path
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def _post(base, path, data, token=TOKEN, **params):
@@ -120,3 +124,35 @@ def test_refuses_to_start_without_a_token_or_off_loopback_without_auth(store):
     done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), "serve",
                            "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and "loopback" in done.stderr
+
+
+def test_detect_follows_the_champion_without_restart(proxy_store, cli):
+    from store.registry import HeadRegistry
+    from store.layout import StoreLayout
+
+    store, corpus = proxy_store
+    _, first, _ = cli("--store", store, "train", "--n-boot", "50", "--json")
+    port = _free_port()
+    env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
+    process = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, process)
+        fake = next((corpus.out / "synthetic" / "ae-nearest").rglob("*.png"))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        ask = lambda: httpx.post(f"{base}/detect", params={"k": 3}, headers=headers,  # noqa: E731
+                                 files={"file": (fake.name, fake.read_bytes())}, timeout=60)
+        assert httpx.post(f"{base}/detect", files={"file": ("x.png", b"x")}).status_code == 401
+        answer = ask().json()
+        result = answer["results"][0]
+        assert answer["head_version"] == first["version"] == result["head_version"]
+        assert {"score", "synthetic", "threshold", "attribution", "neighbors"} <= set(result)
+        assert result["neighbors"][0]["path"] == str(fake)
+        _, second, _ = cli("--store", store, "train", "--head", "knn", "--n-boot", "50", "--json")
+        assert second["champion"] == first["version"]  # trained, not promoted
+        HeadRegistry(StoreLayout(store)).promote(second["version"], reason="test")
+        assert ask().json()["head_version"] == second["version"]  # no restart
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,89 @@
+"""Metrics against hand-computed cases, the FPR-controlled threshold, and interval coverage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from heads.metrics import evaluate_scores, roc_curve, threshold_at_fpr
+
+
+def test_hand_computed_auroc_ap_and_rates():
+    # Reals 0.1, 0.4; fakes 0.35, 0.8. Of the four (fake, real) pairs, 3 are ordered right: AUROC 0.75.
+    # Ranked: 0.8 (fake, precision 1/1), 0.4 (real), 0.35 (fake, precision 2/3): AP = (1 + 2/3) / 2.
+    m = evaluate_scores([0.1, 0.4], [0.35, 0.8], threshold=0.3, n_boot=50)
+    assert m["auroc"] == pytest.approx(0.75)
+    assert m["ap"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-6)
+    # At 0.3: both fakes and the real 0.4 are called synthetic: 3 of 4 right, FPR 1/2.
+    assert (m["accuracy"], m["fpr"]) == (pytest.approx(0.75), pytest.approx(0.5))
+    # No real may pass at 1% FPR with two reals: the threshold sits above 0.4, catching only 0.8.
+    assert m["tpr_at_1fpr"] == pytest.approx(0.5)
+
+
+def test_ties_count_half():
+    assert evaluate_scores([0.5, 0.5], [0.5, 0.5], threshold=0.5, n_boot=20)["auroc"] == pytest.approx(0.5)
+    assert evaluate_scores([0.2, 0.5], [0.5, 0.9], threshold=0.5, n_boot=20)["auroc"] == pytest.approx(0.875)
+
+
+def test_tpr_at_fpr_on_a_grid():
+    real = np.arange(100) / 100  # 0.00 .. 0.99
+    fake = np.array([0.985, 0.995, 0.5, 0.97, 0.999])
+    m = evaluate_scores(real, fake, threshold=0.99, n_boot=20)
+    # 1% FPR allows one real (0.99) at or above the threshold 0.99: fakes 0.995 and 0.999 pass.
+    assert m["tpr_at_1fpr"] == pytest.approx(2 / 5)
+    # 5% FPR: threshold 0.95 lets 0.95..0.99 through; fakes 0.985, 0.995, 0.97, 0.999 pass.
+    assert m["tpr_at_5fpr"] == pytest.approx(4 / 5)
+
+
+@pytest.mark.parametrize("target", [0.0, 0.01, 0.05, 0.2])
+def test_threshold_controls_the_false_positive_rate(target):
+    rng = np.random.default_rng(3)
+    real = np.round(rng.normal(size=1000), 2)  # many ties
+    threshold = threshold_at_fpr(real, target)
+    rate = np.mean(real >= threshold)
+    assert rate <= target + 1e-12
+    # ... and it is the lowest such threshold: any real just below it would break the target.
+    below = real[real < threshold]
+    if len(below):
+        assert np.mean(real >= below.max()) > target
+
+
+def test_threshold_needs_real_scores_and_a_valid_rate():
+    with pytest.raises(ValueError, match="Expected real scores"):
+        threshold_at_fpr(np.array([]), 0.01)
+    with pytest.raises(ValueError, match=r"in \[0, 1\), but got 1.5"):
+        threshold_at_fpr(np.array([0.1]), 1.5)
+
+
+def test_roc_curve_runs_from_origin_to_corner():
+    fpr, tpr = roc_curve(np.array([0.1, 0.4]), np.array([0.35, 0.8]))
+    assert fpr.tolist() == [0, 0, 0.5, 0.5, 1] and tpr.tolist() == [0, 0.5, 0.5, 1, 1]
+
+
+def test_intervals_cover_the_true_auroc_about_95_percent_of_the_time():
+    # Binormal scores: real ~ N(0, 1), fake ~ N(d, 1) have AUROC = Phi(d / sqrt 2).
+    d = 1.0
+    truth = 0.5 * (1 + math.erf(d / 2))
+    rng = np.random.default_rng(0)
+    covered, widths = 0, []
+    trials = 200
+    for trial in range(trials):
+        m = evaluate_scores(rng.normal(size=150), rng.normal(d, size=100), threshold=0.5, n_boot=400, seed=trial)
+        low, high = m["auroc_ci"]
+        covered += low <= truth <= high
+        widths.append(high - low)
+    assert 0.90 <= covered / trials <= 0.99
+    # Width close to 2 x 1.96 x the Hanley-McNeil standard error of an AUROC at these sizes.
+    q1, q2 = truth / (2 - truth), 2 * truth**2 / (1 + truth)
+    se = math.sqrt((truth * (1 - truth) + 99 * (q1 - truth**2) + 149 * (q2 - truth**2)) / (150 * 100))
+    assert np.mean(widths) == pytest.approx(2 * 1.96 * se, rel=0.15)
+
+
+def test_more_data_narrows_the_interval():
+    rng = np.random.default_rng(1)
+    small = evaluate_scores(rng.normal(size=50), rng.normal(1, size=50), threshold=0.5, n_boot=300)
+    large = evaluate_scores(rng.normal(size=2000), rng.normal(1, size=2000), threshold=0.5, n_boot=300)
+    width = lambda m: m["auroc_ci"][1] - m["auroc_ci"][0]  # noqa: E731
+    assert width(large) < width(small) / 4

@@ -1,0 +1,96 @@
+"""train, evaluate, detect end to end on a small proxy corpus, as a user runs them."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+GENERATORS = {"ae-tconv", "ae-nearest", "ae-bilinear", "ae-pixelshuffle", "ae-f8-tconv", "ae-noise"}
+FAST = ("--n-boot", "200")
+
+
+def test_train_evaluates_every_generator_held_out_and_registers_a_champion(cli, proxy_store):
+    store, _ = proxy_store
+    code, out, err = cli("--store", store, "train", *FAST, "--json")
+    assert code == 0, err
+    assert out["version"] == out["champion"]  # the first head in an empty registry
+    per = out["metrics"]["per_generator"]
+    assert set(per) == GENERATORS and all(m["held_out"] for m in per.values())
+    for m in per.values():
+        assert 0 <= m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1] <= 1
+        assert m["n_real"] >= 5 and m["n_fake"] >= 5
+    assert set(out["metrics"]["robustness"]["ae-tconv"]) == {"jpeg", "downscale"}
+    assert 0 <= out["threshold"] <= 1 and out["target_fpr"] == 0.01
+
+
+def test_holdout_trains_without_the_held_out_generators(cli, proxy_store):
+    store, _ = proxy_store
+    code, out, err = cli("--store", store, "train", "--head", "svm", "--holdout", "ae-noise,ae-tconv", *FAST, "--json")
+    assert code == 0, err
+    per = out["metrics"]["per_generator"]
+    assert {g for g, m in per.items() if m["held_out"]} == {"ae-noise", "ae-tconv"}
+    assert set(out["generators_seen"]) == GENERATORS - {"ae-noise", "ae-tconv"}
+    code, evaluated, _ = cli("--store", store, "evaluate", *FAST, "--json")
+    assert code == 0 and evaluated["head_version"] == out["version"]
+    assert {g for g, m in evaluated["per_generator"].items() if m["held_out"]} == {"ae-noise", "ae-tconv"}
+    assert evaluated["threshold"] == out["threshold"]
+
+
+def test_evaluate_writes_a_self_contained_report_and_its_numbers(cli, proxy_store, tmp_path):
+    store, _ = proxy_store
+    cli("--store", store, "train", *FAST, "--json")
+    report = tmp_path / "out" / "report.html"
+    code, out, err = cli("--store", store, "evaluate", "--protocol", "logo", "--report", report, *FAST, "--json")
+    assert code == 0, err
+    assert set(out["per_generator"]) == GENERATORS and isinstance(out["threshold"], float)
+    page = report.read_text()
+    assert page.count("<svg") == 1 + len(GENERATORS)  # ROC curves, one histogram per generator
+    assert "src=" not in page and "href=" not in page  # nothing fetched from elsewhere
+    assert "ae-pixelshuffle" in page and "Robustness" in page
+    assert Path(out["report_json"]).exists()
+
+
+def test_detect_scores_attributes_and_shows_known_fakes(cli, proxy_store):
+    store, corpus = proxy_store
+    cli("--store", store, "train", *FAST, "--json")
+    fake = next((corpus.out / "synthetic" / "ae-noise").rglob("*.png"))
+    code, out, err = cli("--store", store, "detect", fake, corpus.out / "manifest.csv", "-k", "4", "--json")
+    assert code == 0, err
+    good, bad = out["results"]
+    assert bad["query"].endswith("manifest.csv") and "not an image" in bad["error"]
+    assert 0 <= good["score"] <= 1 and good["synthetic"] == (good["score"] >= good["threshold"])
+    assert good["head_version"] == out["head_version"] and good["attribution"]["generator"] in GENERATORS
+    assert len(good["neighbors"]) == 4 and all(n["label"] == "synthetic" for n in good["neighbors"])
+    assert good["neighbors"][0]["path"] == str(fake) and good["neighbors"][0]["score"] == pytest.approx(1, abs=1e-5)
+
+
+def test_detect_without_a_head_says_how_to_train_one(cli, proxy_store):
+    store, corpus = proxy_store
+    code, _, err = cli("--store", store, "detect", next(corpus.out.rglob("*.png")))
+    assert code == 1 and "Expected a champion head" in err and "synthwatch train" in err
+
+
+def test_no_pickle_is_ever_written_or_read(cli, proxy_store, monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something tried to unpickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    real_torch_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: real_torch_load(*a, **{**k, "weights_only": True})
+                        if k.get("weights_only") else refuse())
+    store, corpus = proxy_store
+    for head in ("logreg", "mlp", "knn"):
+        assert cli("--store", store, "train", "--head", head, *FAST, "--json")[0] == 0
+    assert cli("--store", store, "evaluate", *FAST, "--json")[0] == 0
+    assert cli("--store", store, "detect", next(corpus.out.rglob("*.png")), "--json")[0] == 0
+    heads = sorted(p for p in (store / "heads").rglob("*") if p.is_file())
+    assert {p.suffix for p in heads} == {".json", ".safetensors", ".jsonl"}
+    for path in store.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"\x80\x04\x95" not in data[:16] and b"\x80\x05\x95" not in data[:16], path  # pickle frames

@@ -1,12 +1,22 @@
 """k-nearest-neighbour voting over a FAISS index: the nearest-neighbour baseline of the
-detection literature (Ojha et al., 2023), which needs no training beyond storing the vectors."""
+detection literature (Ojha et al., 2023), which needs no training beyond storing the vectors.
+
+The index follows the size as the store's does (``store.index.IndexPlan``): exact search for a
+few tens of thousands of vectors, IVF with an HNSW coarse quantiser beyond. It is built on first
+use and kept while the fitted vectors live (never saved: the vectors are).
+"""
 
 from __future__ import annotations
+
+import weakref
 
 import faiss
 import numpy as np
 
 from heads.base import EmbeddingHead
+from store.index import IndexPlan, build_index
+
+_INDEXES: dict[int, faiss.Index] = {}  # id(fit_vectors_) -> its index, dropped with the array
 
 
 class KNNHead(EmbeddingHead):
@@ -39,12 +49,25 @@ class KNNHead(EmbeddingHead):
         self.fit_vectors_ = self._prepare(X)
         self.fit_codes_ = codes.astype(np.int64)
 
+    def _search_index(self) -> faiss.Index:
+        cached = _INDEXES.get(id(self.fit_vectors_))
+        if cached is not None:
+            return cached
+        vectors, dim = self.fit_vectors_, self.fit_vectors_.shape[1]
+        plan = IndexPlan.for_size(len(vectors), dim)
+        if self.metric == "cosine" and plan.kind != "flat":
+            index = build_index(vectors, np.arange(len(vectors), dtype=np.int64), plan)
+        else:
+            index = faiss.IndexFlatIP(dim) if self.metric == "cosine" else faiss.IndexFlatL2(dim)
+            index.add(vectors)
+        _INDEXES[id(vectors)] = index
+        weakref.finalize(vectors, _INDEXES.pop, id(vectors), None)
+        return index
+
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        dim = self.fit_vectors_.shape[1]
-        index = faiss.IndexFlatIP(dim) if self.metric == "cosine" else faiss.IndexFlatL2(dim)
-        index.add(self.fit_vectors_)
         k = min(self.n_neighbors, len(self.fit_codes_))
-        _, found = index.search(self._prepare(X), k)
+        _, found = self._search_index().search(self._prepare(X), k)
+        found = np.where(found < 0, found.max(axis=1, keepdims=True), found)  # IVF may find fewer than k
         votes = self.fit_codes_[found]  # (n, k)
         classes = len(self.classes_)
         counts = np.zeros((len(X), classes))

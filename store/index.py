@@ -92,7 +92,8 @@ class IndexPlan:
             exact_limit = max(MIN_IVF_VECTORS, EXACT_SCAN_FLOATS // max(dim, 1))
         if n <= exact_limit:
             return cls("flat")
-        nlist = int(min(65536, max(16, 2 ** round(math.log2(4 * math.sqrt(n))))))
+        nlist = int(min(65536, 2 ** round(math.log2(4 * math.sqrt(n)))))
+        nlist = max(16, min(nlist, 2 ** int(math.log2(max(n // 40, 1)))))  # k-means wants 40 vectors a list
         nprobe = min(nlist, max(16, nlist // 64))
         kind = "ivf-hnsw" if codes == "flat" else f"ivf-hnsw-{codes}"
         return cls(kind, nlist, _pq_m(dim) if codes == "pq" else 0, nprobe, n)

@@ -96,6 +96,11 @@ def _load_convnext(spec: BackboneSpec, allow_random: bool):
     raise _missing(spec, f"timm {spec.source}")
 
 
+def build_architecture(spec: BackboneSpec, seed: int = 0) -> nn.Module:
+    """The architecture of ``spec`` with seeded random weights, to load saved weights into."""
+    return _seeded(spec, seed)
+
+
 def _seeded(spec: BackboneSpec, seed: int = 0) -> nn.Module:
     """The architecture with weights drawn from a fixed seed (the global RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):

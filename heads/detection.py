@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from embeddings.decode import ImageRejected
+from embeddings.decode import DecodeLimits, ImageRejected, decode_image
 from heads.detector import attribute
 from heads.jobs import LoadedHead, load_registered
 from store.layout import StoreLayout
@@ -15,14 +13,12 @@ from store.layout import StoreLayout
 
 @dataclass
 class Detector:
-    """A loaded head with the backbone that embeds queries as its training vectors were made.
-
-    ``neighbors`` (a ``store.neighbors.NeighborIndex`` of the same backbone) supplies the
-    evidence; without one, results carry no neighbours.
-    """
+    """A loaded head, and the backbones that embed queries: the head's own (embedding heads), and
+    the evidence index's (for the nearest known fakes; the same one unless the head is a
+    fine-tuned network). Backbones are built on first use, or set by the caller from a cache."""
 
     loaded: LoadedHead
-    backbone: object = field(default=None, repr=False)
+    backbones: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, layout: StoreLayout, version: str | None = None) -> "Detector":
@@ -33,39 +29,55 @@ class Detector:
         return self.loaded.version
 
     @property
-    def backbone_id(self) -> str:
-        return self.loaded.record["backbone_id"]
+    def backbone_id(self) -> str | None:
+        """The backbone the head scores embeddings of (None for a fine-tuned network)."""
+        return self.loaded.record.get("backbone_id")
 
-    def ensure_backbone(self):
-        if self.backbone is None:
-            from embeddings.backbone import backbone_from_description
+    def backbone(self, description: dict):
+        from embeddings.backbone import backbone_from_description
 
-            self.backbone = backbone_from_description(self.loaded.record["backbone"])
-        return self.backbone
+        backbone_id = description["backbone_id"]
+        if backbone_id not in self.backbones:
+            self.backbones[backbone_id] = backbone_from_description(description)
+        return self.backbones[backbone_id]
 
-    def detect(self, images: list[tuple[str, bytes]], *, k: int = 5, neighbors=None) -> list[dict]:
-        """One result per ``(name, bytes)``: score, decision, attribution and nearest known fakes;
-        an image that cannot be decoded gets ``error`` with the reason instead."""
-        from embeddings.query import embed_query
+    def detect(self, images: list[tuple[str, bytes]], *, k: int = 5, neighbors=None,
+               limits: DecodeLimits = DecodeLimits()) -> list[dict]:
+        """One result per ``(name, bytes)``: score, decision, attribution and nearest known fakes
+        (from ``neighbors``, a ``store.neighbors.NeighborIndex``); an image that cannot be decoded
+        gets ``error`` with the reason instead."""
+        from embeddings.query import embed_images
 
-        backbone = self.ensure_backbone()
-        results, vectors, rows = [], [], []
+        results, decoded = [], []
         for name, data in images:
             try:
-                vectors.append(embed_query(backbone, data))
-                rows.append(len(results))
+                decoded.append(decode_image(data, limits)[0])
                 results.append({"query": name})
             except ImageRejected as rejection:
                 results.append({"query": name, "error": rejection.reason})
-        if not vectors:
+        good = [entry for entry in results if "error" not in entry]
+        if not decoded:
             return results
-        matrix = np.stack(vectors)
-        scores = self.loaded.scores(matrix)
-        attributions = attribute(self.loaded.attribution, matrix)
-        evidence = neighbors.search(matrix, k, label="synthetic")[0] if neighbors is not None and k > 0 else None
+        record = self.loaded.record
+        vectors = None
+        if self.loaded.embeds:
+            vectors = embed_images(self.backbone(record["backbone"]), decoded)
+            scores = self.loaded.scores(vectors)
+            attributions = attribute(self.loaded.attribution, vectors)
+        else:
+            from heads.finetune import score_images
+
+            scores = score_images(self.loaded.network, self.loaded.network_spec, decoded)
+            attributions = [{"generator": None, "probability": None, "real_probability": None, "top": [],
+                             "note": "a fine-tuned network does not attribute generators"}] * len(decoded)
+        evidence = None
+        if neighbors is not None and k > 0:
+            if vectors is None or neighbors.backbone_id != self.backbone_id:
+                vectors = embed_images(self.backbone(neighbors.description), decoded)
+            evidence = neighbors.search(vectors, k, label="synthetic")[0]
         threshold = self.loaded.threshold
-        for position, row in enumerate(rows):
-            results[row].update({
+        for position, entry in enumerate(good):
+            entry.update({
                 "score": round(float(scores[position]), 6),
                 "synthetic": bool(scores[position] >= threshold),
                 "threshold": round(threshold, 6),

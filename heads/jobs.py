@@ -11,6 +11,7 @@ import numpy as np
 from heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_rows
 from heads.detector import HeadSpec, fit_head
 from heads.evaluation import EvalOptions, Evaluation, calibrate, evaluate_fitted, evaluate_protocol, make_fold, scorer
+from heads.finetune import FINETUNE_KIND, convnext_spec, network_from_bytes
 from heads.persist import decode_arrays, decode_head, encode_arrays, encode_head
 from store.errors import StoreError
 from store.indexing import choose_backbone, open_current_index
@@ -22,6 +23,7 @@ from store.vectors import VectorStore
 DEFAULT_DEDUP_THRESHOLD = 0.95
 REFERENCE_SAMPLE = 2000  # training fakes kept with a head, the reference of embedding drift checks
 HEAD_FILE, ATTRIBUTION_FILE, REFERENCE_FILE = "head.safetensors", "attribution.safetensors", "reference.safetensors"
+NETWORK_FILE = "network.safetensors"
 
 
 @dataclass(frozen=True)
@@ -192,21 +194,26 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
 def register(layout: StoreLayout, trained: TrainedHead, prepared: PreparedData, options: TrainOptions,
              evaluation: Evaluation) -> str:
     """Write a trained head and its lineage to the registry; returns its version."""
-    registry = HeadRegistry(layout)
     config, weights = encode_head(trained.head)
     files = {HEAD_FILE: weights, REFERENCE_FILE: encode_arrays(trained.reference)}
     record = {
         "kind": trained.spec.kind, "target": trained.spec.target, "head": config,
-        "threshold": trained.threshold, "target_fpr": options.evaluation.target_fpr,
-        "backbone_id": prepared.backbone_id, "backbone": prepared.description,
+        "threshold": trained.threshold, "backbone_id": prepared.backbone_id, "backbone": prepared.description,
         "data_fingerprint": prepared.data.fingerprint(prepared.backbone_id),
         "generators_seen": sorted(set(prepared.data.generator_names()) - set(options.holdout)),
-        "holdout": sorted(options.holdout), "split_seed": options.evaluation.seed,
         "dedup_threshold": prepared.dedup_threshold, "counts": trained.counts,
-        "metrics": evaluation.as_dict(), "reason": options.reason,
     }
     if trained.attribution is not None:
         record["attribution"], files[ATTRIBUTION_FILE] = encode_head(trained.attribution)
+    return _write(layout, record, files, options, evaluation)
+
+
+def _write(layout: StoreLayout, record: dict, files: dict[str, bytes], options: TrainOptions,
+           evaluation: Evaluation) -> str:
+    """Add what every head records (target FPR, holdout, split seed, metrics, reason) and write it."""
+    registry = HeadRegistry(layout)
+    record = {**record, "target_fpr": options.evaluation.target_fpr, "holdout": sorted(options.holdout),
+              "split_seed": options.evaluation.seed, "metrics": evaluation.as_dict(), "reason": options.reason}
     version = registry.new_version()
     registry.write_version(version, record, files, reason=options.reason or "trained")
     return version
@@ -214,11 +221,14 @@ def register(layout: StoreLayout, trained: TrainedHead, prepared: PreparedData, 
 
 @dataclass
 class LoadedHead:
-    """A registered head ready to score vectors."""
+    """A registered head ready to score: an embedding head (with its attribution head) scoring
+    vectors, or a fine-tuned network scoring images."""
 
     record: dict
-    head: object
-    attribution: object
+    head: object = None
+    attribution: object = None
+    network: object = None
+    network_spec: object = None
 
     @property
     def version(self) -> str:
@@ -227,6 +237,11 @@ class LoadedHead:
     @property
     def threshold(self) -> float:
         return float(self.record["threshold"])
+
+    @property
+    def embeds(self) -> bool:
+        """Whether it scores embeddings (else images, through its own network)."""
+        return self.network is None
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         return scorer(self.head, self.record["target"])(vectors)
@@ -246,6 +261,10 @@ def load_registered(layout: StoreLayout, version: str | None = None) -> LoadedHe
                 "Train one with `synthwatch train` (after `synthwatch ingest` and `synthwatch embed`).")
         raise StoreError(f"Expected a champion head in {layout.root}, but there is none. {hint}")
     record = registry.record(version)
+    if record["kind"] == FINETUNE_KIND:
+        spec = convnext_spec(record["network"]["backbone"])
+        return LoadedHead(record, network=network_from_bytes(spec, registry.read_file(version, NETWORK_FILE)),
+                          network_spec=spec)
     head = decode_head(record["head"], registry.read_file(version, HEAD_FILE))
     attribution = head if record["kind"] == "attribution" else decode_head(
         record["attribution"], registry.read_file(version, ATTRIBUTION_FILE))
@@ -269,6 +288,14 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
                 "notes": prepared.notes}, evaluation
     loaded = load_registered(layout, version)
     record = loaded.record
+    if not loaded.embeds:
+        from heads.finetune_job import evaluate_network
+
+        if protocol == "logo":
+            raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "
+                             "fold would fine-tune a network again. Train one per held-out set with --holdout.")
+        evaluation = evaluate_network(layout, loaded, options)
+        return {"head_version": version, "backbone_id": None, **evaluation.as_dict(), "notes": []}, evaluation
     evaluation_options = replace(options.evaluation, target_fpr=record["target_fpr"], seed=record["split_seed"])
     options = replace(options, evaluation=evaluation_options, dedup_threshold=record["dedup_threshold"])
     prepared = prepare_data(layout, record["backbone_id"], options=options)

@@ -26,3 +26,15 @@ def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all
         f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
         f"FROM read_parquet([{files}]) v JOIN images i USING (image_id) {where} ORDER BY v.image_id, v.view"
     )
+
+
+def catalog_images(layout: StoreLayout) -> pa.Table:
+    """Every catalog image with where its bytes are: ``image_id``, ``generator`` ('' for real),
+    ``source``, ``path`` (the stored blob, or the original for images ingested with --no-copy)."""
+    table = Catalog(layout).arrow(
+        "SELECT image_id, coalesce(generator, '') AS generator, source, stored, original_path FROM images "
+        "ORDER BY image_id")
+    paths = [str(layout.blob_path(i)) if stored else original for i, stored, original in zip(
+        table.column("image_id").to_pylist(), table.column("stored").to_pylist(),
+        table.column("original_path").to_pylist())]
+    return table.select(["image_id", "generator", "source"]).append_column("path", pa.array(paths, pa.string()))

@@ -206,8 +206,11 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from heads.jobs import train_and_register
     from store.registry import HeadRegistry
 
-    payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone,
-                                    options=_train_options(args))
+    if args.head == "convnext":
+        payload = _finetune(args, settings)
+    else:
+        payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone,
+                                        options=_train_options(args))
     registry = HeadRegistry(settings.layout)
     if registry.champion() is None:
         registry.promote(payload["version"], reason="first head in an empty registry")
@@ -221,6 +224,26 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         _print_evaluation(payload["metrics"])
         print(f"champion: {payload['champion']}")
     return 0
+
+
+def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
+    from heads.finetune import FinetuneOptions
+    from heads.finetune_job import finetune_and_register
+
+    options = FinetuneOptions(
+        backbone=args.backbone or "convnext-tiny", steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, device=args.device, allow_random_weights=args.allow_random_weights,
+        seed=args.seed, checkpoint_every=args.checkpoint_every)
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=options.steps, unit="step", desc="fine-tune", file=sys.stderr)
+    progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
+    payload, _ = finetune_and_register(settings.layout, options, _train_options(args), progress=progress)
+    if bar:
+        bar.close()
+    return payload
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,7 +260,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(payload)
     else:
         _print_notes(payload["notes"])
-        print(f"evaluated {payload['head_version'] or 'the default head (none registered)'} on {payload['backbone_id']}")
+        print(f"evaluated {payload['head_version'] or 'the default head (none registered)'} on "
+              f"{payload['backbone_id'] or 'images (a fine-tuned network)'}")
         _print_evaluation(payload)
         if args.report:
             print(f"report: {payload['report']} (numbers: {payload['report_json']})")
@@ -248,7 +272,12 @@ def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     from heads.detection import Detector
 
     detector = Detector.open(settings.layout, args.head)
-    neighbors = open_neighbor_index(settings.layout, detector.backbone_id) if args.k else None
+    neighbors = None
+    if args.k:
+        try:
+            neighbors = open_neighbor_index(settings.layout, detector.backbone_id)
+        except StoreError as error:
+            print(f"synthwatch: no nearest known fakes: {error}", file=sys.stderr)
     images = [(str(path), _read_image_file(path)) for path in args.images]
     results = detector.detect(images, k=args.k, neighbors=neighbors)
     if args.json:
@@ -260,9 +289,10 @@ def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             continue
         verdict = "SYNTHETIC" if entry["synthetic"] else "real"
         attribution = entry["attribution"]
+        like = (f"; most like {attribution['generator']} (p {attribution['probability']:.3f}, "
+                f"p(real) {attribution['real_probability']:.3f})" if attribution["generator"] else "")
         print(f"{entry['query']}: {verdict}  score {entry['score']:.4f} (threshold {entry['threshold']:.4f}, "
-              f"head {entry['head_version']}); most like {attribution['generator']} "
-              f"(p {attribution['probability']:.3f}, p(real) {attribution['real_probability']:.3f})")
+              f"head {entry['head_version']}){like}")
         for rank, n in enumerate(entry["neighbors"], start=1):
             print(f"  {rank:2d}. {n['score']:.4f}  {n['generator'] or '-':<16} {n['path']}")
     return 0
@@ -558,13 +588,25 @@ def _build_parser() -> argparse.ArgumentParser:
     train_cmd = _add(commands, "train", _cmd_train, common,
                      "train a head on the stored embeddings, evaluate it on held-out generators, register it",
                      parents=[evaluation_flags])
-    train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg",
+    train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution", "convnext"),
+                           default="logreg",
                            help="logreg (default), svm (linear, calibrated), mlp, knn (nearest-neighbour vote), "
-                                "attribution (which generator, or real)")
+                                "attribution (which generator, or real), on stored embeddings; or convnext: fine-tune "
+                                "a whole ConvNeXt on the images (use a GPU)")
     train_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out of training and evaluate on "
                                                              "(default: leave each generator out in turn)")
-    train_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
+    train_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one); "
+                                              "with --head convnext the ConvNeXt to fine-tune (default convnext-tiny)")
     train_cmd.add_argument("--reason", help="why this head is trained (kept in the registry)")
+    finetune = train_cmd.add_argument_group("fine-tuning (--head convnext)")
+    finetune.add_argument("--steps", type=int, default=500, help="optimiser steps (default 500)")
+    finetune.add_argument("--batch-size", type=int, default=32, help="images per step, half real (default 32)")
+    finetune.add_argument("--learning-rate", type=float, default=1e-4)
+    finetune.add_argument("--checkpoint-every", type=int, default=100,
+                          help="steps between safetensors checkpoints; a killed run resumes from the last")
+    finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    finetune.add_argument("--allow-random-weights", action="store_true",
+                          help="start from random weights when pretrained ones cannot be had (plumbing only)")
 
     evaluate_cmd = _add(commands, "evaluate", _cmd_evaluate, common,
                         "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])

@@ -57,15 +57,17 @@ class _State:
             self.backbones[backbone_id] = backbone_from_description(description)
         return self.backbones[backbone_id]
 
-    def for_similar(self):
-        """``(NeighborIndex, backbone)`` of the default or requested backbone."""
+    def default_backbone_id(self) -> str:
         from store.indexing import choose_backbone
         from store.registry import HeadRegistry
 
+        preferred = HeadRegistry(self.layout).champion_backbone()
+        return choose_backbone(self.layout, self.requested, among="indexes", preferred=preferred)
+
+    def for_similar(self):
+        """``(NeighborIndex, backbone)`` of the default or requested backbone."""
         with self.lock:
-            preferred = HeadRegistry(self.layout).champion_backbone()
-            backbone_id = choose_backbone(self.layout, self.requested, among="indexes", preferred=preferred)
-            neighbors = self.neighbors(backbone_id)
+            neighbors = self.neighbors(self.default_backbone_id())
             return neighbors, self.backbone(neighbors.description)
 
     def for_detect(self):
@@ -76,13 +78,12 @@ class _State:
         with self.lock:
             champion = HeadRegistry(self.layout).champion()
             if self.detector is None or self.detector.version != champion:
-                detector = Detector.open(self.layout)
-                detector.backbone = self.backbone(detector.loaded.record["backbone"])
-                self.detector = detector
+                self.detector = Detector.open(self.layout)
+                self.detector.backbones = self.backbones  # one model per backbone id, shared
             try:
-                neighbors = self.neighbors(self.detector.backbone_id)
+                neighbors = self.neighbors(self.detector.backbone_id or self.default_backbone_id())
             except StoreError:
-                neighbors = None
+                neighbors = None  # no index: verdicts without evidence
             return self.detector, neighbors
 
 

@@ -1,0 +1,61 @@
+"""ConvNeXt fine-tuning on CPU with test-tiny-convnext: a few steps, resumable, usable by detect."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from heads.finetune import FinetuneOptions, ImageItem, train_network
+from store.training_data import catalog_images
+from store.layout import StoreLayout
+
+TINY = ("--head", "convnext", "--backbone", "test-tiny-convnext", "--steps", "4", "--batch-size", "8",
+        "--n-boot", "50")
+
+
+def test_fine_tuned_head_is_registered_measured_and_detects(cli, proxy_store):
+    store, corpus = proxy_store
+    code, out, err = cli("--store", store, "train", *TINY, "--holdout", "ae-noise", "--json")
+    assert code == 0, err
+    assert out["training"]["steps"] == 4 and out["training"]["device"] == "cpu"
+    assert out["metrics"]["per_generator"]["ae-noise"]["held_out"] is True
+    record = json.loads((store / "heads" / out["version"] / "record.json").read_text())
+    assert record["kind"] == "convnext-finetune" and set(record["files"]) == {"network.safetensors"}
+    assert not (store / "finetune").exists() or not any((store / "finetune").iterdir())  # checkpoints cleaned up
+    image = next((corpus.out / "synthetic" / "ae-noise").rglob("*.png"))
+    code, found, err = cli("--store", store, "detect", image, "--head", out["version"], "-k", "2", "--json")
+    assert code == 0, err
+    result = found["results"][0]
+    assert 0 <= result["score"] <= 1 and result["head_version"] == out["version"]
+    assert result["attribution"]["generator"] is None and len(result["neighbors"]) == 2
+    code, evaluated, _ = cli("--store", store, "evaluate", "--head", out["version"], "--n-boot", "50", "--json")
+    assert code == 0 and evaluated["threshold"] == out["threshold"]
+    code, _, err = cli("--store", store, "evaluate", "--head", out["version"], "--protocol", "logo", "--json")
+    assert code == 1 and "--protocol holdout for the fine-tuned head" in err
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_one_does(proxy_store, tmp_path):
+    store, _ = proxy_store
+    table = catalog_images(StoreLayout(store))
+    items = [ImageItem(i, p, int(g != "")) for i, g, p in zip(table.column("image_id").to_pylist(),
+                                                             table.column("generator").to_pylist(),
+                                                             table.column("path").to_pylist())][::4]
+    options = FinetuneOptions(backbone="test-tiny-convnext", steps=6, batch_size=4, checkpoint_every=3)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_step_4(step, loss):
+        if step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_network(items, options, checkpoint_dir=tmp_path / "run", progress=die_after_step_4)
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"] == 3
+    resumed, _, info = train_network(items, options, checkpoint_dir=tmp_path / "run")
+    assert info["resumed_from"] == 3 and info["steps"] == 6
+    straight, _, _ = train_network(items, options, checkpoint_dir=tmp_path / "straight")
+    for (name, a), (_, b) in zip(resumed.state_dict().items(), straight.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)

@@ -67,6 +67,7 @@ def finetune_and_register(layout: StoreLayout, finetune: FinetuneOptions, option
                     "options": asdict(finetune)},
         "generators_seen": seen, "data_fingerprint": run_key,
         "counts": {"train_images": len(items)},
+        "train_groups": sorted(set(images.sources[train_rows].tolist())),
     }
     version = _write(layout, record, {NETWORK_FILE: network_bytes(network)}, options, evaluation)
     shutil.rmtree(checkpoints, ignore_errors=True)  # registered: nothing left to resume

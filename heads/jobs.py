@@ -141,6 +141,7 @@ class TrainedHead:
     threshold: float
     reference: dict[str, np.ndarray]
     counts: dict
+    train_groups: list[str]
 
 
 def fit_final(spec: HeadSpec, prepared: PreparedData, options: TrainOptions) -> TrainedHead:
@@ -168,7 +169,8 @@ def fit_final(spec: HeadSpec, prepared: PreparedData, options: TrainOptions) -> 
     counts = {"train_rows": len(fold.train), "train_real": int((labels == 0).sum()),
               "train_synthetic": int((labels == 1).sum()), "val_real": len(fold.val_real),
               "val_synthetic": len(val_fake)}
-    return TrainedHead(spec, head, None if attribution is head else attribution, threshold, reference, counts)
+    return TrainedHead(spec, head, None if attribution is head else attribution, threshold, reference, counts,
+                       sorted(set(fold.train.sources.tolist())))
 
 
 def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | None = None,
@@ -201,7 +203,7 @@ def register(layout: StoreLayout, trained: TrainedHead, prepared: PreparedData, 
         "threshold": trained.threshold, "backbone_id": prepared.backbone_id, "backbone": prepared.description,
         "data_fingerprint": prepared.data.fingerprint(prepared.backbone_id),
         "generators_seen": sorted(set(prepared.data.generator_names()) - set(options.holdout)),
-        "dedup_threshold": prepared.dedup_threshold, "counts": trained.counts,
+        "dedup_threshold": prepared.dedup_threshold, "counts": trained.counts, "train_groups": trained.train_groups,
     }
     if trained.attribution is not None:
         record["attribution"], files[ATTRIBUTION_FILE] = encode_head(trained.attribution)

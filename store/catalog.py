@@ -23,6 +23,9 @@ from store.layout import StoreLayout
 
 SCHEMA_VERSION = 1
 GENERATOR_NEW = "synthwatch.generator.new"
+DRIFT_DETECTED = "synthwatch.drift.detected"
+HEAD_PROMOTED = "synthwatch.head.promoted"
+HEAD_REJECTED = "synthwatch.head.rejected"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -283,6 +286,20 @@ class Catalog:
                 "DELETE FROM images WHERE image_id IN (SELECT image_id FROM gone) RETURNING image_id"
             ).fetchall()
         return len(removed)
+
+    def log_event(self, name: str, payload: dict) -> None:
+        """Append one event to the catalog's event log (in its own transaction)."""
+        with self.transaction() as con:
+            self._log_event(con, name, payload)
+
+    def events(self, name: str | None = None) -> list[dict]:
+        """Logged events, oldest first, optionally of one name."""
+        if not self.layout.exists():
+            return []
+        rows = self.query("SELECT event_id, name, payload, occurred_at, forwarded_at FROM events "
+                          "WHERE ? IS NULL OR name = ? ORDER BY occurred_at, event_id", [name, name])
+        return [{"event_id": r[0], "name": r[1], "payload": json.loads(r[2]), "occurred_at": r[3].isoformat(),
+                 "forwarded_at": r[4].isoformat() if r[4] else None} for r in rows]
 
     @staticmethod
     def _log_event(con: duckdb.DuckDBPyConnection, name: str, payload: dict) -> None:

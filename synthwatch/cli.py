@@ -204,25 +204,91 @@ def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from heads.detector import HeadSpec
     from heads.jobs import train_and_register
-    from store.registry import HeadRegistry
+    from heads.promotion import decide
 
+    options = _train_options(args)
     if args.head == "convnext":
         payload = _finetune(args, settings)
     else:
-        payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone,
-                                        options=_train_options(args))
-    registry = HeadRegistry(settings.layout)
-    if registry.champion() is None:
-        registry.promote(payload["version"], reason="first head in an empty registry")
-    payload["champion"] = registry.champion()
+        payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone, options=options)
+    decision = decide(settings.layout, payload["version"], policy=_policy(args), options=options)
+    payload.update({key: decision[key] for key in ("decision", "reasons", "checks", "champion")})
     if args.json:
         _print_json(payload)
     else:
         _print_notes(payload["notes"])
-        print(f"trained {payload['head']} head {payload['version']} on {payload['backbone_id']}: "
+        print(f"trained {payload['head']} head {payload['version']} on {payload['backbone_id'] or 'images'}: "
               f"threshold {payload['threshold']:.6f} for {payload['target_fpr']:.2%} FPR on validation real images")
         _print_evaluation(payload["metrics"])
-        print(f"champion: {payload['champion']}")
+        _print_decision(payload)
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detector import HeadSpec
+    from heads.promotion import retrain
+
+    result = retrain(settings.layout, spec=HeadSpec(args.head), options=_train_options(args), policy=_policy(args),
+                     alpha=args.alpha)
+    if args.json:
+        _print_json(result)
+    else:
+        _print_notes(result["notes"])
+        _print_drift(result["drift"])
+        print(f"candidate {result['candidate']}:")
+        _print_evaluation(result["metrics"])
+        _print_decision(result)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.promotion import force_promote
+    from store.registry import HeadRegistry
+
+    registry = HeadRegistry(settings.layout)
+    if args.models_command == "list":
+        champion = registry.champion()
+        models = [{"version": r["version"], "created_at": r["created_at"], "kind": r["kind"],
+                   "backbone_id": r.get("backbone_id"), "decision": r.get("gate", {}).get("decision"),
+                   "forced": r.get("gate", {}).get("forced", False), "champion": r["version"] == champion,
+                   "metrics": r["metrics"]["summary"], "reason": r.get("reason", "")} for r in registry.versions()]
+        payload = {"models": models, "champion": champion}
+        if args.json:
+            _print_json(payload)
+        else:
+            for m in models:
+                summary = m["metrics"]
+                auroc = f"held-out AUROC mean {summary['mean_auroc']:.3f}" if summary.get("held_out_generators") else ""
+                print(f"{'*' if m['champion'] else ' '} {m['version']}  {m['kind']:<17} {m['decision'] or '-':<9}"
+                      f"{' (forced)' if m['forced'] else ''}  {m['created_at'][:19]}  {auroc}")
+        return 0
+    if args.models_command == "show":
+        record = registry.record(args.version)
+        record["audit"] = [e for e in registry.audit() if e.get("version") == args.version]
+        record["champion"] = registry.champion() == args.version
+        if args.json:
+            _print_json(record)
+        else:
+            print(json.dumps(record, indent=1, ensure_ascii=False, default=str))
+        return 0
+    if args.models_command == "promote":
+        record = registry.record(args.version)
+        passed = record.get("gate", {}).get("decision") == "promoted"
+        if args.force:
+            moved = force_promote(settings.layout, args.version, reason=args.reason or "")
+        elif passed:
+            moved = registry.promote(args.version, reason=args.reason or "promoted by hand (it passed the gate)")
+        else:
+            raise StoreError(f"Expected a version that passed the gate, but {args.version} was "
+                             f"{record.get('gate', {}).get('decision', 'never gated')}. Promote it anyway with "
+                             "--force --reason TEXT (recorded as forced).")
+        payload = {**moved, "forced": bool(args.force)}
+    else:  # rollback
+        payload = registry.rollback(reason=args.reason or "rolled back by hand")
+    if args.json:
+        _print_json(payload)
+    else:
+        print(f"champion: {payload['before']} -> {payload['after']}" + (" (forced)" if payload.get("forced") else ""))
     return 0
 
 
@@ -341,6 +407,34 @@ def _train_options(args: argparse.Namespace):
     evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
     return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
                         robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "")
+
+
+def _policy(args: argparse.Namespace):
+    from heads.gate import GatePolicy
+
+    return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
+                      regression_tolerance=args.regression_tolerance)
+
+
+def _print_decision(payload: dict) -> None:
+    print(f"decision: {payload['decision'].upper()}; champion: {payload['champion']}")
+    for check in payload["checks"]:
+        value = "-" if check["value"] is None else f"{check['value']:.4f}"
+        threshold = "-" if check["threshold"] is None else f"{check['threshold']:.4f}"
+        print(f"  {'pass' if check['passed'] else 'FAIL'}  {check['name']:<40} {value:>8} (threshold {threshold})")
+    for reason in payload["reasons"]:
+        print(f"  reason: {reason}")
+
+
+def _print_drift(drift: dict) -> None:
+    if not drift.get("checked"):
+        print(f"drift: not checked ({drift.get('reason')})")
+        return
+    print(f"drift: {'DETECTED' if drift['detected'] else 'none'} on {drift['new_synthetic']} new synthetic images "
+          f"({', '.join(drift['generators'])}), alpha {drift['alpha']}")
+    for check in drift["checks"]:
+        print(f"  {check['name']:<22} statistic {check['statistic']:.4f}  p {check['p_value']:.4f}  "
+              f"{'drift' if check['drift'] else 'no drift'}")
 
 
 def _read_image_file(path: str) -> bytes:
@@ -584,10 +678,17 @@ def _build_parser() -> argparse.ArgumentParser:
                                        "unrelated images already score that high)")
     evaluation_flags.add_argument("--no-robustness", action="store_true",
                                   help="skip embedding and measuring the JPEG and 0.5x views")
+    gate_flags = argparse.ArgumentParser(add_help=False)
+    gate_flags.add_argument("--auroc-floor", type=float, default=0.70,
+                            help="lowest lower end of the AUROC interval on each held-out generator (default 0.70)")
+    gate_flags.add_argument("--tpr-floor", type=float, default=0.05,
+                            help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator (default 0.05)")
+    gate_flags.add_argument("--regression-tolerance", type=float, default=0.02,
+                            help="largest AUROC drop against the champion on a generator it knew (default 0.02)")
 
     train_cmd = _add(commands, "train", _cmd_train, common,
-                     "train a head on the stored embeddings, evaluate it on held-out generators, register it",
-                     parents=[evaluation_flags])
+                     "train a head on the stored embeddings, evaluate it on held-out generators, register it, "
+                     "and promote it if it passes the gate", parents=[evaluation_flags, gate_flags])
     train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution", "convnext"),
                            default="logreg",
                            help="logreg (default), svm (linear, calibrated), mlp, knn (nearest-neighbour vote), "
@@ -607,6 +708,27 @@ def _build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     finetune.add_argument("--allow-random-weights", action="store_true",
                           help="start from random weights when pretrained ones cannot be had (plumbing only)")
+
+    retrain_cmd = _add(commands, "retrain", _cmd_retrain, common,
+                       "check drift, train a candidate on everything stored, gate it: promote or reject",
+                       parents=[evaluation_flags, gate_flags])
+    retrain_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg")
+    retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
+    retrain_cmd.add_argument("--alpha", type=float, default=0.01,
+                             help="false-alarm rate of each drift check (default 0.01)")
+
+    models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback")
+    models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    _add(models_commands, "list", _cmd_models, common, "every head version, the champion marked *")
+    show_cmd = _add(models_commands, "show", _cmd_models, common, "a version's lineage, metrics, gate record, audit")
+    show_cmd.add_argument("version", metavar="VERSION")
+    promote_cmd = _add(models_commands, "promote", _cmd_models, common,
+                       "make VERSION the champion (one that failed the gate needs --force and --reason)")
+    promote_cmd.add_argument("version", metavar="VERSION")
+    promote_cmd.add_argument("--force", action="store_true", help="promote even though the gate rejected it")
+    promote_cmd.add_argument("--reason", help="why (required with --force; kept in the audit log)")
+    rollback_cmd = _add(models_commands, "rollback", _cmd_models, common, "return to the champion before this one")
+    rollback_cmd.add_argument("--reason", help="why (kept in the audit log)")
 
     evaluate_cmd = _add(commands, "evaluate", _cmd_evaluate, common,
                         "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])

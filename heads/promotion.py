@@ -1,0 +1,128 @@
+"""Drift checks against the champion, the gate's decision on a candidate, and `retrain`.
+
+Every decision is stored beside the candidate in the registry with each check's value,
+threshold and verdict, logged as a ``synthwatch.head.promoted`` or ``synthwatch.head.rejected``
+event, and a promotion moves the champion alias through the audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from heads.dataset import CLEAN_VIEW, REAL, assign_splits
+from heads.detector import HeadSpec
+from heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
+from heads.gate import GatePolicy, judge, reasons
+from heads.jobs import TrainOptions, evaluate_registered, load_embedding_set, load_registered, train_and_register
+from store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog, utc_now
+from store.layout import StoreLayout
+from store.registry import HeadRegistry
+from store.training_data import catalog_images
+
+
+def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy(),
+           options: TrainOptions = TrainOptions(), drift: dict | None = None) -> dict:
+    """Run the gate on ``version`` against the current champion; promote it if every check
+    passes. Returns the stored decision (``decision``, ``reasons``, ``checks``, ``champion``...)."""
+    registry = HeadRegistry(layout)
+    champion = registry.champion()
+    candidate = registry.record(version)
+    _, candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options)
+    champion_eval, champion_record = None, None
+    if champion is not None and champion != version:
+        champion_record = registry.record(champion)
+        _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout", options=replace(
+            options, evaluation=replace(options.evaluation, seed=candidate["split_seed"])))
+    trained_groups = set(candidate.get("train_groups", [])) | set((champion_record or {}).get("train_groups", []))
+    leaking = sorted(trained_groups & _test_groups(layout, candidate))
+    same_splits = champion_record is None or champion_record["split_seed"] == candidate["split_seed"]
+    checks = judge(candidate["metrics"]["per_generator"], candidate_eval.per_generator(),
+                   champion_eval.per_generator() if champion_eval else None, target_fpr=candidate["target_fpr"],
+                   leaking_groups=leaking, same_splits=same_splits, policy=policy)
+    passed = all(check.passed for check in checks)
+    decision = {
+        "decision": "promoted" if passed else "rejected", "candidate": version, "champion_before": champion,
+        "reasons": reasons(checks) if champion is not None or not passed else
+        ["first head in an empty registry: judged on floors, false-positive rate and leakage", *reasons(checks)],
+        "checks": [check.as_dict() for check in checks], "policy": policy.as_dict(), "forced": False,
+        "drift": drift or {}, "decided_at": utc_now().isoformat(),
+    }
+    registry.set_decision(version, decision)
+    if passed:
+        registry.promote(version, reason=options.reason or "passed the gate")
+    decision["champion"] = registry.champion()
+    Catalog(layout).log_event(HEAD_PROMOTED if passed else HEAD_REJECTED, {
+        "candidate": version, "champion": decision["champion"], "reasons": decision["reasons"]})
+    return decision
+
+
+def _test_groups(layout: StoreLayout, record: dict) -> set[str]:
+    """Source groups of the real and known-generator images that evaluation tests on."""
+    table = catalog_images(layout)
+    sources = np.asarray(table.column("source").to_pylist(), object)
+    generators = np.asarray(table.column("generator").to_pylist(), object)
+    chosen = assign_splits(sorted(set(sources.tolist())), seed=record["split_seed"])
+    seen = set(record["generators_seen"]) | {REAL}
+    return {s for s, g in zip(sources.tolist(), generators.tolist()) if g in seen and chosen[s] == "test"}
+
+
+def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutations: int = 500) -> dict:
+    """Both drift checks of the synthetic images that arrived since the champion was trained."""
+    registry = HeadRegistry(layout)
+    champion = registry.champion()
+    if champion is None:
+        return {"checked": False, "detected": False, "reason": "no champion yet"}
+    loaded = load_registered(layout, champion)
+    if not loaded.embeds:
+        return {"checked": False, "detected": False,
+                "reason": "the champion is a fine-tuned network: drift checks need an embedding head"}
+    since = loaded.record["created_at"]
+    new_ids = {row[0] for row in Catalog(layout).query(
+        "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
+    data = load_embedding_set(layout, loaded.record["backbone_id"])
+    new = data.take(np.isin(data.image_ids, list(new_ids)) & (data.views == CLEAN_VIEW))
+    result = {"checked": False, "detected": False, "champion": champion, "new_synthetic": len(new),
+              "generators": sorted(set(new.generators.tolist())), "alpha": alpha}
+    if len(new) < 2:
+        return {**result, "reason": f"{len(new)} new synthetic images with vectors since the champion was trained"}
+    reference = loaded.reference(registry)
+    checks = []
+    if len(reference["train_fake_vectors"]) >= 2:
+        checks.append(mmd_test(new.vectors, reference["train_fake_vectors"], alpha=alpha, permutations=permutations))
+    if len(reference["val_fake_scores"]):
+        checks.append(score_drift(loaded.scores(new.vectors), reference["val_fake_scores"], loaded.threshold,
+                                  alpha=alpha))
+    detected = any(check.drift for check in checks)
+    result.update(checked=True, detected=detected, checks=[check.as_dict() for check in checks])
+    if detected:
+        Catalog(layout).log_event(DRIFT_DETECTED, {"champion": champion, "checks": result["checks"],
+                                                   "generators": result["generators"]})
+    return result
+
+
+def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
+    """Promote ``version`` whatever its gate decision said, recording that it was forced and why."""
+    if not reason or not reason.strip():
+        raise ValueError("Expected a reason for a forced promotion (--reason TEXT), but got none.")
+    registry = HeadRegistry(layout)
+    record = registry.record(version)
+    moved = registry.promote(version, reason=reason, forced=True)
+    gate = record.get("gate", {})
+    registry.set_decision(version, {**gate, "forced": True, "forced_reason": reason, "forced_at": utc_now().isoformat(),
+                                    "decision_before_forcing": gate.get("decision")})
+    Catalog(layout).log_event(HEAD_PROMOTED, {"candidate": version, "champion": version, "forced": True,
+                                              "reasons": [f"forced: {reason}"]})
+    return moved
+
+
+def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainOptions = TrainOptions(),
+            policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA) -> dict:
+    """Check drift, train a candidate on everything the store holds, and gate it."""
+    drift = check_drift(layout, alpha=alpha)
+    payload, _ = train_and_register(layout, spec, options=options)
+    decision = decide(layout, payload["version"], policy=policy, options=options, drift=drift)
+    return {"candidate": payload["version"], "decision": decision["decision"], "reasons": decision["reasons"],
+            "checks": decision["checks"], "drift": drift, "champion": decision["champion"],
+            "champion_before": decision["champion_before"], "metrics": payload["metrics"], "notes": payload["notes"]}

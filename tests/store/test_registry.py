@@ -1,0 +1,101 @@
+"""The head registry: versions written whole, champion alias moved through an append-only audit
+log, rollback, and crashes between writing a head and moving the alias."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from store.errors import StoreError
+from store.layout import StoreLayout
+from store.registry import HeadRegistry
+
+WRITER = """
+import sys
+from store.layout import StoreLayout
+from store.registry import HeadRegistry
+registry = HeadRegistry(StoreLayout(__import__("pathlib").Path(sys.argv[1])))
+for number in range(100000):
+    version = registry.new_version() + f"-{number}"
+    registry.write_version(version, {"kind": "logreg", "metrics": {"summary": {}}}, {"head.safetensors": b"x" * 200_000})
+    registry.promote(version, reason=f"loop {number}")
+"""
+
+
+def _version(registry: HeadRegistry, payload: bytes = b"weights") -> str:
+    version = registry.new_version()
+    registry.write_version(version, {"kind": "logreg", "metrics": {"summary": {}}}, {"head.safetensors": payload})
+    return version
+
+
+def test_promote_rollback_and_the_audit_log(store):
+    registry = HeadRegistry(StoreLayout(store))
+    first, second, third = (_version(registry) for _ in range(3))
+    assert registry.champion() is None
+    registry.promote(first, reason="first", who="alice")
+    registry.promote(second, reason="better", who="bob")
+    registry.promote(third, reason="forced for a demo", forced=True, who="carol")
+    assert registry.rollback(reason="third misbehaves") == {"before": third, "after": second}
+    assert registry.rollback(reason="second too") == {"before": second, "after": first}
+    with pytest.raises(StoreError, match="only one"):
+        registry.rollback(reason="nothing left")
+    actions = [(e["action"], e["version"]) for e in registry.audit()]
+    assert actions == [("create", first), ("create", second), ("create", third), ("promote", first),
+                       ("promote", second), ("promote", third), ("rollback", second), ("rollback", first)]
+    forced = [e for e in registry.audit() if e.get("forced")]
+    assert len(forced) == 1 and forced[0]["who"] == "carol" and forced[0]["reason"] == "forced for a demo"
+    assert all("at" in e for e in registry.audit())
+
+
+def test_a_changed_head_file_is_refused(store):
+    registry = HeadRegistry(StoreLayout(store))
+    version = _version(registry)
+    (registry.folder / version / "head.safetensors").write_bytes(b"tampered")
+    with pytest.raises(StoreError, match="match its recorded sha256"):
+        registry.read_file(version, "head.safetensors")
+
+
+def test_a_crash_between_logging_and_moving_the_alias_is_repaired_from_the_log(store):
+    registry = HeadRegistry(StoreLayout(store))
+    first, second = _version(registry), _version(registry)
+    registry.promote(first, reason="first")
+    # What a process killed after appending the audit entry and before swapping the alias leaves:
+    registry._append({"action": "promote", "version": second, "before": first, "reason": "r", "forced": False})
+    assert registry.champion() == first
+    assert registry.repair() == second and registry.champion() == second
+    assert registry.audit()[-1]["action"] == "repair"
+
+
+def test_sigkill_at_any_moment_leaves_whole_heads_and_an_alias_that_names_one(store):
+    layout = StoreLayout(store)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for kill in range(6):
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(store)], env=env)
+        time.sleep(1.0 + 0.37 * kill)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        registry = HeadRegistry(layout)
+        champion = registry.repair()
+        records = {r["version"]: r for r in registry.versions()}
+        assert champion in records  # the alias names a complete version
+        for version in records:
+            assert registry.read_file(version, "head.safetensors") == b"x" * 200_000  # whole, checksum intact
+        promoted = [e["version"] for e in registry.audit() if e["action"] == "promote"]
+        assert promoted[-1] == champion and set(promoted) <= set(records)
+    assert len(records) >= 6
+
+
+def test_a_torn_last_audit_line_is_skipped_and_cut_before_the_next_entry(store):
+    registry = HeadRegistry(StoreLayout(store))
+    first = _version(registry)
+    with open(registry.audit_path, "ab") as handle:
+        handle.write(b'{"at": "2026-01-01", "action": "prom')  # a write cut short by a crash
+    assert [e["action"] for e in registry.audit()] == ["create"]
+    registry.promote(first, reason="after the crash")
+    assert [json.loads(line)["action"] for line in registry.audit_path.read_text().splitlines()] == ["create", "promote"]

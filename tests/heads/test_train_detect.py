@@ -9,13 +9,14 @@ import pytest
 
 GENERATORS = {"ae-tconv", "ae-nearest", "ae-bilinear", "ae-pixelshuffle", "ae-f8-tconv", "ae-noise"}
 FAST = ("--n-boot", "200")
+NO_FLOORS = ("--auroc-floor", "0", "--tpr-floor", "0")  # a tiny random backbone cannot clear the default floors
 
 
 def test_train_evaluates_every_generator_held_out_and_registers_a_champion(cli, proxy_store):
     store, _ = proxy_store
-    code, out, err = cli("--store", store, "train", *FAST, "--json")
+    code, out, err = cli("--store", store, "train", *FAST, *NO_FLOORS, "--json")
     assert code == 0, err
-    assert out["version"] == out["champion"]  # the first head in an empty registry
+    assert out["version"] == out["champion"] and out["decision"] == "promoted"  # the first head, judged on the gate
     per = out["metrics"]["per_generator"]
     assert set(per) == GENERATORS and all(m["held_out"] for m in per.values())
     for m in per.values():
@@ -27,7 +28,7 @@ def test_train_evaluates_every_generator_held_out_and_registers_a_champion(cli, 
 
 def test_holdout_trains_without_the_held_out_generators(cli, proxy_store):
     store, _ = proxy_store
-    code, out, err = cli("--store", store, "train", "--head", "svm", "--holdout", "ae-noise,ae-tconv", *FAST, "--json")
+    code, out, err = cli("--store", store, "train", "--head", "svm", "--holdout", "ae-noise,ae-tconv", *FAST, *NO_FLOORS, "--json")
     assert code == 0, err
     per = out["metrics"]["per_generator"]
     assert {g for g, m in per.items() if m["held_out"]} == {"ae-noise", "ae-tconv"}
@@ -40,7 +41,7 @@ def test_holdout_trains_without_the_held_out_generators(cli, proxy_store):
 
 def test_evaluate_writes_a_self_contained_report_and_its_numbers(cli, proxy_store, tmp_path):
     store, _ = proxy_store
-    cli("--store", store, "train", *FAST, "--json")
+    cli("--store", store, "train", *FAST, *NO_FLOORS, "--json")
     report = tmp_path / "out" / "report.html"
     code, out, err = cli("--store", store, "evaluate", "--protocol", "logo", "--report", report, *FAST, "--json")
     assert code == 0, err
@@ -54,7 +55,7 @@ def test_evaluate_writes_a_self_contained_report_and_its_numbers(cli, proxy_stor
 
 def test_detect_scores_attributes_and_shows_known_fakes(cli, proxy_store):
     store, corpus = proxy_store
-    cli("--store", store, "train", *FAST, "--json")
+    cli("--store", store, "train", *FAST, *NO_FLOORS, "--json")
     fake = next((corpus.out / "synthetic" / "ae-noise").rglob("*.png"))
     code, out, err = cli("--store", store, "detect", fake, corpus.out / "manifest.csv", "-k", "4", "--json")
     assert code == 0, err
@@ -85,7 +86,7 @@ def test_no_pickle_is_ever_written_or_read(cli, proxy_store, monkeypatch):
                         if k.get("weights_only") else refuse())
     store, corpus = proxy_store
     for head in ("logreg", "mlp", "knn"):
-        assert cli("--store", store, "train", "--head", head, *FAST, "--json")[0] == 0
+        assert cli("--store", store, "train", "--head", head, *FAST, *NO_FLOORS, "--json")[0] == 0
     assert cli("--store", store, "evaluate", *FAST, "--json")[0] == 0
     assert cli("--store", store, "detect", next(corpus.out.rglob("*.png")), "--json")[0] == 0
     heads = sorted(p for p in (store / "heads").rglob("*") if p.is_file())

@@ -131,7 +131,7 @@ def test_detect_follows_the_champion_without_restart(proxy_store, cli):
     from store.layout import StoreLayout
 
     store, corpus = proxy_store
-    _, first, _ = cli("--store", store, "train", "--n-boot", "50", "--json")
+    _, first, _ = cli("--store", store, "train", "--n-boot", "50", "--auroc-floor", "0", "--tpr-floor", "0", "--json")
     port = _free_port()
     env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
     process = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port)],
@@ -150,7 +150,7 @@ def test_detect_follows_the_champion_without_restart(proxy_store, cli):
         assert {"score", "synthetic", "threshold", "attribution", "neighbors"} <= set(result)
         assert result["neighbors"][0]["path"] == str(fake)
         _, second, _ = cli("--store", store, "train", "--head", "knn", "--n-boot", "50", "--json")
-        assert second["champion"] == first["version"]  # trained, not promoted
+        assert second["champion"] == first["version"] and second["decision"] == "rejected"  # floors
         HeadRegistry(StoreLayout(store)).promote(second["version"], reason="test")
         assert ask().json()["head_version"] == second["version"]  # no restart
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -10,7 +11,7 @@ from embeddings.backbone import Backbone
 from embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
 from store.catalog import Batch, Catalog, QuarantineRecord
 from store.layout import StoreLayout
-from store.lock import write_lock
+from store.lock import job_lock
 from store.vectors import VectorStore
 
 
@@ -68,11 +69,13 @@ def embed_store(
     only: set[str] | None = None,
     options: EngineOptions = EngineOptions(),
     progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+    lock: bool = True,
 ) -> EmbedReport:
     """Embed what the store lacks for ``backbone``; resumable after a crash at any point.
 
     ``extra_views`` adds view numbers beyond 0..``views`` (the robustness views), and ``only``
-    restricts the work to some image ids (evaluation embeds its test images that way).
+    restricts the work to some image ids (evaluation embeds its test images that way). ``lock``
+    False is for workers of a fan-out whose coordinator holds :func:`embedding_lock`.
     """
     if views < 0:
         raise ValueError(f"Expected views >= 0, but got {views}.")
@@ -83,8 +86,9 @@ def embed_store(
     catalog = Catalog(layout)
     vectors = VectorStore(layout, backbone.backbone_id)
     description = backbone.describe()
-    with write_lock(layout.lock_for(f"embed-{backbone.backbone_id}")):
-        vectors.clean_temporaries()
+    with embedding_lock(layout, backbone.backbone_id) if lock else nullcontext():
+        if lock:
+            vectors.clean_temporaries()
         items, report.skipped = plan_embedding(layout, vectors, views, extra_views=extra_views, only=only)
         run_id = catalog.start_run("embed")
         failures: list[QuarantineRecord] = []
@@ -105,6 +109,40 @@ def embed_store(
         report.elapsed_s = time.perf_counter() - started
         catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"})
     return report
+
+
+def embedding_lock(layout: StoreLayout, backbone_id: str):
+    """The lock one embedding job (or the coordinator of a fan-out) holds for a backbone id."""
+    return job_lock(layout, f"embed-{backbone_id}")
+
+
+def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, chunk_images: int = 1024) -> list[list[str]]:
+    """Image ids lacking vectors for ``backbone_id``, in chunks for workers of a fan-out."""
+    items, _ = plan_embedding(layout, VectorStore(layout, backbone_id), views)
+    ids = [item.image_id for item in items]
+    return [ids[start:start + chunk_images] for start in range(0, len(ids), chunk_images)]
+
+
+def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None, *,
+                              allow_random_weights: bool = False) -> Backbone:
+    """The backbone a pipeline cycle embeds with: ``requested``, else the champion head's, else
+    the only one the store has vectors of, else the default (``dinov2-small``)."""
+    from embeddings.backbone import backbone_from_description, create_backbone
+    from embeddings.registry import DEFAULT_BACKBONE
+    from store.registry import HeadRegistry
+
+    if requested:
+        return create_backbone(requested, allow_random_weights=allow_random_weights)
+    registry = HeadRegistry(layout)
+    champion = registry.champion()
+    description = registry.record(champion).get("backbone") if champion else None
+    if not description and layout.vectors_dir.exists():
+        folders = [p.name for p in layout.vectors_dir.iterdir() if p.is_dir() and any(p.glob("*.parquet"))]
+        if len(folders) == 1:
+            description = VectorStore(layout, folders[0]).shape_and_description()[1]
+    if description:
+        return backbone_from_description(description)
+    return create_backbone(DEFAULT_BACKBONE, allow_random_weights=allow_random_weights)
 
 
 def _record_failures(catalog: Catalog, failures: list[QuarantineRecord], run_id: str) -> None:

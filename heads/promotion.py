@@ -69,7 +69,8 @@ def _test_groups(layout: StoreLayout, record: dict) -> set[str]:
 
 
 def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutations: int = 500) -> dict:
-    """Both drift checks of the synthetic images that arrived since the champion was trained."""
+    """Both drift checks of the synthetic images that arrived since the last head was trained
+    (the champion or a candidate after it: images a candidate already saw do not alarm again)."""
     registry = HeadRegistry(layout)
     champion = registry.champion()
     if champion is None:
@@ -78,7 +79,7 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
     if not loaded.embeds:
         return {"checked": False, "detected": False,
                 "reason": "the champion is a fine-tuned network: drift checks need an embedding head"}
-    since = loaded.record["created_at"]
+    since = max(record["created_at"] for record in registry.versions())
     new_ids = {row[0] for row in Catalog(layout).query(
         "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
     data = load_embedding_set(layout, loaded.record["backbone_id"])
@@ -86,7 +87,7 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
     result = {"checked": False, "detected": False, "champion": champion, "new_synthetic": len(new),
               "generators": sorted(set(new.generators.tolist())), "alpha": alpha}
     if len(new) < 2:
-        return {**result, "reason": f"{len(new)} new synthetic images with vectors since the champion was trained"}
+        return {**result, "reason": f"{len(new)} new synthetic images with vectors since the last head was trained"}
     reference = loaded.reference(registry)
     checks = []
     if len(reference["train_fake_vectors"]) >= 2:
@@ -100,6 +101,23 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
         Catalog(layout).log_event(DRIFT_DETECTED, {"champion": champion, "checks": result["checks"],
                                                    "generators": result["generators"]})
     return result
+
+
+def retrain_needed(layout: StoreLayout, drift: dict) -> tuple[bool, list[str]]:
+    """Whether a cycle should train a candidate, and why: no head yet, generators the latest head
+    never saw (trained on or held out), or drift against the champion."""
+    versions = HeadRegistry(layout).versions()
+    stored = set(Catalog(layout).status()["generators"]) if layout.exists() else set()
+    if not stored:
+        return False, []
+    if not versions:
+        return True, ["no head has been trained yet"]
+    latest = versions[-1]
+    unseen = sorted(stored - set(latest.get("generators_seen", [])) - set(latest.get("holdout", [])))
+    why = [f"new generator{'s' if len(unseen) > 1 else ''}: {', '.join(unseen)}"] if unseen else []
+    if drift.get("detected"):
+        why.append("drift detected: " + ", ".join(c["name"] for c in drift["checks"] if c["drift"]))
+    return bool(why), why
 
 
 def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
@@ -118,9 +136,10 @@ def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
 
 
 def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainOptions = TrainOptions(),
-            policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA) -> dict:
-    """Check drift, train a candidate on everything the store holds, and gate it."""
-    drift = check_drift(layout, alpha=alpha)
+            policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None) -> dict:
+    """Check drift (unless ``drift`` is already known), train a candidate on everything the store
+    holds, and gate it."""
+    drift = check_drift(layout, alpha=alpha) if drift is None else drift
     payload, _ = train_and_register(layout, spec, options=options)
     decision = decide(layout, payload["version"], policy=policy, options=options, drift=drift)
     return {"candidate": payload["version"], "decision": decision["decision"], "reasons": decision["reasons"],

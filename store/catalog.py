@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS events (
     occurred_at TIMESTAMP NOT NULL,
     forwarded_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS watched_sources (
+    uri VARCHAR PRIMARY KEY,
+    label VARCHAR,
+    generator VARCHAR,
+    source VARCHAR,
+    cron VARCHAR,
+    every_s BIGINT,
+    added_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY,
     command VARCHAR NOT NULL,
@@ -291,6 +300,17 @@ class Catalog:
         """Append one event to the catalog's event log (in its own transaction)."""
         with self.transaction() as con:
             self._log_event(con, name, payload)
+
+    def pending_events(self) -> list[dict]:
+        """Events not yet forwarded to Prefect, oldest first."""
+        return [e for e in self.events() if e["forwarded_at"] is None]
+
+    def mark_forwarded(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        with self.transaction() as con:
+            con.register("done", pa.table({"event_id": list(event_ids)}))
+            con.execute("UPDATE events SET forwarded_at = ? WHERE event_id IN (SELECT event_id FROM done)", [utc_now()])
 
     def events(self, name: str | None = None) -> list[dict]:
         """Logged events, oldest first, optionally of one name."""

@@ -202,7 +202,7 @@ def _record(read: _Read, info: ImageInfo, copied: bool, stamp, run_id: str) -> I
         label=candidate.label,
         generator=candidate.generator,
         source=candidate.source,
-        original_path=str(candidate.path),
+        original_path=candidate.origin or str(candidate.path),
         stored=copied,
         size_bytes=len(read.data),
         width=info.width,

@@ -49,3 +49,8 @@ def write_lock(lock_path: Path, *, timeout_s: float = 60.0) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def job_lock(layout, job: str, *, timeout_s: float = 60.0):
+    """The lock of one kind of job in a store (``embed-<backbone id>``, ``index-<backbone id>``...)."""
+    return write_lock(layout.lock_for(job), timeout_s=timeout_s)

@@ -26,6 +26,7 @@ class Candidate:
     label: str
     generator: str | None
     source: str
+    origin: str | None = None  # where the file came from, when ``path`` is a staged copy (an object-store URI)
 
 
 @dataclass(frozen=True)

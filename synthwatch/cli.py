@@ -82,19 +82,69 @@ def _cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.json:
-        print(f"demo: building the small proxy corpus in {Path(args.data).resolve()}")
-    corpus = _build_corpus(args.data, seed=args.seed, size="small", cache=None)
-    if not args.json:
-        _print_corpus(corpus)
-    report = _run_ingest(settings, plan_sources([corpus["out"]]), IngestOptions(), quiet=args.json)
-    status = _status(settings)
+    from synthwatch.demo import DemoOptions, run_demo
+
+    say = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    result = run_demo(settings.layout, DemoOptions(data=Path(args.data).resolve(), seed=args.seed,
+                                                   backbone=args.backbone), say=say)
     if args.json:
-        _print_json({"corpus": corpus, "ingest": report, "status": status})
+        _print_json(result)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.cycle import continual_flow
+
+    gate = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor,
+            "regression_tolerance": args.regression_tolerance}
+    result = continual_flow(store=str(settings.store_root), backbone=args.backbone,
+                            allow_random_weights=args.allow_random_weights, dask_address=args.dask,
+                            gate=gate, alpha=args.alpha)
+    if args.json:
+        _print_json(result)
     else:
-        _print_ingest(report)
-        print()
-        _print_status(status, settings)
+        print(f"cycle: ingested {result['ingested']}, embedded {result['embedded']}, new generators: "
+              f"{', '.join(result['new_generators']) or 'none'}")
+        _print_drift(result["drift"])
+        if result["retrained"]:
+            print(f"retrained ({'; '.join(result['retrain_wanted'])}): candidate {result['candidate']}")
+            _print_decision(result)
+        else:
+            print(f"no retraining needed; champion: {result['champion']}")
+    return 0
+
+
+def _cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    from store.watched import add_source, list_sources, remove_source
+
+    if args.sources_command == "add":
+        watched = add_source(settings.layout, args.location, label=args.label, generator=args.generator,
+                             source=args.source, cron=args.schedule, every=args.every)
+        payload = watched.as_dict()
+    elif args.sources_command == "remove":
+        if not remove_source(settings.layout, args.location):
+            raise StoreError(f"Expected a watched source, but {args.location} is not one. See `synthwatch sources list`.")
+        payload = {"removed": args.location}
+    else:
+        payload = {"sources": [s.as_dict() for s in list_sources(settings.layout)]}
+    if args.json:
+        _print_json(payload)
+    elif args.sources_command == "list":
+        for source in payload["sources"]:
+            when = source["cron"] or (f"every {source['every_s']} s" if source["every_s"] else "on each cycle")
+            print(f"{source['kind']:<8} {source['uri']}  ({when})")
+    else:
+        print(payload)
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.deploy import serve_store
+
+    gate = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor,
+            "regression_tolerance": args.regression_tolerance}
+    serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,
+                dask_address=args.dask, gate=gate)
     return 0
 
 
@@ -767,10 +817,42 @@ def _build_parser() -> argparse.ArgumentParser:
                                 "(default $SYNTHWATCH_CACHE/corpus, else ~/.cache/synthwatch/corpus)")
 
     demo_cmd = _add(commands, "demo", _cmd_demo, common,
-                    "build the small proxy corpus, ingest it, and show the status")
+                    "the whole loop offline on the proxy corpus: two cycles, a new generator, the gate, a report")
     demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
-                          help="where to write the corpus (default ./demo-data)")
+                          help="where to write the corpus, the inbox and the report (default ./demo-data)")
     demo_cmd.add_argument("--seed", type=int, default=0)
+    demo_cmd.add_argument("--backbone", default="dinov2-small",
+                          help="backbone (default dinov2-small; random weights with a notice when none are found)")
+
+    pipeline_flags = argparse.ArgumentParser(add_help=False)
+    pipeline_flags.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only "
+                                                   "one stored, else dinov2-small)")
+    pipeline_flags.add_argument("--allow-random-weights", action="store_true",
+                                help="embed with random weights when pretrained ones cannot be had (plumbing only)")
+    pipeline_flags.add_argument("--dask", metavar="ADDRESS",
+                                help="fan embedding out over this Dask scheduler (tcp://host:8786)")
+    pipeline_flags.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of each drift check")
+    _add(commands, "run", _cmd_run, common,
+         "run one cycle now: ingest watched sources, embed, index, check drift, retrain and gate if needed",
+         parents=[pipeline_flags, gate_flags])
+    _add(commands, "deploy", _cmd_deploy, common,
+         "serve the Prefect deployments (continual on the sources' schedules, retrain on new-generator and drift "
+         "events) until interrupted", parents=[pipeline_flags, gate_flags])
+
+    sources_cmd = commands.add_parser("sources", help="watched sources: where new images land")
+    sources_commands = sources_cmd.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
+    add_cmd = _add(sources_commands, "add", _cmd_sources, common,
+                   "watch a folder, a manifest, or an object-store prefix (s3://, gs://, abfs://, file://)")
+    add_cmd.add_argument("location", metavar="PATH|URI")
+    when = add_cmd.add_mutually_exclusive_group()
+    when.add_argument("--schedule", metavar="CRON", help="cron expression for `deploy` (for example '0 * * * *')")
+    when.add_argument("--every", metavar="DURATION", help="interval for `deploy`: 30s, 15m, 6h, 1d")
+    add_cmd.add_argument("--label", choices=("real", "synthetic"), help="label every image (a flat folder)")
+    add_cmd.add_argument("--generator", help="generator of a flat folder of synthetic images")
+    add_cmd.add_argument("--source", help="source group recorded for every image")
+    _add(sources_commands, "list", _cmd_sources, common, "the watched sources")
+    remove_cmd = _add(sources_commands, "remove", _cmd_sources, common, "stop watching a source")
+    remove_cmd.add_argument("location", metavar="PATH|URI")
     return parser
 
 

@@ -1,0 +1,101 @@
+"""The flows: ingest, embed, index, retrain, and continual (one cycle of all of them).
+
+Each reads like a table of contents; the work is in the tasks (``flows.tasks``), which call the
+libraries. Flows pass a store path, ids and small dicts, never arrays or models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from flows import tasks
+
+DEFAULT_GATE = {"auroc_floor": 0.70, "tpr_floor": 0.05, "regression_tolerance": 0.02}
+
+
+@flow(name="synthwatch-ingest")
+def ingest_flow(store: str, sources: list[str] | None = None) -> dict:
+    """Ingest what is new in every watched source (or the ``sources`` named)."""
+    reports = [tasks.ingest_source(store, uri) for uri in tasks.watched_sources(store, sources)]
+    events = tasks.forward_events(store)
+    return {"ingested": sum(r["ingested"] for r in reports),
+            "new_generators": sorted({g for r in reports for g in r["new_generators"]}),
+            "sources": reports, "events": events}
+
+
+@flow(name="synthwatch-embed")
+def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bool = False, views: int = 0,
+               fan_out: bool = False, chunk_images: int = 1024) -> dict:
+    """Embed every image that lacks vectors; ``fan_out`` spreads chunks over the task runner's
+    workers (a Dask cluster) while this flow holds the backbone's embedding lock."""
+    description = tasks.pipeline_backbone(store, backbone, allow_random_weights)
+    backbone_id = description["backbone_id"]
+    if not fan_out:
+        report = tasks.embed_missing(store, description, views)
+        return {"backbone_id": backbone_id, "embedded": report["embedded"], "failed": report["failed"], "chunks": 1}
+    from store.layout import StoreLayout
+    from store.lock import job_lock
+
+    with job_lock(StoreLayout(Path(store)), f"embed-{backbone_id}"):
+        chunks = tasks.plan_chunks(store, backbone_id, views, chunk_images)
+        futures = [tasks.embed_chunk.submit(store, description, ids, views) for ids in chunks]
+        reports = [future.result() for future in futures]
+    return {"backbone_id": backbone_id, "embedded": sum(r["embedded"] for r in reports),
+            "failed": sum(r["failed"] for r in reports), "chunks": len(chunks)}
+
+
+@flow(name="synthwatch-index")
+def index_flow(store: str, backbone_id: str) -> dict:
+    """Bring the backbone's FAISS index up to date."""
+    return tasks.update_index(store, backbone_id)
+
+
+@flow(name="synthwatch-retrain")
+def retrain_flow(store: str, reason: str = "", head: str = "logreg", gate: dict | None = None,
+                 alpha: float = 0.01, force: bool = False) -> dict:
+    """Check drift, train a candidate, gate it; skipped when nothing calls for it (unless ``force``),
+    so several events arriving together retrain once."""
+    drift = tasks.check_drift(store, alpha)
+    needed = tasks.retrain_needed(store, drift)
+    if not (needed["retrain"] or force):
+        tasks.forward_events(store)
+        return {"retrained": False, "why": needed["why"], "drift": drift, "decision": "none"}
+    why = "; ".join(filter(None, [reason, *needed["why"]])) or "asked"
+    result = tasks.retrain(store, why, head, gate or DEFAULT_GATE, alpha, drift)
+    tasks.forward_events(store)
+    return {"retrained": True, "why": needed["why"], **result}
+
+
+@flow(name="synthwatch-continual")
+def continual_flow(store: str, sources: list[str] | None = None, backbone: str | None = None,
+                   allow_random_weights: bool = False, views: int = 0, dask_address: str | None = None,
+                   retrain_inline: bool = True, head: str = "logreg", gate: dict | None = None,
+                   alpha: float = 0.01) -> dict:
+    """One cycle: ingest watched sources, embed, index, check drift, and retrain and gate when a
+    new generator or drift calls for it (``retrain_inline``; deployments leave that to the
+    retrain deployment's event triggers)."""
+    ingested = ingest_flow(store, sources)
+    embedder = embed_flow
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        embedder = embed_flow.with_options(task_runner=DaskTaskRunner(address=dask_address))
+    embedded = embedder(store, backbone, allow_random_weights, views, fan_out=bool(dask_address))
+    index_flow(store, embedded["backbone_id"])
+    drift = tasks.check_drift(store, alpha)
+    needed = tasks.retrain_needed(store, drift)
+    result = None
+    if needed["retrain"] and retrain_inline:
+        result = tasks.retrain(store, "; ".join(needed["why"]), head, gate or DEFAULT_GATE, alpha, drift)
+    events = tasks.forward_events(store)
+    champion = tasks.champion(store)
+    return {
+        "ingested": ingested["ingested"], "embedded": embedded["embedded"],
+        "new_generators": ingested["new_generators"], "drift": drift, "retrained": result is not None,
+        "retrain_wanted": needed["why"], "candidate": result["candidate"] if result else None,
+        "decision": result["decision"] if result else "none", "reasons": result["reasons"] if result else [],
+        "checks": result["checks"] if result else [], "champion": champion,
+        "events": ingested["events"] + events,
+    }

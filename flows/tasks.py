@@ -1,0 +1,143 @@
+"""Prefect tasks: each calls one library function with a store path and ids, and returns a small
+JSON-able dict. Tasks that read or write files retry on transient errors; all of them are
+idempotent, so a retried or re-run task skips what is already done."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from prefect import task
+from prefect.events import emit_event
+
+from store.layout import StoreLayout
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5}
+
+
+def _layout(store: str) -> StoreLayout:
+    return StoreLayout(Path(store))
+
+
+def store_resource(store: str) -> dict[str, str]:
+    """The Prefect resource events about one store are attached to."""
+    return {"prefect.resource.id": f"synthwatch.store.{hashlib.sha256(store.encode()).hexdigest()[:12]}",
+            "prefect.resource.name": store}
+
+
+@task(**IO_RETRIES)
+def watched_sources(store: str, only: list[str] | None = None) -> list[str]:
+    from store.watched import list_sources
+
+    return [s.uri for s in list_sources(_layout(store)) if only is None or s.uri in only]
+
+
+@task(**IO_RETRIES)
+def ingest_source(store: str, uri: str) -> dict:
+    from store.watched import ingest_watched, list_sources
+
+    watched = next(s for s in list_sources(_layout(store)) if s.uri == uri)
+    report = ingest_watched(_layout(store), watched)
+    return {k: report[k] for k in ("source", "ingested", "duplicates", "rejected", "conflicts", "new_generators")}
+
+
+@task
+def forward_events(store: str) -> list[str]:
+    """Emit the catalog's not yet forwarded events as Prefect events, then mark them forwarded."""
+    from store.catalog import Catalog
+
+    catalog = Catalog(_layout(store))
+    pending = catalog.pending_events()
+    for event in pending:
+        emit_event(event["name"], resource=store_resource(store), payload=event["payload"])
+    catalog.mark_forwarded([event["event_id"] for event in pending])
+    return [event["name"] for event in pending]
+
+
+@task(**IO_RETRIES)
+def pipeline_backbone(store: str, backbone: str | None, allow_random_weights: bool) -> dict:
+    """The description of the backbone this cycle embeds with (see ``resolve_pipeline_backbone``)."""
+    from embeddings.job import resolve_pipeline_backbone
+
+    return resolve_pipeline_backbone(_layout(store), backbone, allow_random_weights=allow_random_weights).describe()
+
+
+@task(**IO_RETRIES)
+def embed_missing(store: str, description: dict, views: int = 0) -> dict:
+    from embeddings.engine import EngineOptions
+    from embeddings.job import embed_store
+
+    report = embed_store(_layout(store), _backbone(description), views=views, options=EngineOptions())
+    return {k: v for k, v in report.as_dict().items() if k != "failures"}
+
+
+@task
+def plan_chunks(store: str, backbone_id: str, views: int, chunk_images: int) -> list[list[str]]:
+    from embeddings.job import plan_chunks as plan
+
+    return plan(_layout(store), backbone_id, views=views, chunk_images=chunk_images)
+
+
+@task(**IO_RETRIES)
+def embed_chunk(store: str, description: dict, image_ids: list[str], views: int = 0) -> dict:
+    """Embed some images; for workers of a fan-out whose flow holds the embedding lock."""
+    from embeddings.engine import EngineOptions
+    from embeddings.job import embed_store
+
+    report = embed_store(_layout(store), _backbone(description), views=views, only=set(image_ids),
+                         options=EngineOptions(workers=0), lock=False)
+    return {k: v for k, v in report.as_dict().items() if k != "failures"}
+
+
+@task(**IO_RETRIES)
+def update_index(store: str, backbone_id: str) -> dict:
+    from store.indexing import sync_index
+
+    return sync_index(_layout(store), backbone_id)
+
+
+@task
+def check_drift(store: str, alpha: float) -> dict:
+    from heads.promotion import check_drift as check
+
+    return check(_layout(store), alpha=alpha)
+
+
+@task
+def retrain_needed(store: str, drift: dict) -> dict:
+    from heads.promotion import retrain_needed as needed
+
+    wanted, why = needed(_layout(store), drift)
+    return {"retrain": wanted, "why": why}
+
+
+@task
+def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift: dict | None = None) -> dict:
+    from heads.detector import HeadSpec
+    from heads.gate import GatePolicy
+    from heads.jobs import TrainOptions
+    from heads.promotion import retrain as run
+
+    result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason), policy=GatePolicy(**gate),
+                 alpha=alpha, drift=drift)
+    return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
+
+
+@task
+def champion(store: str) -> str | None:
+    from store.registry import HeadRegistry
+
+    return HeadRegistry(_layout(store)).champion()
+
+
+_BACKBONES: dict[str, object] = {}
+
+
+def _backbone(description: dict):
+    """One model per backbone id and process (tasks on one worker share it)."""
+    from embeddings.backbone import backbone_from_description
+
+    backbone_id = description["backbone_id"]
+    if backbone_id not in _BACKBONES:
+        _BACKBONES[backbone_id] = backbone_from_description(description)
+    return _BACKBONES[backbone_id]

@@ -1,0 +1,133 @@
+"""Watched sources: the folders, manifests and object-store prefixes where new images land, and
+how often to look at them (a cron expression or an interval)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+
+from store.catalog import Catalog, utc_now
+from store.errors import StoreError
+from store.layout import StoreLayout
+from store.sources import MANIFEST_SUFFIXES, check_label
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class WatchedSource:
+    """One place to ingest from on every cycle."""
+
+    uri: str
+    label: str | None = None
+    generator: str | None = None
+    source: str | None = None
+    cron: str | None = None
+    every_s: int | None = None
+
+    @property
+    def kind(self) -> str:
+        if is_uri(self.uri):
+            return "prefix"
+        return "manifest" if Path(self.uri).suffix.lower() in MANIFEST_SUFFIXES else "folder"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "kind": self.kind}
+
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` names an object-store location (``s3://``, ``gs://``, ``file://``...)."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30s``, ``15m``, ``6h`` or ``1d``."""
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) == 0:
+        raise StoreError(f"Expected a duration such as 30s, 15m, 6h or 1d, but got {text!r}.")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def check_cron(text: str) -> str:
+    fields = text.split()
+    if len(fields) != 5 or not all(re.match(r"^[\d*/,\-A-Za-z?]+$", f) for f in fields):
+        raise StoreError(f"Expected a cron expression of five fields such as '0 * * * *', but got {text!r}.")
+    return " ".join(fields)
+
+
+def add_source(layout: StoreLayout, location: str, *, label: str | None = None, generator: str | None = None,
+               source: str | None = None, cron: str | None = None, every: str | None = None) -> WatchedSource:
+    """Register (or update) a watched source, checking that it can be read."""
+    if cron and every:
+        raise StoreError("Expected --schedule CRON or --every DURATION, but got both. Pick one.")
+    if label is not None:
+        try:
+            label, generator = check_label(label, generator)
+        except ValueError as error:
+            raise StoreError(f"Expected --label real, or --label synthetic with --generator NAME, but {error}.") from None
+    if is_uri(location):
+        from store.remote import open_prefix
+
+        open_prefix(location)  # raises StoreError naming the URI if pyarrow cannot open it
+        uri = location.rstrip("/")
+    else:
+        path = Path(location).expanduser()
+        if not path.exists():
+            raise StoreError(f"Expected an existing folder or manifest to watch, but {path} does not exist.")
+        uri = str(path.resolve())
+    watched = WatchedSource(uri, label, generator, source, check_cron(cron) if cron else None,
+                            parse_duration(every) if every else None)
+    catalog = Catalog(layout)
+    catalog.create()
+    with catalog.transaction() as con:
+        con.execute("INSERT OR REPLACE INTO watched_sources VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [watched.uri, label, generator, source, watched.cron, watched.every_s, utc_now()])
+    return watched
+
+
+def remove_source(layout: StoreLayout, uri: str) -> bool:
+    with Catalog(layout).transaction() as con:
+        return bool(con.execute("DELETE FROM watched_sources WHERE uri = ? RETURNING uri", [uri]).fetchall())
+
+
+def list_sources(layout: StoreLayout) -> list[WatchedSource]:
+    if not layout.exists():
+        return []
+    try:
+        rows = Catalog(layout).query(
+            "SELECT uri, label, generator, source, cron, every_s FROM watched_sources ORDER BY added_at, uri")
+    except duckdb.CatalogException:  # a store made before watched sources existed: none are watched
+        return []
+    return [WatchedSource(*row) for row in rows]
+
+
+def ingest_watched(layout: StoreLayout, watched: WatchedSource, options=None) -> dict:
+    """Ingest what is new in one watched source; returns the ingest report (as a dict) and where
+    it looked. Object-store prefixes are staged first and only new objects are downloaded."""
+    from dataclasses import replace
+
+    from store.ingest import IngestOptions, ingest
+    from store.sources import plan_sources
+
+    options = options or IngestOptions()
+    if watched.kind != "prefix":
+        plan = plan_sources([watched.uri], label=watched.label, generator=watched.generator, source=watched.source)
+        return {"source": watched.uri, **ingest(layout, plan, options).as_dict()}
+    from store.remote import commit_staged, stage
+
+    folder, staged, counts = stage(layout, watched.uri)
+    index = counts.pop("index")
+    if not staged:
+        commit_staged(folder, index, staged)
+        return {"source": watched.uri, "ingested": 0, "duplicates": 0, "rejected": 0, "conflicts": 0,
+                "skipped": 0, "new_generators": [], "remote": counts}
+    plan = plan_sources([folder], label=watched.label, generator=watched.generator, source=watched.source)
+    plan.candidates = [replace(c, origin=staged.get(str(c.path))) for c in plan.candidates
+                       if str(c.path) in staged]
+    report = ingest(layout, plan, replace(options, copy=True)).as_dict()
+    commit_staged(folder, index, staged)
+    return {"source": watched.uri, **report, "remote": counts}

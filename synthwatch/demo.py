@@ -35,6 +35,7 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
     from embeddings.backbone import create_backbone
     from embeddings.errors import WeightsUnavailable
+    from embeddings.loading import PRETRAINED
     from flows.cycle import DEFAULT_GATE, continual_flow
     from store.watched import add_source
     from synthwatch.corpus import build_corpus
@@ -42,10 +43,12 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
     say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
     try:
-        create_backbone(options.backbone)
-        random_weights, gate = False, DEFAULT_GATE
+        pretrained = create_backbone(options.backbone).weights == PRETRAINED
+        allow_random = False
     except WeightsUnavailable:
-        random_weights, gate = True, RANDOM_WEIGHTS_GATE
+        pretrained, allow_random = False, True
+    gate = DEFAULT_GATE if pretrained else RANDOM_WEIGHTS_GATE
+    if allow_random:
         say("demo: " + "!" * 78)
         say(f"demo: NO PRETRAINED WEIGHTS for {options.backbone}: running the same architecture with RANDOM "
             "weights.\ndemo: Scores, AUROCs and verdicts below are NOT meaningful; the gate's floors are set to 0 "
@@ -53,6 +56,9 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
             f"demo: Point at real weights (HF_HOME with a cached {options.backbone}, or --backbone DIR) for a "
             "meaningful run.")
         say("demo: " + "!" * 78)
+    elif not pretrained:
+        say(f"demo: {options.backbone} has seeded random weights (a test model): scores are not meaningful and the "
+            "gate's floors are set to 0")
     inbox = options.data / "inbox"
     if inbox.exists():
         shutil.rmtree(inbox)
@@ -60,7 +66,7 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     for name in FIRST_GENERATORS:
         _copy(corpus.out / "synthetic" / name, inbox / "synthetic" / name)
     add_source(layout, str(inbox))
-    common = {"store": str(layout.root), "backbone": options.backbone, "allow_random_weights": random_weights,
+    common = {"store": str(layout.root), "backbone": options.backbone, "allow_random_weights": allow_random,
               "gate": gate}
     say(f"demo: cycle 1: real photos and {', '.join(FIRST_GENERATORS)} land in {inbox}")
     first = continual_flow(**common)
@@ -71,7 +77,7 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     _say_cycle(say, 2, second)
     lookup = _lookup(layout, inbox, say)
     report = _report(layout, options.data / "report.html", say)
-    return {"cycles": [first, second], "report": report, "lookup": lookup, "random_weights": random_weights,
+    return {"cycles": [first, second], "report": report, "lookup": lookup, "pretrained_weights": pretrained,
             "corpus": str(corpus.out)}
 
 

@@ -74,3 +74,12 @@ def proxy_store(proxy_store_template, tmp_path, capsys):
     store = tmp_path / "store"
     shutil.copytree(template, store)
     return store, corpus
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One Prefect test server for the whole session (it takes about 15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

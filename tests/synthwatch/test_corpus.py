@@ -121,10 +121,18 @@ def test_corpus_ingests_cleanly_by_folder_and_by_manifest(small, cli, tmp_path):
     assert one["generators"] == two["generators"] == small.synthetic
 
 
-def test_demo_builds_ingests_and_reports(small, cache, cli, tmp_path, monkeypatch):
+def test_demo_runs_two_cycles_gates_looks_up_and_reports(small, cache, cli, tmp_path, monkeypatch, prefect_server):
     monkeypatch.setenv("SYNTHWATCH_CACHE", str(cache.parent))
-    code, out, _ = cli("--store", tmp_path / "store", "demo", "--data", tmp_path / "data", "--json")
-    assert code == 0
-    assert out["corpus"]["trained"] == []  # generators came from the cache
-    assert out["ingest"]["ingested"] == 360 and out["ingest"]["rejected"] == 0
-    assert out["status"]["images"] == {"real": 120, "synthetic": 240}
+    store = tmp_path / "store"
+    code, out, err = cli("--store", store, "demo", "--data", tmp_path / "data", "--backbone", "test-tiny-dinov2",
+                         "--json")
+    assert code == 0, err
+    first, second = out["cycles"]
+    assert first["new_generators"] == ["ae-bilinear", "ae-nearest", "ae-tconv"] and first["decision"] == "promoted"
+    assert second["new_generators"] == ["ae-pixelshuffle"] and second["retrained"]
+    assert second["decision"] in ("promoted", "rejected") and second["reasons"] and second["drift"]["checked"]
+    assert out["lookup"]["neighbors"] and all(n["label"] == "synthetic" for n in out["lookup"]["neighbors"])
+    assert Path(out["report"]).read_text().count("<svg") >= 2
+    assert "seeded random weights" in err  # said loudly
+    code, again, _ = cli("--store", store, "run", "--json")
+    assert code == 0 and (again["ingested"], again["retrained"], again["decision"]) == (0, False, "none")

@@ -1,0 +1,66 @@
+"""The continual cycle under Prefect: first champion, a new generator, then nothing to do."""
+
+from __future__ import annotations
+
+import shutil
+
+from store.catalog import Catalog
+from store.layout import StoreLayout
+from store.watched import add_source
+
+NO_FLOORS = {"auroc_floor": 0.0, "tpr_floor": 0.0, "regression_tolerance": 0.02}
+TINY = {"backbone": "test-tiny-dinov2", "gate": NO_FLOORS, "alpha": 0.05}
+RUN_KEYS = {"ingested", "embedded", "new_generators", "drift", "retrained", "candidate", "decision", "reasons",
+            "champion"}
+
+
+def test_a_full_cycle_then_a_new_generator_then_nothing_new(prefect_server, inbox):
+    from flows.cycle import continual_flow
+
+    store, folder, corpus = inbox
+    layout = StoreLayout(store)
+    add_source(layout, str(folder))
+    first = continual_flow(str(store), **TINY)
+    assert RUN_KEYS <= set(first)
+    assert first["ingested"] == first["embedded"] == 72 + 2 * 16
+    assert first["new_generators"] == ["ae-nearest", "ae-tconv"]
+    assert first["retrained"] and first["decision"] == "promoted" and first["champion"] == first["candidate"]
+    assert "synthwatch.generator.new" in first["events"] and "synthwatch.head.promoted" in first["events"]
+
+    shutil.copytree(corpus.out / "synthetic" / "ae-noise", folder / "synthetic" / "ae-noise")
+    second = continual_flow(str(store), **TINY)
+    assert second["ingested"] == 16 and second["new_generators"] == ["ae-noise"]
+    assert second["drift"]["checked"] and second["drift"]["generators"] == ["ae-noise"]
+    assert second["retrained"] and second["decision"] in ("promoted", "rejected") and second["reasons"]
+    assert any("new generator: ae-noise" in why for why in second["retrain_wanted"])
+
+    third = continual_flow(str(store), **TINY)
+    assert (third["ingested"], third["embedded"], third["retrained"], third["decision"]) == (0, 0, False, "none")
+    assert third["champion"] == second["champion"]
+    assert not Catalog(layout).pending_events()  # every event went to Prefect
+
+
+def test_embedding_fanned_out_on_a_dask_cluster_gives_the_vectors_of_a_local_run(prefect_server, inbox, tmp_path):
+    import numpy as np
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from flows.cycle import embed_flow
+    from heads.jobs import load_embedding_set
+    from store.ingest import ingest
+    from store.sources import plan_sources
+
+    store, folder, _ = inbox
+    local_store = tmp_path / "local"
+    for target in (store, local_store):
+        ingest(StoreLayout(target), plan_sources([folder]))
+    local = embed_flow(str(local_store), backbone="test-tiny-dinov2")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        fanned = embed_flow.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+            str(store), backbone="test-tiny-dinov2", fan_out=True, chunk_images=25)
+    assert fanned["chunks"] == 5 and fanned["embedded"] == local["embedded"] == 104
+    backbone_id = local["backbone_id"]
+    a, b = load_embedding_set(StoreLayout(local_store), backbone_id), load_embedding_set(StoreLayout(store), backbone_id)
+    assert a.image_ids.tolist() == b.image_ids.tolist() and a.views.tolist() == b.views.tolist()
+    np.testing.assert_allclose(a.vectors, b.vectors, rtol=1e-5, atol=1e-6)
+    assert len(list((store / "vectors" / backbone_id).glob("*.parquet"))) == 5  # one shard per worker chunk

@@ -1,0 +1,68 @@
+"""Watched sources: registering folders, manifests and object-store prefixes, and ingesting only
+what is new from a prefix (pyarrow filesystems; file:// stands in for s3:// here)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from store.catalog import Catalog
+from store.errors import StoreError
+from store.layout import StoreLayout
+from store.watched import add_source, ingest_watched, list_sources, parse_duration
+from tests.conftest import write_image
+
+
+def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path):
+    folder = tmp_path / "drop"
+    write_image(folder / "real" / "a.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,generator\n")
+    code, added, _ = cli("--store", store, "sources", "add", folder, "--every", "15m", "--json")
+    assert code == 0 and added == {**added, "uri": str(folder), "kind": "folder", "every_s": 900, "cron": None}
+    code, added, _ = cli("--store", store, "sources", "add", manifest, "--schedule", "0 * * * *", "--json")
+    assert code == 0 and (added["kind"], added["cron"]) == ("manifest", "0 * * * *")
+    code, listed, _ = cli("--store", store, "sources", "list", "--json")
+    assert [s["uri"] for s in listed["sources"]] == [str(folder), str(manifest)]
+    assert cli("--store", store, "sources", "remove", manifest, "--json")[0] == 0
+    assert [s.uri for s in list_sources(StoreLayout(store))] == [str(folder)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--every", "soon"], "Expected a duration such as 30s"),
+    (["--schedule", "every hour"], "Expected a cron expression of five fields"),
+])
+def test_bad_schedules_are_refused(cli, store, tmp_path, args, message):
+    (tmp_path / "drop").mkdir()
+    code, _, err = cli("--store", store, "sources", "add", tmp_path / "drop", *args)
+    assert code == 1 and message in err
+
+
+def test_missing_places_are_refused(store, tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        add_source(StoreLayout(store), str(tmp_path / "nowhere"))
+    with pytest.raises(StoreError, match=r"Expected objects under file://.*nowhere, but it does not exist"):
+        add_source(StoreLayout(store), f"file://{tmp_path}/nowhere")
+    assert parse_duration("2d") == 172800
+
+
+def test_an_object_store_prefix_is_staged_and_only_new_objects_are_downloaded(store, tmp_path):
+    bucket = tmp_path / "bucket"
+    write_image(bucket / "real" / "shoot" / "a.png", seed=1)
+    write_image(bucket / "synthetic" / "flux" / "shoot" / "b.png", seed=2)
+    (bucket / "notes.txt").write_text("not an image")
+    layout = StoreLayout(store)
+    watched = add_source(layout, f"file://{bucket}")
+    assert watched.kind == "prefix"
+    first = ingest_watched(layout, watched)
+    assert (first["ingested"], first["new_generators"], first["remote"]["downloaded"]) == (2, ["flux"], 2)
+    paths = sorted(row[0] for row in Catalog(layout).query("SELECT original_path FROM images"))
+    assert paths == [f"file://{bucket}/real/shoot/a.png", f"file://{bucket}/synthetic/flux/shoot/b.png"]
+    assert not list((store / "staging").rglob("*.png"))  # staged copies dropped once in the blobs
+    write_image(bucket / "real" / "shoot" / "c.png", seed=3)
+    second = ingest_watched(layout, watched)
+    assert (second["ingested"], second["remote"]["downloaded"], second["remote"]["unchanged"]) == (1, 1, 2)
+    shutil.rmtree(bucket / "synthetic")
+    third = ingest_watched(layout, watched)
+    assert (third["ingested"], third["remote"]["downloaded"]) == (0, 0)

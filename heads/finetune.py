@@ -47,6 +47,7 @@ class FinetuneOptions:
     workers: int = 0
     allow_random_weights: bool = False
     seed: int = 0
+    mixed_precision: bool = True  # bf16 autocast on CUDA
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def train_network(items: Sequence[ImageItem], options: FinetuneOptions, *, check
     step = start
     for pixels, labels in loader:
         pixels, labels = pixels.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and options.mixed_precision):
             loss = loss_fn(network(pixels).float(), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -184,6 +184,7 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
                                    options=options.evaluation, near_duplicates=prepared.pairs)
     trained = fit_final(spec, prepared, options)
     version = register(layout, trained, prepared, options, evaluation)
+    prepared.notes += threshold_notes(trained.counts["val_real"], options.evaluation.target_fpr)
     return {
         "version": version, "head": spec.kind, "backbone_id": backbone_id,
         "threshold": round(trained.threshold, 6), "target_fpr": options.evaluation.target_fpr,
@@ -191,6 +192,16 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
         "holdout": sorted(options.holdout), "counts": trained.counts,
         "metrics": evaluation.as_dict(), "notes": prepared.notes,
     }, evaluation
+
+
+def threshold_notes(validation_reals: int, target_fpr: float) -> list[str]:
+    """A warning when too few validation real images exist to place a threshold at the target FPR."""
+    if target_fpr > 0 and validation_reals * target_fpr < 1:
+        return [f"only {validation_reals} validation real images: a {target_fpr:.0%} false-positive rate cannot be "
+                f"resolved (the smallest step is {1 / max(validation_reals, 1):.1%}), so the threshold sits just above "
+                f"the highest real score; ingest at least {int(round(1 / target_fpr))} real images in validation "
+                "source groups"]
+    return []
 
 
 def register(layout: StoreLayout, trained: TrainedHead, prepared: PreparedData, options: TrainOptions,

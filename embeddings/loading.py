@@ -64,7 +64,8 @@ def _load_dinov2(spec: BackboneSpec, allow_random: bool):
         try:
             config = AutoConfig.from_pretrained(spec.source, revision=spec.revision, local_files_only=local_only)
             model = AutoModel.from_pretrained(spec.source, revision=spec.revision,
-                                              local_files_only=local_only, attn_implementation="sdpa")
+                                              local_files_only=local_only, attn_implementation="sdpa",
+                                              use_safetensors=True)  # never a pickled .bin
         except (OSError, ValueError) as error:
             if spec.local:
                 raise EmbeddingError(f"Expected a loadable model in {spec.source}, but loading failed: {error}") from None

@@ -47,8 +47,9 @@ def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bo
 
 
 @flow(name="synthwatch-index")
-def index_flow(store: str, backbone_id: str) -> dict:
-    """Bring the backbone's FAISS index up to date."""
+def index_flow(store: str, backbone_id: str | None = None) -> dict:
+    """Bring the backbone's FAISS index up to date (default: the champion's backbone, else the
+    only one with vectors)."""
     return tasks.update_index(store, backbone_id)
 
 

@@ -3,6 +3,8 @@ process (`synthwatch deploy`); ``infra/prefect.yaml`` declares the same for work
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
@@ -39,17 +41,19 @@ def retrain_trigger(store: str) -> DeploymentEventTrigger:
 
 
 def build_deployments(store: str, *, backbone: str | None = None, allow_random_weights: bool = False,
-                      dask_address: str | None = None, gate: dict | None = None) -> list:
-    layout = StoreLayout(__import__("pathlib").Path(store))
+                      dask_address: str | None = None, gate: dict | None = None, alpha: float = 0.01) -> list:
+    """The deployments of ``store``: continual (on the watched sources' schedules), retrain (on
+    new-generator and drift events), and ingest, embed and index to run by hand."""
+    layout = StoreLayout(Path(store))
     common = {"store": store}
     cycle = {**common, "backbone": backbone, "allow_random_weights": allow_random_weights,
-             "dask_address": dask_address, "retrain_inline": False, "gate": gate or DEFAULT_GATE}
+             "dask_address": dask_address, "retrain_inline": False, "gate": gate or DEFAULT_GATE, "alpha": alpha}
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
     return [
         continual_flow.to_deployment("continual", parameters=cycle, schedules=schedules_of(layout),
                                      concurrency_limit=one_at_a_time,
                                      description="One cycle: ingest watched sources, embed, index, check drift."),
-        retrain_flow.to_deployment("retrain", parameters={**common, "gate": gate or DEFAULT_GATE},
+        retrain_flow.to_deployment("retrain", parameters={**common, "gate": gate or DEFAULT_GATE, "alpha": alpha},
                                    triggers=[retrain_trigger(store)], concurrency_limit=one_at_a_time,
                                    description="Train a candidate, gate it, promote or reject it."),
         ingest_flow.to_deployment("ingest", parameters=common),

@@ -12,7 +12,24 @@ from prefect.events import emit_event
 
 from store.layout import StoreLayout
 
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5}
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry on I/O errors and busy locks; a wrong input fails the same way every time."""
+    import duckdb
+
+    from store.errors import StoreBusy
+
+    try:
+        state.result()
+    except (OSError, TimeoutError, StoreBusy, duckdb.IOException):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": transient}
 
 
 def _layout(store: str) -> StoreLayout:
@@ -90,10 +107,14 @@ def embed_chunk(store: str, description: dict, image_ids: list[str], views: int 
 
 
 @task(**IO_RETRIES)
-def update_index(store: str, backbone_id: str) -> dict:
+def update_index(store: str, backbone_id: str | None = None) -> dict:
+    """Bring the index of ``backbone_id`` (default: the champion's backbone, else the only one
+    with vectors) up to date."""
+    from heads.jobs import resolve_backbone_id
     from store.indexing import sync_index
 
-    return sync_index(_layout(store), backbone_id)
+    layout = _layout(store)
+    return sync_index(layout, backbone_id or resolve_backbone_id(layout, None))
 
 
 @task

@@ -86,8 +86,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def linear_proba(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-    """Probabilities of a linear model: one column of logits is a binary model (sigmoid)."""
-    logits = (X @ coef.T + intercept).astype(np.float64)
+    """Probabilities of a linear model: one column of logits is a binary model (sigmoid).
+
+    Computed in float64 so a row's score does not depend on the batch it was scored in."""
+    logits = np.asarray(X, dtype=np.float64) @ np.asarray(coef, dtype=np.float64).T + intercept
     if coef.shape[0] == 1:
         positive = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0], -500, 500)))
         return np.column_stack([1.0 - positive, positive])

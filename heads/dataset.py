@@ -96,3 +96,14 @@ def split_of_rows(data: EmbeddingSet, *, seed: int = 0) -> np.ndarray:
     groups = sorted(set(data.sources.tolist()))
     chosen = assign_splits(groups, seed=seed)
     return np.array([chosen[source] for source in data.sources.tolist()], dtype=object)
+
+
+def split_of_images(layout, backbone_id: str, *, seed: int = 0) -> dict[str, str]:
+    """``{image_id: split}`` for the catalog images with vectors of ``backbone_id``, as evaluation
+    splits them (by source group)."""
+    from store.training_data import labelled_sources
+
+    table = labelled_sources(layout, backbone_id)
+    ids, sources = table.column("image_id").to_pylist(), table.column("source").to_pylist()
+    chosen = assign_splits(sorted(set(sources)), seed=seed)
+    return {image_id: chosen[source] for image_id, source in zip(ids, sources)}

@@ -59,6 +59,7 @@ class Evaluation:
     results: list[GeneratorResult]
     skipped: dict[str, str] = field(default_factory=dict)
     dropped_near_duplicates: int = 0
+    threshold_source: str = "fold"  # "fold": the tested head's own; "head": the final head's (logo)
 
     def per_generator(self) -> dict[str, dict]:
         return {r.generator: {**r.metrics, "threshold": round(r.threshold, 6), "held_out": r.held_out}
@@ -81,6 +82,7 @@ class Evaluation:
         return {
             "protocol": self.protocol, "target_fpr": self.target_fpr,
             "threshold": None if self.threshold is None else round(self.threshold, 6),
+            "threshold_source": self.threshold_source,
             "per_generator": self.per_generator(),
             "robustness": {r.generator: r.robustness for r in self.results if r.robustness},
             "summary": self.summary(), "skipped": self.skipped,

@@ -14,7 +14,8 @@ from heads.evaluation import EvalOptions, Evaluation, calibrate, evaluate_fitted
 from heads.finetune import FINETUNE_KIND, convnext_spec, network_from_bytes
 from heads.persist import decode_arrays, decode_head, encode_arrays, encode_head
 from store.errors import StoreError
-from store.indexing import choose_backbone, open_current_index
+from store.index import IndexStore
+from store.indexing import choose_backbone, open_current_index, sync_index
 from store.layout import StoreLayout
 from store.registry import HeadRegistry
 from store.training_data import labelled_vectors
@@ -83,6 +84,9 @@ def prepare_data(layout: StoreLayout, backbone_id: str, *, options: TrainOptions
     threshold, note = effective_dedup_threshold(data, options.dedup_threshold, seed=options.evaluation.seed)
     if note:
         notes.append(note)
+    if IndexStore(layout, backbone_id).manifest() is None:  # near-duplicate checks need the index
+        built = sync_index(layout, backbone_id)
+        notes.append(f"built the index of {backbone_id} ({built['index_type']}, {built['ntotal']} vectors)")
     neighbors, repaired = open_current_index(layout, backbone_id)
     if repaired:
         notes.append(repaired)
@@ -183,6 +187,7 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
     evaluation = evaluate_protocol(spec, prepared.data, protocol=protocol, holdout=options.holdout,
                                    options=options.evaluation, near_duplicates=prepared.pairs)
     trained = fit_final(spec, prepared, options)
+    use_final_threshold(evaluation, trained.threshold)
     version = register(layout, trained, prepared, options, evaluation)
     prepared.notes += threshold_notes(trained.counts["val_real"], options.evaluation.target_fpr)
     return {
@@ -192,6 +197,13 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
         "holdout": sorted(options.holdout), "counts": trained.counts,
         "metrics": evaluation.as_dict(), "notes": prepared.notes,
     }, evaluation
+
+
+def use_final_threshold(evaluation: Evaluation, threshold: float) -> None:
+    """Leave-one-generator-out measures one head per fold, each at its own threshold (in
+    ``per_generator``); the evaluation's ``threshold`` is then the final head's."""
+    if evaluation.protocol == "logo":
+        evaluation.threshold, evaluation.threshold_source = threshold, "head"
 
 
 def threshold_notes(validation_reals: int, target_fpr: float) -> list[str]:
@@ -285,10 +297,13 @@ def load_registered(layout: StoreLayout, version: str | None = None) -> LoadedHe
 
 
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
-                        options: TrainOptions = TrainOptions()) -> tuple[dict, Evaluation]:
+                        options: TrainOptions = TrainOptions(),
+                        split_seed: int | None = None) -> tuple[dict, Evaluation]:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
-    with its kind and parameters. Without a head in the registry, the default head is evaluated."""
+    with its kind and parameters. Without a head in the registry, the default head is evaluated.
+    The head's own splits are used unless ``split_seed`` names others (the gate compares a
+    champion on its candidate's splits)."""
     registry = HeadRegistry(layout)
     version = version or registry.champion() or (registry.versions()[-1]["version"] if registry.versions() else None)
     if version is None:
@@ -297,6 +312,7 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
         evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol=protocol or "logo",
                                        holdout=options.holdout, options=options.evaluation,
                                        near_duplicates=prepared.pairs)
+        use_final_threshold(evaluation, fit_final(HeadSpec(), prepared, options).threshold)
         return {"head_version": None, "backbone_id": backbone_id, **evaluation.as_dict(),
                 "notes": prepared.notes}, evaluation
     loaded = load_registered(layout, version)
@@ -309,7 +325,13 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
                              "fold would fine-tune a network again. Train one per held-out set with --holdout.")
         evaluation = evaluate_network(layout, loaded, options)
         return {"head_version": version, "backbone_id": None, **evaluation.as_dict(), "notes": []}, evaluation
-    evaluation_options = replace(options.evaluation, target_fpr=record["target_fpr"], seed=record["split_seed"])
+    if options.holdout and sorted(options.holdout) != sorted(record.get("holdout", [])):
+        raise ValueError(f"Expected --holdout only without a registered head, but head {version} is evaluated on "
+                         f"what it never saw ({', '.join(record.get('holdout', [])) or 'no held-out generator'} and "
+                         "generators newer than it). To hold out others, train a head with `synthwatch train "
+                         "--holdout G1,G2`.")
+    seed = record["split_seed"] if split_seed is None else split_seed
+    evaluation_options = replace(options.evaluation, target_fpr=record["target_fpr"], seed=seed)
     options = replace(options, evaluation=evaluation_options, dedup_threshold=record["dedup_threshold"])
     prepared = prepare_data(layout, record["backbone_id"], options=options)
     if (protocol or "holdout") == "holdout":
@@ -319,6 +341,6 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
         spec = HeadSpec(record["kind"], record["head"]["params"])
         evaluation = evaluate_protocol(spec, prepared.data, protocol="logo", options=evaluation_options,
                                        near_duplicates=prepared.pairs)
-        evaluation.threshold = loaded.threshold
+        use_final_threshold(evaluation, loaded.threshold)
     return {"head_version": version, "backbone_id": record["backbone_id"], **evaluation.as_dict(),
             "notes": prepared.notes}, evaluation

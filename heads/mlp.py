@@ -60,5 +60,9 @@ class MLPHead(EmbeddingHead):
         self.w2_, self.b2_ = second.weight.detach().numpy().copy(), second.bias.detach().numpy().copy()
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        hidden = np.maximum(((X - self.mean_) / self.scale_) @ self.w1_.T + self.b1_, 0.0)
-        return softmax(hidden @ self.w2_.T + self.b2_).astype(np.float64)
+        # float64 throughout: float32 BLAS sums depend on the batch's size, and a row's score
+        # must not depend on which other rows were scored with it.
+        w1, b1, w2, b2 = (np.asarray(a, dtype=np.float64) for a in (self.w1_, self.b1_, self.w2_, self.b2_))
+        standardised = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        hidden = np.maximum(standardised @ w1.T + b1, 0.0)
+        return softmax(hidden @ w2.T + b2)

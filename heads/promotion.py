@@ -33,8 +33,9 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     champion_eval, champion_record = None, None
     if champion is not None and champion != version:
         champion_record = registry.record(champion)
-        _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout", options=replace(
-            options, evaluation=replace(options.evaluation, seed=candidate["split_seed"])))
+        _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout",
+                                               options=replace(options, holdout=()),
+                                               split_seed=candidate["split_seed"])
     trained_groups = set(candidate.get("train_groups", [])) | set((champion_record or {}).get("train_groups", []))
     leaking = sorted(trained_groups & _test_groups(layout, candidate))
     same_splits = champion_record is None or champion_record["split_seed"] == candidate["split_seed"]
@@ -140,6 +141,10 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
     """Check drift (unless ``drift`` is already known), train a candidate on everything the store
     holds, and gate it."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
+    champion = HeadRegistry(layout).champion()
+    if champion is not None:  # compare on the champion's splits: a test set stays one test set
+        seed = HeadRegistry(layout).record(champion)["split_seed"]
+        options = replace(options, evaluation=replace(options.evaluation, seed=seed))
     payload, _ = train_and_register(layout, spec, options=options)
     decision = decide(layout, payload["version"], policy=policy, options=options, drift=drift)
     return {"candidate": payload["version"], "decision": decision["decision"], "reasons": decision["reasons"],

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from store.errors import StoreError
+from store.errors import StoreBusy
 
 
 @contextmanager
@@ -36,7 +36,7 @@ def write_lock(lock_path: Path, *, timeout_s: float = 60.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "unknown"
-                    raise StoreError(
+                    raise StoreBusy(
                         f"Expected to be the only writer of {lock_path.parent}, but process "
                         f"{holder} has held its write lock for over {timeout_s:.0f} s. "
                         "Wait for it to finish, then run again."

@@ -67,7 +67,9 @@ class NeighborIndex:
         """Neighbours of each query (Q, dim), best first, and how many indexed images match.
 
         Returns exactly ``min(k, matching)`` neighbours per query: a filtered search uses an id
-        selector, and IVF searches probe more lists until enough are found.
+        selector, IVF searches probe more lists until enough are found, and when indexed images
+        have left the catalog since the index was written (another process removed them), the
+        search goes deeper until k images that still exist are found.
         """
         if k < 1:
             raise ValueError(f"Expected k >= 1, but got k = {k}.")
@@ -77,8 +79,12 @@ class NeighborIndex:
         wanted = min(k, matching)
         if wanted == 0:
             return [[] for _ in queries], matching
-        scores, keys = self._search(queries, wanted, allowed)
-        return self._resolve(scores, keys), matching
+        depth = wanted
+        while True:
+            found = self._resolve(*self._search(queries, depth, allowed))
+            if all(len(neighbors) >= wanted for neighbors in found) or depth >= matching:
+                return [neighbors[:wanted] for neighbors in found], matching
+            depth = min(matching, depth * 2)
 
     def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None

@@ -76,7 +76,7 @@ class HeadRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         with write_lock(self.layout.lock_for("registry")):
-            self._append({"action": "create", "version": version, "reason": reason})
+            self._append({"action": "create", "version": version, "reason": reason, "who": default_actor()})
         return record
 
     def record(self, version: str) -> dict:
@@ -112,10 +112,15 @@ class HeadRegistry:
                    if p.is_dir() and not p.name.startswith(".") and (p / RECORD).exists()]
         return sorted(records, key=lambda r: (r["created_at"], r["version"]))
 
-    def set_decision(self, version: str, decision: dict) -> None:
-        """Store the gate's decision beside a version (written once per evaluation, atomically)."""
+    def set_decision(self, version: str, decision: dict, *, who: str | None = None) -> None:
+        """Store the gate's decision beside a version (atomically) and log it."""
         self.record(version)
-        atomic_write_bytes(self.folder / version / DECISION, json.dumps(decision, indent=1, ensure_ascii=False).encode())
+        with write_lock(self.layout.lock_for("registry")):
+            atomic_write_bytes(self.folder / version / DECISION,
+                               json.dumps(decision, indent=1, ensure_ascii=False).encode())
+            self._append({"action": "decide", "version": version, "decision": decision.get("decision"),
+                          "forced": bool(decision.get("forced")), "reason": "; ".join(decision.get("reasons", [])),
+                          "who": who or default_actor()})
 
     # -- champion ------------------------------------------------------------------------------
 

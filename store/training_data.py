@@ -17,15 +17,26 @@ def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all
 
     ``views``: ``all``, or ``clean`` for view 0 only.
     """
+    where = "WHERE v.view = 0" if views == "clean" else ""
+    return Catalog(layout).arrow(
+        f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
+        f"FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} ORDER BY v.image_id, v.view"
+    )
+
+
+def labelled_sources(layout: StoreLayout, backbone_id: str) -> pa.Table:
+    """``image_id`` and ``source`` of every catalog image with a clean vector of ``backbone_id``."""
+    return Catalog(layout).arrow(
+        f"SELECT v.image_id, i.source FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) "
+        "WHERE v.view = 0 ORDER BY v.image_id")
+
+
+def _shards_sql(layout: StoreLayout, backbone_id: str) -> str:
     shards = VectorStore(layout, backbone_id).shards()
     if not shards:
         raise StoreError(f"Expected vectors for {backbone_id}, but the store has none. Run `synthwatch embed` first.")
     files = ", ".join("'" + str(path).replace("'", "''") + "'" for path in shards)
-    where = "WHERE v.view = 0" if views == "clean" else ""
-    return Catalog(layout).arrow(
-        f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
-        f"FROM read_parquet([{files}]) v JOIN images i USING (image_id) {where} ORDER BY v.image_id, v.view"
-    )
+    return f"read_parquet([{files}])"
 
 
 def catalog_images(layout: StoreLayout) -> pa.Table:

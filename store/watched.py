@@ -89,7 +89,9 @@ def add_source(layout: StoreLayout, location: str, *, label: str | None = None, 
     return watched
 
 
-def remove_source(layout: StoreLayout, uri: str) -> bool:
+def remove_source(layout: StoreLayout, location: str) -> bool:
+    """Stop watching ``location`` (named as it was added: a relative path is resolved the same way)."""
+    uri = location.rstrip("/") if is_uri(location) else str(Path(location).expanduser().resolve())
     with Catalog(layout).transaction() as con:
         return bool(con.execute("DELETE FROM watched_sources WHERE uri = ? RETURNING uri", [uri]).fetchall())
 

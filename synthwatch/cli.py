@@ -144,7 +144,7 @@ def _cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     gate = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor,
             "regression_tolerance": args.regression_tolerance}
     serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,
-                dask_address=args.dask, gate=gate)
+                dask_address=args.dask, gate=gate, alpha=args.alpha)
     return 0
 
 
@@ -228,26 +228,35 @@ def _cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
     from store.neighbors import near_duplicate_groups
 
+    from heads.dataset import split_of_images
+    from store.registry import HeadRegistry
+
     neighbors = open_neighbor_index(settings.layout, args.backbone)
     pairs = neighbors.pairs_above(args.threshold)
     info = {row[0]: row[1:] for row in neighbors.catalog.query(
         "SELECT image_id, label, generator, original_path FROM images")}
-    groups = [
-        {"images": [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2]}
-                    for i in group["image_ids"]],
-         "min_score": group["min_score"]}
-        for group in near_duplicate_groups(pairs)
-    ]
-    payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold,
-               "groups": groups, "pairs": len(pairs)}
+    champion = HeadRegistry(settings.layout).champion()
+    seed = HeadRegistry(settings.layout).record(champion)["split_seed"] if champion else 0
+    split = split_of_images(settings.layout, neighbors.backbone_id, seed=seed)
+    groups = []
+    for group in near_duplicate_groups(pairs):
+        images = [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2],
+                   "split": split.get(i)} for i in group["image_ids"]]
+        groups.append({"images": images, "min_score": group["min_score"],
+                       "straddles_splits": len({image["split"] for image in images}) > 1})
+    payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold, "split_seed": seed,
+               "groups": groups, "pairs": len(pairs), "straddling_groups": sum(g["straddles_splits"] for g in groups)}
     if args.json:
         _print_json(payload)
     else:
-        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold}) in {neighbors.backbone_id}")
+        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold}) in {neighbors.backbone_id}; "
+              f"{payload['straddling_groups']} straddle the train/val/test splits (evaluation drops their "
+              "held-out members)")
         for number, group in enumerate(groups, start=1):
-            print(f"group {number} (min similarity {group['min_score']:.4f}):")
+            flag = "  STRADDLES SPLITS" if group["straddles_splits"] else ""
+            print(f"group {number} (min similarity {group['min_score']:.4f}){flag}:")
             for image in group["images"]:
-                print(f"  {image['label']:<9} {image['generator'] or '-':<16} {image['path']}")
+                print(f"  {image['label']:<9} {image['generator'] or '-':<16} {image['split'] or '-':<5} {image['path']}")
     return 0
 
 

@@ -3,8 +3,8 @@
 
 A reader of the store: it never writes, keeps answering while other processes ingest, embed and
 re-index (short catalog connections that wait out a committing writer), and on each request
-picks up a rebuilt index or a newly promoted champion. Every route but /health needs
-``Authorization: Bearer``.
+picks up a rebuilt index or a newly promoted champion. Every route needs
+``Authorization: Bearer`` except /health, which without it says only whether the service is up.
 """
 
 from __future__ import annotations
@@ -23,6 +23,47 @@ from store.layout import StoreLayout
 from synthwatch import __version__
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
+
+
+class BodyLimit:
+    """ASGI middleware that answers 413 as soon as a request body passes ``limit`` bytes, before
+    the upload is spooled anywhere (a Content-Length check alone misses chunked uploads); the
+    application then sees the client as gone, and whatever it answers is dropped."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received, started, refused = 0, False, False
+
+        async def counted_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit and not started:
+                    refused = True
+                    from fastapi.responses import JSONResponse
+
+                    await JSONResponse(status_code=413, content={"detail": (
+                        f"Expected an upload of at most {self.limit - MULTIPART_OVERHEAD:,} bytes, "
+                        "but it is larger.")})(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
 
 
 class _State:
@@ -93,6 +134,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     app = FastAPI(title="synthwatch", version=__version__,
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
     state = _State(layout, backbone)
     bearer = HTTPBearer(auto_error=False)
 
@@ -104,15 +146,22 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
                                 headers={"WWW-Authenticate": "Bearer"})
 
     @app.get("/health")
-    def health() -> dict:
+    def health(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
+        """Liveness for anyone; with the token, what is loaded (champion, index, size)."""
         from store.registry import HeadRegistry
 
-        answer = {"champion": HeadRegistry(layout).champion()}
         try:
             neighbors, _ = state.for_similar()
         except (StoreError, EmbeddingError) as error:
-            return {**answer, "status": "no-index", "detail": str(error)}
-        return {**answer, "status": "ok", "backbone_id": neighbors.backbone_id,
+            neighbors, problem = None, str(error)
+        answer = {"status": "ok" if neighbors is not None else "no-index"}
+        try:
+            authorised(credentials)
+        except HTTPException:
+            return answer
+        if neighbors is None:
+            return {**answer, "detail": problem, "champion": HeadRegistry(layout).champion()}
+        return {**answer, "champion": HeadRegistry(layout).champion(), "backbone_id": neighbors.backbone_id,
                 "ntotal": int(neighbors.index.ntotal), "index": neighbors.version}
 
     @app.post("/similar", dependencies=[Depends(authorised)])

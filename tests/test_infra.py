@@ -23,7 +23,9 @@ def test_prefect_yaml_entrypoints_are_flows_and_the_trigger_listens_for_our_even
         path, name = deployment["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         assert isinstance(getattr(module, name), Flow)
-        assert set(deployment["parameters"]) <= set(getattr(module, name).parameters.properties)
+        parameters = getattr(module, name).parameters
+        assert set(deployment["parameters"]) <= set(parameters.properties)
+        assert set(parameters.required or []) <= set(deployment["parameters"]), deployment["name"]
     assert set(deployments["retrain"]["triggers"][0]["expect"]) == set(RETRAIN_EVENTS)
 
 
@@ -37,7 +39,9 @@ def test_gpu_job_template_requests_a_gpu_and_mounts_the_store():
 
 def test_compose_runs_a_server_on_postgres_a_worker_and_the_service():
     compose = yaml.safe_load((INFRA / "docker-compose.yml").read_text())["services"]
-    assert set(compose) == {"postgres", "prefect-server", "worker", "service"}
+    assert set(compose) == {"postgres", "prefect-server", "worker", "worker-gpu", "service"}
     assert "postgresql+asyncpg" in compose["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
-    assert compose["worker"]["command"].startswith("prefect worker start")
+    pools = yaml.safe_load((INFRA / "prefect.yaml").read_text())["definitions"]
+    polled = {compose[w]["command"].split("--pool ")[1].split()[0] for w in ("worker", "worker-gpu")}
+    assert polled == {pools["cpu"]["name"], pools["gpu"]["name"]}  # every deployment's pool has a worker
     assert "SYNTHWATCH_API_TOKEN" in compose["service"]["environment"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -90,8 +92,10 @@ def test_clear_errors_for_impossible_requests():
         evaluate_protocol(HeadSpec(), data, protocol="holdout", holdout=["flux"], options=FAST)
     with pytest.raises(ValueError, match="Expected at least one generator to hold out"):
         evaluate_protocol(HeadSpec(), data, protocol="holdout", options=FAST)
-    two_groups = data.take(np.isin(data.sources, ["group-0", "group-1"]))
-    split = split_of_rows(two_groups)
-    if "val" not in set(split.tolist()):
-        with pytest.raises(ValueError, match="validation split has none"):
-            evaluate_protocol(HeadSpec(), two_groups, protocol="logo", options=FAST)
+    groups = sorted(set(data.sources.tolist()))
+    train_and_test = next(pair for pair in itertools.combinations(groups, 2)
+                          if sorted(assign_splits(list(pair)).values()) == ["test", "train"])
+    no_validation = data.take(np.isin(data.sources, train_and_test))
+    assert "val" not in set(split_of_rows(no_validation).tolist())
+    with pytest.raises(ValueError, match="validation split has none"):
+        evaluate_protocol(HeadSpec(), no_validation, protocol="logo", options=FAST)

@@ -24,6 +24,18 @@ def test_train_evaluates_every_generator_held_out_and_registers_a_champion(cli, 
         assert m["n_real"] >= 5 and m["n_fake"] >= 5
     assert set(out["metrics"]["robustness"]["ae-tconv"]) == {"jpeg", "downscale"}
     assert 0 <= out["threshold"] <= 1 and out["target_fpr"] == 0.01
+    assert (out["metrics"]["threshold"], out["metrics"]["threshold_source"]) == (out["threshold"], "head")
+
+
+def test_train_builds_the_index_it_needs(cli, proxy_store):
+    import shutil
+
+    store, _ = proxy_store
+    shutil.rmtree(store / "indexes")
+    code, out, err = cli("--store", store, "train", "--no-robustness", *FAST, *NO_FLOORS, "--json")
+    assert code == 0, err
+    assert any(note.startswith("built the index of test-tiny-dinov2") for note in out["notes"])
+    assert cli("--store", store, "index", "--json")[1]["action"] == "unchanged"
 
 
 def test_holdout_trains_without_the_held_out_generators(cli, proxy_store):
@@ -37,15 +49,19 @@ def test_holdout_trains_without_the_held_out_generators(cli, proxy_store):
     assert code == 0 and evaluated["head_version"] == out["version"]
     assert {g for g, m in evaluated["per_generator"].items() if m["held_out"]} == {"ae-noise", "ae-tconv"}
     assert evaluated["threshold"] == out["threshold"]
+    code, _, err = cli("--store", store, "evaluate", "--holdout", "ae-noise", *FAST, "--json")
+    assert code == 1 and "Expected --holdout only without a registered head" in err
 
 
 def test_evaluate_writes_a_self_contained_report_and_its_numbers(cli, proxy_store, tmp_path):
     store, _ = proxy_store
     cli("--store", store, "train", *FAST, *NO_FLOORS, "--json")
     report = tmp_path / "out" / "report.html"
+    trained = cli("--store", store, "models", "list", "--json")[1]["champion"]
     code, out, err = cli("--store", store, "evaluate", "--protocol", "logo", "--report", report, *FAST, "--json")
     assert code == 0, err
-    assert set(out["per_generator"]) == GENERATORS and isinstance(out["threshold"], float)
+    assert set(out["per_generator"]) == GENERATORS and out["head_version"] == trained
+    assert out["threshold_source"] == "head" and isinstance(out["threshold"], float)
     page = report.read_text()
     assert page.count("<svg") == 1 + len(GENERATORS)  # ROC curves, one histogram per generator
     assert "src=" not in page and "href=" not in page  # nothing fetched from elsewhere
@@ -77,15 +93,21 @@ def test_no_pickle_is_ever_written_or_read(cli, proxy_store, monkeypatch):
     import torch
 
     def refuse(*args, **kwargs):
-        raise AssertionError("something tried to unpickle")
+        raise AssertionError("something tried to pickle or unpickle")
 
-    for name in ("load", "loads", "Unpickler"):
+    class Refused:  # libraries may subclass pickle's classes at import; using them fails
+        __init__ = refuse
+
+    for name in ("load", "loads", "dump", "dumps"):
         monkeypatch.setattr(pickle, name, refuse)
+    for name in ("Pickler", "Unpickler"):
+        monkeypatch.setattr(pickle, name, Refused)
+    monkeypatch.setattr(torch, "save", refuse)
     real_torch_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: real_torch_load(*a, **{**k, "weights_only": True})
                         if k.get("weights_only") else refuse())
     store, corpus = proxy_store
-    for head in ("logreg", "mlp", "knn"):
+    for head in ("logreg", "svm", "mlp", "knn", "attribution"):
         assert cli("--store", store, "train", "--head", head, *FAST, *NO_FLOORS, "--json")[0] == 0
     assert cli("--store", store, "evaluate", *FAST, "--json")[0] == 0
     assert cli("--store", store, "detect", next(corpus.out.rglob("*.png")), "--json")[0] == 0
@@ -94,4 +116,5 @@ def test_no_pickle_is_ever_written_or_read(cli, proxy_store, monkeypatch):
     for path in store.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert b"\x80\x04\x95" not in data[:16] and b"\x80\x05\x95" not in data[:16], path  # pickle frames
+            assert not (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")), path  # pickle
+            assert not data.startswith(b"PK\x03\x04"), path  # a torch.save zip archive

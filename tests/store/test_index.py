@@ -73,6 +73,29 @@ def test_removed_images_leave_the_index(cli, indexed, tmp_path):
     assert matching == 4 and not {n.image_id for n in found[0]} & set(gone)
 
 
+def test_images_removed_after_indexing_are_skipped_and_k_still_found(indexed):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    neighbors, _ = open_current_index(layout, None)  # a long-lived reader, as the service is
+    query = np.ones((1, 64), np.float32) / 8
+    first, _ = neighbors.search(query, 5)
+    gone = [n.image_id for n in first[0][:3]]
+    assert Catalog(layout).remove_images(gone) == 3  # another process removes them; no re-index yet
+    found, _ = neighbors.search(query, 5)
+    assert len(found[0]) == 5 and not {n.image_id for n in found[0]} & set(gone)
+    assert [n.image_id for n in found[0][:2]] == [n.image_id for n in first[0][3:]]
+
+
+def test_two_images_sharing_an_index_key_are_refused(indexed):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    with Catalog(layout).transaction() as con:  # a forged twin: same first 60 bits, other sha256
+        con.execute("INSERT INTO images SELECT * REPLACE (substr(image_id, 1, 15) || repeat('0', 49) AS image_id) "
+                    "FROM images LIMIT 1")
+    with pytest.raises(StoreError, match="share one"):
+        sync_index(layout, BACKBONE, rebuild=True)
+
+
 def test_stale_index_is_detected_and_updated_saying_so(cli, indexed, tmp_path):
     store, _ = indexed
     _write_crops(tmp_path / "late", 4, seed=11)

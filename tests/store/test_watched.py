@@ -14,7 +14,7 @@ from store.watched import add_source, ingest_watched, list_sources, parse_durati
 from tests.conftest import write_image
 
 
-def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path):
+def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path, monkeypatch):
     folder = tmp_path / "drop"
     write_image(folder / "real" / "a.png")
     manifest = tmp_path / "m.csv"
@@ -27,6 +27,9 @@ def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path):
     assert [s["uri"] for s in listed["sources"]] == [str(folder), str(manifest)]
     assert cli("--store", store, "sources", "remove", manifest, "--json")[0] == 0
     assert [s.uri for s in list_sources(StoreLayout(store))] == [str(folder)]
+    monkeypatch.chdir(tmp_path)
+    assert cli("--store", store, "sources", "remove", "drop/", "--json")[0] == 0  # as typed, relative
+    assert list_sources(StoreLayout(store)) == []
 
 
 @pytest.mark.parametrize("args, message", [

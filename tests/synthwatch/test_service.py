@@ -66,6 +66,29 @@ def _post(base, path, data, token=TOKEN, **params):
                       files={"file": (path, data, "application/octet-stream")}, timeout=30)
 
 
+def _chunked_upload(base, size):
+    """A multipart upload of ``size`` bytes streamed in chunks, without a Content-Length."""
+    boundary = "synthwatch-test"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+    def body():
+        yield head
+        for _ in range(size // 65536):
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return httpx.post(f"{base}/similar", content=body(), timeout=30, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def test_health_says_little_without_the_token(server):
+    base, _, _ = server
+    assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+    detailed = httpx.get(f"{base}/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert detailed["status"] == "ok" and detailed["ntotal"] == 24 and detailed["backbone_id"].startswith("test-tiny")
+
+
 def test_similar_needs_the_token(server):
     base, _, tmp_path = server
     image = next((tmp_path / "in" / "real").iterdir()).read_bytes()
@@ -87,6 +110,7 @@ def test_bad_uploads_get_4xx_with_a_reason(server):
     assert too_big.status_code == 413 and "at most 524,288 bytes" in too_big.json()["detail"]
     bomb = _post(base, "bomb.png", _png_header_only(60_000, 60_000))
     assert bomb.status_code == 422 and "decompression bomb" in bomb.json()["detail"]
+    assert _chunked_upload(base, 5_000_000).status_code == 413  # no Content-Length to check up front
     text = _post(base, "notes.jpg", b"hello")
     assert text.status_code == 422 and "not an image" in text.json()["detail"]
     assert _post(base, "x.png", b"x", k=0).status_code == 422
@@ -95,7 +119,7 @@ def test_bad_uploads_get_4xx_with_a_reason(server):
 def test_keeps_answering_while_the_pipeline_writes_and_picks_up_the_new_index(server):
     base, store, tmp_path = server
     query = next((tmp_path / "in" / "real").iterdir()).read_bytes()
-    before = httpx.get(f"{base}/health").json()
+    before = httpx.get(f"{base}/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     _write_crops(tmp_path / "new" , 40, seed=7)
     pipeline = subprocess.Popen(
         f"{sys.executable} -m synthwatch --store {store} ingest {tmp_path / 'new'} --label real --batch-size 2 --json"
@@ -109,7 +133,7 @@ def test_keeps_answering_while_the_pipeline_writes_and_picks_up_the_new_index(se
         answered += 1
     assert pipeline.returncode == 0, pipeline.communicate()
     assert answered >= 3
-    after = httpx.get(f"{base}/health").json()
+    after = httpx.get(f"{base}/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert after["index"] != before["index"] and after["ntotal"] == before["ntotal"] + 40
     new_image = next((tmp_path / "new").iterdir())
     top = _post(base, new_image.name, new_image.read_bytes(), k=1).json()["results"][0]["neighbors"][0]

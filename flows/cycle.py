@@ -11,8 +11,9 @@ from pathlib import Path
 from prefect import flow
 
 from flows import tasks
+from heads.gate import GatePolicy
 
-DEFAULT_GATE = {"auroc_floor": 0.70, "tpr_floor": 0.05, "regression_tolerance": 0.02}
+DEFAULT_GATE = GatePolicy().as_dict()
 
 
 @flow(name="synthwatch-ingest")

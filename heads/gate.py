@@ -7,8 +7,11 @@ Checks, each with its value, threshold and verdict:
   TPR at 1% FPR is at least the floor.
 - ``backward_transfer[G]``: for each generator the champion knew, the candidate's AUROC on its
   test split is no worse than the champion's on the same split minus the tolerance.
-- ``false_positive_rate``: on held-out real images at the candidate's threshold, the lower end of
-  the FPR interval is within the target (no evidence that the target is exceeded).
+- ``false_positive_rate``: on held-out real images at the candidate's threshold, the FPR is
+  within the target plus the slack. Which FPR is policy (``fpr_bound``): ``lower`` (default), the
+  lower end of its interval (reject only on evidence that the target is exceeded: small test sets
+  make the point estimate jump in steps of 1/n); ``point``, the measured rate; ``upper``, the
+  upper end (promote only on evidence that the target holds: needs thousands of real images).
 - ``leakage``: no source group that either head trained on is among the evaluation's test groups,
   and both heads used the same splits.
 
@@ -28,9 +31,17 @@ class GatePolicy:
     tpr_floor: float = 0.05
     regression_tolerance: float = 0.02
     fpr_slack: float = 0.0
+    fpr_bound: str = "lower"  # lower | point | upper: which FPR must be within target + slack
+
+    def __post_init__(self) -> None:
+        if self.fpr_bound not in FPR_BOUNDS:
+            raise ValueError(f"Expected fpr_bound in {', '.join(FPR_BOUNDS)}, but got {self.fpr_bound!r}.")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+FPR_BOUNDS = ("lower", "point", "upper")
 
 
 @dataclass(frozen=True)
@@ -73,11 +84,13 @@ def judge(candidate_logo: dict, candidate_known: dict, champion_known: dict | No
             limit = round(theirs["auroc"] - policy.regression_tolerance, 6)
             checks.append(Check(f"backward_transfer[{name}]", ours, limit, ours >= limit,
                                 f"champion AUROC {theirs['auroc']:.4f} on the same test split"))
-    fprs = [m["fpr_ci"][0] for m in candidate_known.values()]
-    lowest = round(max(fprs), 6) if fprs else None
+    pick = {"lower": lambda m: m["fpr_ci"][0], "point": lambda m: m["fpr"], "upper": lambda m: m["fpr_ci"][1]}
+    fprs = [pick[policy.fpr_bound](m) for m in candidate_known.values()]
+    worst = round(max(fprs), 6) if fprs else None
     limit = round(target_fpr + policy.fpr_slack, 6)
-    checks.append(Check("false_positive_rate", lowest, limit, lowest is not None and lowest <= limit,
-                        "lower end of the FPR interval on held-out real images, at the candidate's threshold"))
+    what = {"lower": "lower end of the FPR interval", "point": "FPR", "upper": "upper end of the FPR interval"}
+    checks.append(Check("false_positive_rate", worst, limit, worst is not None and worst <= limit,
+                        f"{what[policy.fpr_bound]} on held-out real images, at the candidate's threshold"))
     checks.append(Check("leakage", float(len(leaking_groups)), 0.0, not leaking_groups and same_splits,
                         ("test groups trained on: " + ", ".join(leaking_groups) if leaking_groups else
                          "no test group was trained on") + ("" if same_splits else "; the heads used different splits")))

@@ -95,8 +95,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cycle import continual_flow
 
-    gate = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor,
-            "regression_tolerance": args.regression_tolerance}
+    gate = _policy(args).as_dict()
     result = continual_flow(store=str(settings.store_root), backbone=args.backbone,
                             allow_random_weights=args.allow_random_weights, dask_address=args.dask,
                             gate=gate, alpha=args.alpha)
@@ -141,8 +140,7 @@ def _cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from flows.deploy import serve_store
 
-    gate = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor,
-            "regression_tolerance": args.regression_tolerance}
+    gate = _policy(args).as_dict()
     serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,
                 dask_address=args.dask, gate=gate, alpha=args.alpha)
     return 0
@@ -472,7 +470,7 @@ def _policy(args: argparse.Namespace):
     from heads.gate import GatePolicy
 
     return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
-                      regression_tolerance=args.regression_tolerance)
+                      regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound)
 
 
 def _print_decision(payload: dict) -> None:
@@ -744,6 +742,10 @@ def _build_parser() -> argparse.ArgumentParser:
                             help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator (default 0.05)")
     gate_flags.add_argument("--regression-tolerance", type=float, default=0.02,
                             help="largest AUROC drop against the champion on a generator it knew (default 0.02)")
+    gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"), default="lower",
+                            help="which false-positive rate on held-out reals must be within target: the lower end "
+                                 "of its interval (default: reject on evidence of excess), the measured rate, or the "
+                                 "upper end (promote on evidence it holds)")
 
     train_cmd = _add(commands, "train", _cmd_train, common,
                      "train a head on the stored embeddings, evaluate it on held-out generators, register it, "

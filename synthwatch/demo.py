@@ -31,34 +31,44 @@ class DemoOptions:
     quiet: bool = False
 
 
-def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
-    """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
+def demo_weights(backbone: str, say=print) -> tuple[bool, bool, dict]:
+    """``(pretrained, allow_random_weights, gate)`` for the demo's backbone: pretrained weights when
+    they can be had, else random weights of the same architecture, announced loudly, with the
+    gate's floors at 0."""
     from embeddings.backbone import create_backbone
     from embeddings.errors import WeightsUnavailable
     from embeddings.loading import PRETRAINED
-    from flows.cycle import DEFAULT_GATE, continual_flow
-    from store.watched import add_source
-    from synthwatch.corpus import build_corpus
+    from flows.cycle import DEFAULT_GATE
 
-    corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
-    say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
     try:
-        pretrained = create_backbone(options.backbone).weights == PRETRAINED
+        pretrained = create_backbone(backbone).weights == PRETRAINED
         allow_random = False
     except WeightsUnavailable:
         pretrained, allow_random = False, True
     gate = DEFAULT_GATE if pretrained else RANDOM_WEIGHTS_GATE
     if allow_random:
         say("demo: " + "!" * 78)
-        say(f"demo: NO PRETRAINED WEIGHTS for {options.backbone}: running the same architecture with RANDOM "
+        say(f"demo: NO PRETRAINED WEIGHTS for {backbone}: running the same architecture with RANDOM "
             "weights.\ndemo: Scores, AUROCs and verdicts below are NOT meaningful; the gate's floors are set to 0 "
             "for this run\ndemo: (backward transfer, false-positive rate and leakage are still checked).\n"
-            f"demo: Point at real weights (HF_HOME with a cached {options.backbone}, or --backbone DIR) for a "
+            f"demo: Point at real weights (HF_HOME with a cached {backbone}, or --backbone DIR) for a "
             "meaningful run.")
         say("demo: " + "!" * 78)
     elif not pretrained:
-        say(f"demo: {options.backbone} has seeded random weights (a test model): scores are not meaningful and the "
+        say(f"demo: {backbone} has seeded random weights (a test model): scores are not meaningful and the "
             "gate's floors are set to 0")
+    return pretrained, allow_random, gate
+
+
+def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
+    """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
+    from flows.cycle import continual_flow
+    from store.watched import add_source
+    from synthwatch.corpus import build_corpus
+
+    corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
+    say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
+    pretrained, allow_random, gate = demo_weights(options.backbone, say)
     inbox = options.data / "inbox"
     if inbox.exists():
         shutil.rmtree(inbox)

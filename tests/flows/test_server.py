@@ -1,5 +1,5 @@
-"""Against a real standalone Prefect server on a loopback port: a new generator's event starts the
-retrain deployment through its trigger, and a cycle killed mid-way resumes cleanly."""
+"""Against a real standalone Prefect server on a loopback port: a new generator's event and a drift
+alarm start the retrain deployment through its trigger, and a cycle killed mid-way resumes cleanly."""
 
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ from store.layout import StoreLayout
 
 BIN = Path(sys.executable).parent
 NO_FLOORS = ("--auroc-floor", "0", "--tpr-floor", "0")
+
+
+EMIT_DRIFT = """
+import asyncio, sys
+from prefect.events import Event
+from prefect.events.clients import get_events_client
+from flows.tasks import store_resource
+
+async def main():
+    async with get_events_client() as client:
+        await client.emit(Event(event="synthwatch.drift.detected", resource=store_resource(sys.argv[1]),
+                                payload={"checks": []}))
+
+asyncio.run(main())
+"""
 
 
 def _free_port() -> int:
@@ -75,7 +90,8 @@ def _runs_of(api: str, deployment_name: str) -> list[dict]:
     return [r for r in runs if r.get("deployment_id") in ids]
 
 
-def test_a_new_generator_event_triggers_the_retrain_deployment(server, inbox):
+@pytest.mark.timeout(900)  # a server, a deploy process and three runs on 2 cores
+def test_new_generator_and_drift_events_trigger_the_retrain_deployment(server, inbox):
     api, env = server
     store, folder, _ = inbox
     assert _synthwatch(store, "sources", "add", folder, env=env).returncode == 0
@@ -102,11 +118,21 @@ def test_a_new_generator_event_triggers_the_retrain_deployment(server, inbox):
         assert "event synthwatch.generator.new" in record["reason"]
         names = [e["name"] for e in Catalog(layout).events()]
         assert names.count("synthwatch.generator.new") == 2 and "synthwatch.head.promoted" in names
+
+        # A drift alarm about this store starts the retrain deployment too.
+        emitted = subprocess.run([sys.executable, "-c", EMIT_DRIFT, str(store)], env=env, capture_output=True,
+                                 text=True, timeout=120)
+        assert emitted.returncode == 0, emitted.stderr
+        by_drift = _wait("a retrain run started by the drift event", lambda: [
+            r for r in _runs_of(api, "retrain") if r["parameters"].get("reason") == "event synthwatch.drift.detected"
+            and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")], 240)
+        assert by_drift[0]["state_type"] == "COMPLETED", by_drift
     finally:
         os.killpg(deploy.pid, signal.SIGTERM)
         deploy.wait(timeout=30)
 
 
+@pytest.mark.timeout(900)
 def test_a_cycle_killed_mid_way_resumes_cleanly(server, inbox):
     api, env = server
     store, folder, _ = inbox
@@ -115,13 +141,13 @@ def test_a_cycle_killed_mid_way_resumes_cleanly(server, inbox):
     run = [str(BIN / "synthwatch"), "--store", str(store), "run", "--backbone", "test-tiny-dinov2", *NO_FLOORS, "--json"]
     process = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
-    def ingesting():
+    def ingested():  # one batch commits the whole inbox; the cycle then embeds, indexes and retrains
         try:
             return layout.exists() and Catalog(layout).status()["images"]["real"] > 0
         except Exception:  # the catalog is being created
             return False
 
-    _wait("the cycle to start ingesting", ingesting, 120, every_s=0.05)
+    _wait("the cycle to ingest", ingested, 120, every_s=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (layout.root / "heads" / "champion.json").exists()  # killed before the cycle finished

@@ -45,5 +45,10 @@ def test_false_positive_rate_and_leakage_and_policy():
     lenient = judge({"a": metrics(0.6, low=0.5, tpr_low=0.0)}, {"a": metrics(0.9, held_out=False)}, None,
                     target_fpr=0.01, leaking_groups=[], same_splits=True, policy=GatePolicy(auroc_floor=0.5, tpr_floor=0))
     assert all(c.passed for c in lenient)
+    edge = {"a": metrics(0.9, fpr=0.02, fpr_low=0.004, held_out=False)}  # 2 % measured, interval from 0.4 %
+    verdicts = {bound: by_name(judge({"a": metrics(0.9)}, edge, None, target_fpr=0.01, leaking_groups=[],
+                                     same_splits=True, policy=GatePolicy(fpr_bound=bound)))["false_positive_rate"]
+                for bound in ("lower", "point", "upper")}
+    assert [(v.value, v.passed) for v in verdicts.values()] == [(0.004, True), (0.02, False), (0.03, False)]
     assert not by_name(judge({}, {}, None, target_fpr=0.01, leaking_groups=[], same_splits=True))[
         "held_out_generators"].passed

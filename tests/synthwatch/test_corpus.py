@@ -136,3 +136,16 @@ def test_demo_runs_two_cycles_gates_looks_up_and_reports(small, cache, cli, tmp_
     assert "seeded random weights" in err  # said loudly
     code, again, _ = cli("--store", store, "run", "--json")
     assert code == 0 and (again["ingested"], again["retrained"], again["decision"]) == (0, False, "none")
+
+
+def test_the_demo_without_weights_falls_back_to_random_ones_and_says_so(tmp_path, monkeypatch):
+    from synthwatch.demo import RANDOM_WEIGHTS_GATE, demo_weights
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))  # what `make demo` meets on a fresh machine
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    said = []
+    pretrained, allow_random, gate = demo_weights("dinov2-small", said.append)
+    assert (pretrained, allow_random, gate) == (False, True, RANDOM_WEIGHTS_GATE)
+    notice = "\n".join(said)
+    assert "NO PRETRAINED WEIGHTS for dinov2-small" in notice and "NOT meaningful" in notice
+    assert "--backbone DIR" in notice

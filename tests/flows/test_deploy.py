@@ -1,0 +1,36 @@
+"""What `synthwatch deploy` serves: each watched source's schedule, the retrain trigger on both
+events, and the options given on the command line."""
+
+from __future__ import annotations
+
+from flows.deploy import RETRAIN_EVENTS, build_deployments
+from flows.tasks import store_resource
+from store.layout import StoreLayout
+from store.watched import add_source
+
+
+def test_each_watched_source_schedules_a_cycle_over_itself(tmp_path):
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "by-hand").mkdir()
+    (tmp_path / "m.csv").write_text("path,label,generator\n")
+    store = tmp_path / "store"
+    add_source(StoreLayout(store), str(tmp_path / "drop"), every="15m")
+    add_source(StoreLayout(store), str(tmp_path / "m.csv"), cron="0 * * * *")
+    add_source(StoreLayout(store), str(tmp_path / "by-hand"))  # no schedule: cycles run by hand only
+    deployments = {d.name: d for d in build_deployments(str(store), alpha=0.05, gate={"auroc_floor": 0.5})}
+    assert set(deployments) == {"continual", "retrain", "ingest", "embed", "index"}
+
+    schedules = deployments["continual"].schedules
+    assert len(schedules) == 2
+    interval, cron = schedules
+    assert interval.schedule.interval.total_seconds() == 900
+    assert interval.parameters == {"sources": [str(tmp_path / "drop")]}
+    assert cron.schedule.cron == "0 * * * *" and cron.parameters == {"sources": [str(tmp_path / "m.csv")]}
+
+    (trigger,) = deployments["retrain"].triggers
+    assert trigger.expect == set(RETRAIN_EVENTS) == {"synthwatch.generator.new", "synthwatch.drift.detected"}
+    assert trigger.match.root == {"prefect.resource.id": store_resource(str(store))["prefect.resource.id"]}
+    for name in ("continual", "retrain"):
+        assert deployments[name].parameters["alpha"] == 0.05
+        assert deployments[name].parameters["gate"] == {"auroc_floor": 0.5}
+    assert deployments["continual"].parameters["retrain_inline"] is False  # retraining is the trigger's

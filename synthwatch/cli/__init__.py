@@ -1,0 +1,33 @@
+"""The ``synthwatch`` command line: parse arguments, call the libraries, print results."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from embeddings.errors import EmbeddingError
+from store.errors import StoreError
+from synthwatch.cli.parser import build_parser
+from synthwatch.cli.store_commands import open_neighbor_index
+from synthwatch.settings import Settings
+
+__all__ = ["build_parser", "main", "open_neighbor_index"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_args(args.store)
+    try:
+        return args.handler(args, settings)
+    except (StoreError, EmbeddingError, ValueError) as error:
+        print(f"synthwatch: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("synthwatch: interrupted; stored batches are kept, run again to continue.",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

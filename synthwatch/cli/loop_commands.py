@@ -1,0 +1,77 @@
+"""The continual-loop commands: demo, run, sources and deploy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from store.errors import StoreError
+from synthwatch.cli.model_commands import gate_policy
+from synthwatch.cli.output import print_decision, print_drift, print_json
+from synthwatch.settings import Settings
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from synthwatch.demo import DemoOptions, run_demo
+
+    say = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    result = run_demo(settings.layout, DemoOptions(data=Path(args.data).resolve(), seed=args.seed,
+                                                   backbone=args.backbone), say=say)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.cycle import continual_flow
+
+    gate = gate_policy(args).as_dict()
+    result = continual_flow(store=str(settings.store_root), backbone=args.backbone,
+                            allow_random_weights=args.allow_random_weights, dask_address=args.dask,
+                            gate=gate, alpha=args.alpha)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"cycle: ingested {result['ingested']}, embedded {result['embedded']}, new generators: "
+              f"{', '.join(result['new_generators']) or 'none'}")
+        print_drift(result["drift"])
+        if result["retrained"]:
+            print(f"retrained ({'; '.join(result['retrain_wanted'])}): candidate {result['candidate']}")
+            print_decision(result)
+        else:
+            print(f"no retraining needed; champion: {result['champion']}")
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    from store.watched import add_source, list_sources, remove_source
+
+    if args.sources_command == "add":
+        watched = add_source(settings.layout, args.location, label=args.label, generator=args.generator,
+                             source=args.source, cron=args.schedule, every=args.every)
+        payload = watched.as_dict()
+    elif args.sources_command == "remove":
+        if not remove_source(settings.layout, args.location):
+            raise StoreError(f"Expected a watched source, but {args.location} is not one. See `synthwatch sources list`.")
+        payload = {"removed": args.location}
+    else:
+        payload = {"sources": [s.as_dict() for s in list_sources(settings.layout)]}
+    if args.json:
+        print_json(payload)
+    elif args.sources_command == "list":
+        for source in payload["sources"]:
+            when = source["cron"] or (f"every {source['every_s']} s" if source["every_s"] else "on each cycle")
+            print(f"{source['kind']:<8} {source['uri']}  ({when})")
+    else:
+        print(payload)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.deploy import serve_store
+
+    gate = gate_policy(args).as_dict()
+    serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,
+                dask_address=args.dask, gate=gate, alpha=args.alpha)
+    return 0

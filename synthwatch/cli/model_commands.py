@@ -1,0 +1,222 @@
+"""The model commands: train, retrain, models, evaluate, detect and serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from store.errors import StoreError
+from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes
+from synthwatch.cli.store_commands import open_neighbor_index
+from synthwatch.settings import Settings
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detector import HeadSpec
+    from heads.jobs import train_and_register
+    from heads.promotion import decide
+
+    options = _train_options(args)
+    if args.head == "convnext":
+        payload = _finetune(args, settings)
+    else:
+        payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone, options=options)
+    decision = decide(settings.layout, payload["version"], policy=gate_policy(args), options=options)
+    payload.update({key: decision[key] for key in ("decision", "reasons", "checks", "champion")})
+    if args.json:
+        print_json(payload)
+    else:
+        print_notes(payload["notes"])
+        print(f"trained {payload['head']} head {payload['version']} on {payload['backbone_id'] or 'images'}: "
+              f"threshold {payload['threshold']:.6f} for {payload['target_fpr']:.2%} FPR on validation real images")
+        print_evaluation(payload["metrics"])
+        print_decision(payload)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detector import HeadSpec
+    from heads.promotion import retrain
+
+    result = retrain(settings.layout, spec=HeadSpec(args.head), options=_train_options(args), policy=gate_policy(args),
+                     alpha=args.alpha)
+    if args.json:
+        print_json(result)
+    else:
+        print_notes(result["notes"])
+        print_drift(result["drift"])
+        print(f"candidate {result['candidate']}:")
+        print_evaluation(result["metrics"])
+        print_decision(result)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.promotion import force_promote
+    from store.registry import HeadRegistry
+
+    registry = HeadRegistry(settings.layout)
+    if args.models_command == "list":
+        champion = registry.champion()
+        models = [{"version": r["version"], "created_at": r["created_at"], "kind": r["kind"],
+                   "backbone_id": r.get("backbone_id"), "decision": r.get("gate", {}).get("decision"),
+                   "forced": r.get("gate", {}).get("forced", False), "champion": r["version"] == champion,
+                   "metrics": r["metrics"]["summary"], "reason": r.get("reason", "")} for r in registry.versions()]
+        payload = {"models": models, "champion": champion}
+        if args.json:
+            print_json(payload)
+        else:
+            for m in models:
+                summary = m["metrics"]
+                auroc = f"held-out AUROC mean {summary['mean_auroc']:.3f}" if summary.get("held_out_generators") else ""
+                print(f"{'*' if m['champion'] else ' '} {m['version']}  {m['kind']:<17} {m['decision'] or '-':<9}"
+                      f"{' (forced)' if m['forced'] else ''}  {m['created_at'][:19]}  {auroc}")
+        return 0
+    if args.models_command == "show":
+        record = registry.record(args.version)
+        record["audit"] = [e for e in registry.audit() if e.get("version") == args.version]
+        record["champion"] = registry.champion() == args.version
+        if args.json:
+            print_json(record)
+        else:
+            print(json.dumps(record, indent=1, ensure_ascii=False, default=str))
+        return 0
+    if args.models_command == "promote":
+        record = registry.record(args.version)
+        passed = record.get("gate", {}).get("decision") == "promoted"
+        if args.force:
+            moved = force_promote(settings.layout, args.version, reason=args.reason or "")
+        elif passed:
+            moved = registry.promote(args.version, reason=args.reason or "promoted by hand (it passed the gate)")
+        else:
+            raise StoreError(f"Expected a version that passed the gate, but {args.version} was "
+                             f"{record.get('gate', {}).get('decision', 'never gated')}. Promote it anyway with "
+                             "--force --reason TEXT (recorded as forced).")
+        payload = {**moved, "forced": bool(args.force)}
+    else:  # rollback
+        payload = registry.rollback(reason=args.reason or "rolled back by hand")
+    if args.json:
+        print_json(payload)
+    else:
+        print(f"champion: {payload['before']} -> {payload['after']}" + (" (forced)" if payload.get("forced") else ""))
+    return 0
+
+
+def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
+    from heads.finetune import FinetuneOptions
+    from heads.finetune_job import finetune_and_register
+
+    options = FinetuneOptions(
+        backbone=args.backbone or "convnext-tiny", steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, device=args.device, allow_random_weights=args.allow_random_weights,
+        seed=args.seed, checkpoint_every=args.checkpoint_every)
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=options.steps, unit="step", desc="fine-tune", file=sys.stderr)
+    progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
+    payload, _ = finetune_and_register(settings.layout, options, _train_options(args), progress=progress)
+    if bar:
+        bar.close()
+    return payload
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.jobs import evaluate_registered
+    from heads.report import write_report
+
+    payload, evaluation = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
+                                              options=_train_options(args))
+    if args.report:
+        context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}
+        html_path, json_path = write_report(Path(args.report), evaluation, context)
+        payload["report"], payload["report_json"] = str(html_path.resolve()), str(json_path.resolve())
+    if args.json:
+        print_json(payload)
+    else:
+        print_notes(payload["notes"])
+        print(f"evaluated {payload['head_version'] or 'the default head (none registered)'} on "
+              f"{payload['backbone_id'] or 'images (a fine-tuned network)'}")
+        print_evaluation(payload)
+        if args.report:
+            print(f"report: {payload['report']} (numbers: {payload['report_json']})")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from heads.detection import Detector
+
+    detector = Detector.open(settings.layout, args.head)
+    neighbors = None
+    if args.k:
+        try:
+            neighbors = open_neighbor_index(settings.layout, detector.backbone_id)
+        except StoreError as error:
+            print(f"synthwatch: no nearest known fakes: {error}", file=sys.stderr)
+    images = [(str(path), _read_image_file(path)) for path in args.images]
+    results = detector.detect(images, k=args.k, neighbors=neighbors)
+    if args.json:
+        print_json({"head_version": detector.version, "results": results})
+        return 0
+    for entry in results:
+        if "error" in entry:
+            print(f"{entry['query']}: rejected: {entry['error']}")
+            continue
+        verdict = "SYNTHETIC" if entry["synthetic"] else "real"
+        attribution = entry["attribution"]
+        like = (f"; most like {attribution['generator']} (p {attribution['probability']:.3f}, "
+                f"p(real) {attribution['real_probability']:.3f})" if attribution["generator"] else "")
+        print(f"{entry['query']}: {verdict}  score {entry['score']:.4f} (threshold {entry['threshold']:.4f}, "
+              f"head {entry['head_version']}){like}")
+        for rank, n in enumerate(entry["neighbors"], start=1):
+            print(f"  {rank:2d}. {n['score']:.4f}  {n['generator'] or '-':<16} {n['path']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from synthwatch.service import create_app
+
+    token = os.environ.get("SYNTHWATCH_API_TOKEN") or None
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if token is None and not args.no_auth:
+        raise StoreError("Expected SYNTHWATCH_API_TOKEN to be set (requests must send "
+                         "Authorization: Bearer <token>), but it is not. Set it, or pass --no-auth "
+                         "to serve without authentication on a loopback address.")
+    if args.no_auth and not loopback:
+        raise StoreError(f"Expected a loopback --host with --no-auth, but got {args.host}. "
+                         "Set SYNTHWATCH_API_TOKEN to serve on other addresses.")
+    app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
+                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _train_options(args: argparse.Namespace):
+    from heads.evaluation import EvalOptions
+    from heads.jobs import TrainOptions
+
+    holdout = tuple(name for name in (getattr(args, "holdout", None) or "").split(",") if name)
+    evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
+    return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
+                        robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "")
+
+
+def gate_policy(args: argparse.Namespace):
+    from heads.gate import GatePolicy
+
+    return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
+                      regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound)
+
+
+def _read_image_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise StoreError(f"Expected a readable image file, but {path} could not be read "
+                         f"({error.strerror or error}).") from None

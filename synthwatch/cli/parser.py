@@ -1,0 +1,253 @@
+"""The argument parser of ``synthwatch``: every command, its flags and help text, and its handler."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from embeddings.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch import __version__
+from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
+from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
+from synthwatch.cli.store_commands import (
+    cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_similar, cmd_status,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=argparse.SUPPRESS, metavar="DIR",
+                        help="store root (default: $SYNTHWATCH_STORE, else ./synthwatch-store)")
+    common.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout instead of text")
+
+    parser = argparse.ArgumentParser(
+        prog="synthwatch",
+        description="Train, monitor and keep current your own detector of AI-generated images.",
+    )
+    parser.add_argument("--version", action="version", version=f"synthwatch {__version__}")
+    parser.add_argument("--store", default=None, metavar="DIR",
+                        help="store root (default: $SYNTHWATCH_STORE, else ./synthwatch-store)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest_cmd = _add(commands, "ingest", cmd_ingest, common,
+                      "validate, deduplicate and register images in the catalog")
+    ingest_cmd.add_argument("paths", nargs="+", metavar="PATH",
+                            help="folder (real/, synthetic/<generator>/), image file, or "
+                                 "manifest (.csv, .jsonl, .parquet)")
+    ingest_cmd.add_argument("--label", choices=("real", "synthetic"),
+                            help="label every image of a flat folder")
+    ingest_cmd.add_argument("--generator", help="generator of a flat folder of synthetic images")
+    ingest_cmd.add_argument("--source", help="source group recorded for every image")
+    ingest_cmd.add_argument("--root", metavar="DIR",
+                            help="folder that manifest paths must stay inside "
+                                 "(default: the manifest's folder)")
+    ingest_cmd.add_argument("--no-copy", action="store_true",
+                            help="reference originals in place instead of copying them into the store")
+    ingest_cmd.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                            help=f"reject images with more pixels (default {DEFAULT_MAX_PIXELS:,})")
+    ingest_cmd.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE,
+                            help=f"reject images whose shorter side is smaller (default {DEFAULT_MIN_SIDE})")
+    ingest_cmd.add_argument("--batch-size", type=int, default=128,
+                            help="images per catalog transaction (default 128)")
+    ingest_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    status_cmd = _add(commands, "status", cmd_status, common, "show what the store holds")
+    status_cmd.add_argument("--verify", action="store_true",
+                            help="also re-hash every stored original and check the counts "
+                                 "(exit 1 if a problem is found)")
+
+    embed_cmd = _add(commands, "embed", cmd_embed, common,
+                     "embed every catalog image that lacks vectors for a backbone")
+    embed_cmd.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                           help=f"registry name, Hugging Face id or local model directory (default {DEFAULT_BACKBONE}; "
+                                f"names: {', '.join(REGISTRY)})")
+    embed_cmd.add_argument("--revision", help="model revision on the Hub (default main)")
+    embed_cmd.add_argument("--layers", metavar="L,L,...",
+                           help="DINOv2 blocks (1-based, negative from the end) or ConvNeXt stages 0-3 "
+                                "to pool and concatenate (default: the last)")
+    embed_cmd.add_argument("--mode", choices=("crop", "resize"), default="crop",
+                           help="crop: native-resolution centre crop, small images padded (default); "
+                                "resize: shorter side resized, then centre crop")
+    embed_cmd.add_argument("--views", type=int, default=0,
+                           help="augmented views per image besides the clean one (default 0)")
+    embed_cmd.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
+    embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    embed_cmd.add_argument("--batch-size", type=int, default=32, help="views per forward pass (default 32)")
+    embed_cmd.add_argument("--workers", type=int, help="decoding processes (default: cores - 1, at least 1)")
+    embed_cmd.add_argument("--shard-images", type=int, default=1024,
+                           help="images per Parquet shard (default 1024)")
+    embed_cmd.add_argument("--allow-random-weights", action="store_true",
+                           help="if pretrained weights cannot be had, use random ones (timing and plumbing only)")
+    embed_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    index_cmd = _add(commands, "index", cmd_index, common,
+                     "build or update the FAISS index of a backbone's vectors")
+    index_cmd.add_argument("--backbone", help="backbone id or name (default: the only one with vectors)")
+    index_cmd.add_argument("--codes", choices=("flat", "sq8", "pq"),
+                           help="vector codes once the index is large enough for IVF: flat (full vectors, "
+                                "default), sq8 (8-bit, 4x smaller), pq (product quantiser, 16x smaller, lower "
+                                "recall); remembered for later updates")
+    index_cmd.add_argument("--rebuild", action="store_true", help="build from scratch")
+
+    similar_cmd = _add(commands, "similar", cmd_similar, common, "find the most similar known images")
+    similar_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    similar_cmd.add_argument("-k", type=int, default=10, help="neighbours per image (default 10)")
+    similar_cmd.add_argument("--label", choices=("real", "synthetic"))
+    similar_cmd.add_argument("--generator")
+    similar_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+
+    duplicates_cmd = _add(commands, "duplicates", cmd_duplicates, common,
+                          "list groups of near-identical images")
+    duplicates_cmd.add_argument("--threshold", type=float, default=0.95,
+                                help="cosine similarity at or above which images are near-duplicates (default 0.95)")
+    duplicates_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+
+    evaluation_flags = argparse.ArgumentParser(add_help=False)
+    evaluation_flags.add_argument("--target-fpr", type=float, default=0.01,
+                                  help="false-positive rate the threshold is set for, on validation real images (default 0.01)")
+    evaluation_flags.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each interval (default 1000)")
+    evaluation_flags.add_argument("--seed", type=int, default=0, help="seed of the splits and the bootstrap")
+    evaluation_flags.add_argument("--dedup-threshold", type=float, default=0.95,
+                                  help="cosine similarity from which a test image counts as a near-duplicate of a "
+                                       "training image and is dropped (default 0.95; raised automatically when "
+                                       "unrelated images already score that high)")
+    evaluation_flags.add_argument("--no-robustness", action="store_true",
+                                  help="skip embedding and measuring the JPEG and 0.5x views")
+    gate_flags = argparse.ArgumentParser(add_help=False)
+    gate_flags.add_argument("--auroc-floor", type=float, default=0.70,
+                            help="lowest lower end of the AUROC interval on each held-out generator (default 0.70)")
+    gate_flags.add_argument("--tpr-floor", type=float, default=0.05,
+                            help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator (default 0.05)")
+    gate_flags.add_argument("--regression-tolerance", type=float, default=0.02,
+                            help="largest AUROC drop against the champion on a generator it knew (default 0.02)")
+    gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"), default="lower",
+                            help="which false-positive rate on held-out reals must be within target: the lower end "
+                                 "of its interval (default: reject on evidence of excess), the measured rate, or the "
+                                 "upper end (promote on evidence it holds)")
+
+    train_cmd = _add(commands, "train", cmd_train, common,
+                     "train a head on the stored embeddings, evaluate it on held-out generators, register it, "
+                     "and promote it if it passes the gate", parents=[evaluation_flags, gate_flags])
+    train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution", "convnext"),
+                           default="logreg",
+                           help="logreg (default), svm (linear, calibrated), mlp, knn (nearest-neighbour vote), "
+                                "attribution (which generator, or real), on stored embeddings; or convnext: fine-tune "
+                                "a whole ConvNeXt on the images (use a GPU)")
+    train_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out of training and evaluate on "
+                                                             "(default: leave each generator out in turn)")
+    train_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one); "
+                                              "with --head convnext the ConvNeXt to fine-tune (default convnext-tiny)")
+    train_cmd.add_argument("--reason", help="why this head is trained (kept in the registry)")
+    finetune = train_cmd.add_argument_group("fine-tuning (--head convnext)")
+    finetune.add_argument("--steps", type=int, default=500, help="optimiser steps (default 500)")
+    finetune.add_argument("--batch-size", type=int, default=32, help="images per step, half real (default 32)")
+    finetune.add_argument("--learning-rate", type=float, default=1e-4)
+    finetune.add_argument("--checkpoint-every", type=int, default=100,
+                          help="steps between safetensors checkpoints; a killed run resumes from the last")
+    finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    finetune.add_argument("--allow-random-weights", action="store_true",
+                          help="start from random weights when pretrained ones cannot be had (plumbing only)")
+
+    retrain_cmd = _add(commands, "retrain", cmd_retrain, common,
+                       "check drift, train a candidate on everything stored, gate it: promote or reject",
+                       parents=[evaluation_flags, gate_flags])
+    retrain_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg")
+    retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
+    retrain_cmd.add_argument("--alpha", type=float, default=0.01,
+                             help="false-alarm rate of each drift check (default 0.01)")
+
+    models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback")
+    models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    _add(models_commands, "list", cmd_models, common, "every head version, the champion marked *")
+    show_cmd = _add(models_commands, "show", cmd_models, common, "a version's lineage, metrics, gate record, audit")
+    show_cmd.add_argument("version", metavar="VERSION")
+    promote_cmd = _add(models_commands, "promote", cmd_models, common,
+                       "make VERSION the champion (one that failed the gate needs --force and --reason)")
+    promote_cmd.add_argument("version", metavar="VERSION")
+    promote_cmd.add_argument("--force", action="store_true", help="promote even though the gate rejected it")
+    promote_cmd.add_argument("--reason", help="why (required with --force; kept in the audit log)")
+    rollback_cmd = _add(models_commands, "rollback", cmd_models, common, "return to the champion before this one")
+    rollback_cmd.add_argument("--reason", help="why (kept in the audit log)")
+
+    evaluate_cmd = _add(commands, "evaluate", cmd_evaluate, common,
+                        "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])
+    evaluate_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
+    evaluate_cmd.add_argument("--protocol", choices=("logo", "holdout"),
+                              help="holdout: the head itself on generators it never saw (default with a head); "
+                                   "logo: retrain its kind leaving each generator out (default without one)")
+    evaluate_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out when no head is registered")
+    evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
+
+    detect_cmd = _add(commands, "detect", cmd_detect, common,
+                      "score images with the champion head, with the nearest known fakes as evidence")
+    detect_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    detect_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
+    detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
+
+    serve_cmd = _add(commands, "serve", cmd_serve, common,
+                     "HTTP service: POST /similar, GET /health, OpenAPI docs at /docs")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
+    serve_cmd.add_argument("--no-auth", action="store_true",
+                           help="serve without a token (loopback addresses only)")
+    serve_cmd.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
+
+    corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
+    corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")
+    build_cmd = _add(corpus_commands, "build", cmd_corpus_build, common,
+                     "write real crops and autoencoder fakes to OUT, with a manifest")
+    build_cmd.add_argument("out", metavar="OUT", help="folder to write (created; a previous corpus is replaced)")
+    build_cmd.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    build_cmd.add_argument("--size", choices=("small", "medium"), default="small",
+                           help="small: 120 real + 6 x 40 fakes, 96 px; medium: 600 + 6 x 200, 128 px")
+    build_cmd.add_argument("--cache", metavar="DIR",
+                           help="where trained generators are cached "
+                                "(default $SYNTHWATCH_CACHE/corpus, else ~/.cache/synthwatch/corpus)")
+
+    demo_cmd = _add(commands, "demo", cmd_demo, common,
+                    "the whole loop offline on the proxy corpus: two cycles, a new generator, the gate, a report")
+    demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
+                          help="where to write the corpus, the inbox and the report (default ./demo-data)")
+    demo_cmd.add_argument("--seed", type=int, default=0)
+    demo_cmd.add_argument("--backbone", default="dinov2-small",
+                          help="backbone (default dinov2-small; random weights with a notice when none are found)")
+
+    pipeline_flags = argparse.ArgumentParser(add_help=False)
+    pipeline_flags.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only "
+                                                   "one stored, else dinov2-small)")
+    pipeline_flags.add_argument("--allow-random-weights", action="store_true",
+                                help="embed with random weights when pretrained ones cannot be had (plumbing only)")
+    pipeline_flags.add_argument("--dask", metavar="ADDRESS",
+                                help="fan embedding out over this Dask scheduler (tcp://host:8786)")
+    pipeline_flags.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of each drift check")
+    _add(commands, "run", cmd_run, common,
+         "run one cycle now: ingest watched sources, embed, index, check drift, retrain and gate if needed",
+         parents=[pipeline_flags, gate_flags])
+    _add(commands, "deploy", cmd_deploy, common,
+         "serve the Prefect deployments (continual on the sources' schedules, retrain on new-generator and drift "
+         "events) until interrupted", parents=[pipeline_flags, gate_flags])
+
+    sources_cmd = commands.add_parser("sources", help="watched sources: where new images land")
+    sources_commands = sources_cmd.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
+    add_cmd = _add(sources_commands, "add", cmd_sources, common,
+                   "watch a folder, a manifest, or an object-store prefix (s3://, gs://, abfs://, file://)")
+    add_cmd.add_argument("location", metavar="PATH|URI")
+    when = add_cmd.add_mutually_exclusive_group()
+    when.add_argument("--schedule", metavar="CRON", help="cron expression for `deploy` (for example '0 * * * *')")
+    when.add_argument("--every", metavar="DURATION", help="interval for `deploy`: 30s, 15m, 6h, 1d")
+    add_cmd.add_argument("--label", choices=("real", "synthetic"), help="label every image (a flat folder)")
+    add_cmd.add_argument("--generator", help="generator of a flat folder of synthetic images")
+    add_cmd.add_argument("--source", help="source group recorded for every image")
+    _add(sources_commands, "list", cmd_sources, common, "the watched sources")
+    remove_cmd = _add(sources_commands, "remove", cmd_sources, common, "stop watching a source")
+    remove_cmd.add_argument("location", metavar="PATH|URI")
+    return parser
+
+
+def _add(commands, name: str, handler: Callable, common: argparse.ArgumentParser, help_text: str, parents=()):
+    command = commands.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
+    command.set_defaults(handler=handler)
+    return command

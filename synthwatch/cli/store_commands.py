@@ -1,0 +1,235 @@
+"""The store commands: ingest, status, corpus build, embed, index, similar and duplicates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from embeddings.decode import DecodeLimits
+from embeddings.errors import EmbeddingError
+from store.catalog import Catalog
+from store.errors import StoreError
+from store.ingest import IngestOptions, ingest
+from store.sources import plan_sources
+from store.vectors import embedding_counts
+from store.verify import verify_store
+from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status
+from synthwatch.settings import Settings
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    plan = plan_sources(
+        args.paths, label=args.label, generator=args.generator, source=args.source,
+        manifest_root=args.root,
+    )
+    options = IngestOptions(
+        copy=not args.no_copy,
+        limits=_limits(args),
+        batch_size=args.batch_size,
+    )
+    report = _run_ingest(settings, plan, options, quiet=args.json or args.quiet)
+    if args.json:
+        print_json(report)
+    else:
+        print_ingest(report)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    status = _status(settings)
+    if args.verify:
+        status["problems"] = verify_store(settings.layout)
+    if args.json:
+        print_json(status)
+    else:
+        print_status(status, settings)
+    return 1 if status.get("problems") else 0
+
+
+def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
+    summary = _build_corpus(args.out, seed=args.seed, size=args.size, cache=args.cache)
+    if args.json:
+        print_json(summary)
+    else:
+        print_corpus(summary)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
+    from embeddings.backbone import create_backbone
+    from embeddings.engine import EngineOptions
+    from embeddings.job import embed_store
+
+    backbone = create_backbone(args.backbone, layers=_parse_layers(args.layers), mode=args.mode,
+                               revision=args.revision, allow_random_weights=args.allow_random_weights)
+    if backbone.weights == "random":
+        print("synthwatch: WARNING: no pretrained weights for "
+              f"{backbone.spec.name}; embedding with RANDOM weights (--allow-random-weights). "
+              f"These vectors are kept apart under {backbone.backbone_id} and are useless for "
+              "detection.", file=sys.stderr)
+    options = EngineOptions(seed=args.seed, batch_size=args.batch_size, workers=args.workers,
+                            device=args.device, shard_images=args.shard_images)
+    report = embed_store(settings.layout, backbone, views=args.views, options=options,
+                         progress_factory=None if args.json or args.quiet else _progress_bar("embed", "image"))
+    result = report.as_dict()
+    if args.json:
+        print_json(result)
+    else:
+        rate = f", {result['images_per_s']:.1f} images/s" if result["images_per_s"] else ""
+        print(f"embed {result['backbone_id']}: {result['embedded']} rows written "
+              f"({result['images']} images, {result['shards']} shards), {result['skipped']} already "
+              f"present, {result['failed']} failed, dim {result['dim']}{rate}")
+        for failure in result["failures"]:
+            print(f"  failed  {failure['path']}: {failure['reason']}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from store.indexing import choose_backbone, sync_index
+
+    backbone_id = choose_backbone(settings.layout, args.backbone, among="vectors")
+    result = sync_index(settings.layout, backbone_id, codes=args.codes, rebuild=args.rebuild)
+    if args.json:
+        print_json(result)
+    else:
+        search = f", nprobe {result['nprobe']} of {result['nlist']} lists" if result["nlist"] else ", exact search"
+        print(f"index {result['backbone_id']}: {result['action']}, {result['ntotal']} vectors, "
+              f"{result['index_type']} ({result['factory']}{search}), +{result['added']} -{result['removed']}")
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
+    from embeddings.backbone import backbone_from_description
+    from embeddings.decode import ImageRejected
+    from embeddings.query import embed_query
+
+    neighbors = open_neighbor_index(settings.layout, args.backbone)
+    backbone = backbone_from_description(neighbors.description)
+    results = []
+    for path in args.images:
+        entry: dict = {"query": str(path)}
+        try:
+            vector = embed_query(backbone, Path(path).read_bytes())
+        except OSError as error:
+            raise StoreError(f"Expected a readable image file, but {path} could not be read ({error.strerror or error}).") from None
+        except ImageRejected as rejection:
+            entry.update(neighbors=[], error=rejection.reason)
+            results.append(entry)
+            continue
+        found, matching = neighbors.search(vector[None], args.k, label=args.label, generator=args.generator)
+        entry.update(neighbors=[n.as_dict() for n in found[0]], matching=matching)
+        results.append(entry)
+    payload = {"backbone_id": neighbors.backbone_id, "k": args.k, "results": results}
+    if args.json:
+        print_json(payload)
+    else:
+        for entry in results:
+            print(f"{entry['query']}:" + (f" rejected: {entry['error']}" if "error" in entry else ""))
+            for rank, n in enumerate(entry["neighbors"], start=1):
+                print(f"  {rank:2d}. {n['score']:.4f}  {n['label']:<9} {n['generator'] or '-':<16} {n['path']}")
+            if "matching" in entry and entry["matching"] < args.k:
+                print(f"  (only {entry['matching']} indexed images match the filters)")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
+    from store.neighbors import near_duplicate_groups
+
+    from heads.dataset import split_of_images
+    from store.registry import HeadRegistry
+
+    neighbors = open_neighbor_index(settings.layout, args.backbone)
+    pairs = neighbors.pairs_above(args.threshold)
+    info = {row[0]: row[1:] for row in neighbors.catalog.query(
+        "SELECT image_id, label, generator, original_path FROM images")}
+    champion = HeadRegistry(settings.layout).champion()
+    seed = HeadRegistry(settings.layout).record(champion)["split_seed"] if champion else 0
+    split = split_of_images(settings.layout, neighbors.backbone_id, seed=seed)
+    groups = []
+    for group in near_duplicate_groups(pairs):
+        images = [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2],
+                   "split": split.get(i)} for i in group["image_ids"]]
+        groups.append({"images": images, "min_score": group["min_score"],
+                       "straddles_splits": len({image["split"] for image in images}) > 1})
+    payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold, "split_seed": seed,
+               "groups": groups, "pairs": len(pairs), "straddling_groups": sum(g["straddles_splits"] for g in groups)}
+    if args.json:
+        print_json(payload)
+    else:
+        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold}) in {neighbors.backbone_id}; "
+              f"{payload['straddling_groups']} straddle the train/val/test splits (evaluation drops their "
+              "held-out members)")
+        for number, group in enumerate(groups, start=1):
+            flag = "  STRADDLES SPLITS" if group["straddles_splits"] else ""
+            print(f"group {number} (min similarity {group['min_score']:.4f}){flag}:")
+            for image in group["images"]:
+                print(f"  {image['label']:<9} {image['generator'] or '-':<16} {image['split'] or '-':<5} {image['path']}")
+    return 0
+
+
+def open_neighbor_index(layout, requested: str | None):
+    """The store's index for the chosen backbone (default: the champion's, else the only one),
+    brought up to date first (with a notice)."""
+    from store.indexing import open_current_index
+    from store.registry import HeadRegistry
+
+    neighbors, notice = open_current_index(layout, requested, preferred=HeadRegistry(layout).champion_backbone())
+    if notice:
+        print(f"synthwatch: {notice}", file=sys.stderr)
+    return neighbors
+
+
+def _status(settings: Settings) -> dict:
+    status = Catalog(settings.layout).status()
+    status["embeddings"] = embedding_counts(settings.layout)
+    status["store"] = str(settings.store_root)
+    return status
+
+
+def _parse_layers(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise EmbeddingError(f"Expected --layers as comma-separated integers such as 4,8,12, but got {text!r}.") from None
+
+
+def _progress_bar(desc: str, unit: str):
+    """A factory of tqdm progress callbacks (shown only on a terminal)."""
+    from tqdm import tqdm
+
+    def factory(total: int):
+        bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty())
+        return bar.update
+
+    return factory
+
+
+def _limits(args: argparse.Namespace) -> DecodeLimits:
+    try:
+        return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+    except ValueError as error:
+        raise StoreError(f"{error} Pass positive --max-pixels and --min-side.") from None
+
+
+def _run_ingest(settings: Settings, plan, options: IngestOptions, *, quiet: bool) -> dict:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(plan.candidates), unit="file", desc="ingest", file=sys.stderr,
+               disable=quiet or not sys.stderr.isatty())
+    with bar:
+        report = ingest(settings.layout, plan, options, progress=bar.update)
+    return report.as_dict()
+
+
+def _build_corpus(out: str, *, seed: int, size: str, cache: str | None) -> dict:
+    from synthwatch.corpus import build_corpus
+
+    try:
+        summary = build_corpus(Path(out), seed=seed, size=size,
+                               cache_dir=Path(cache) if cache else None)
+    except FileExistsError as error:
+        raise StoreError(str(error)) from None
+    return summary.as_dict()

@@ -21,21 +21,30 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MIN_SIDE = 32
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # no camera or generator writes image files this large
 
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """What an acceptable image may be: at most ``max_pixels``, shorter side >= ``min_side``."""
+    """What an acceptable image may be: at most ``max_pixels``, shorter side >= ``min_side``, and
+    a file of at most ``max_bytes`` (checked before it is read)."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
-        if self.max_pixels < 1 or self.min_side < 1:
+        if self.max_pixels < 1 or self.min_side < 1 or self.max_bytes < 1:
             raise ValueError(
-                f"Expected max_pixels >= 1 and min_side >= 1, but got max_pixels = "
-                f"{self.max_pixels}, min_side = {self.min_side}."
+                f"Expected max_pixels, min_side and max_bytes >= 1, but got max_pixels = "
+                f"{self.max_pixels}, min_side = {self.min_side}, max_bytes = {self.max_bytes}."
             )
+
+    def too_large(self, size: int) -> str | None:
+        """The rejection reason for a file of ``size`` bytes, or None if it may be read."""
+        if size > self.max_bytes:
+            return f"too large: {size:,} bytes, at most {self.max_bytes:,} are read"
+        return None
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
     """
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    if limits.too_large(len(data)):
+        raise ImageRejected(limits.too_large(len(data)))
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:

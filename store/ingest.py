@@ -8,6 +8,7 @@ that name them, so a committed row always has its bytes. Re-running skips what i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -130,7 +131,7 @@ def _process_chunk(
 ) -> Batch:
     batch = Batch()
     reads: list[_Read] = []
-    for result in pool.map(_read_and_hash, chunk):
+    for result in pool.map(functools.partial(_read_and_hash, limits=options.limits), chunk):
         if isinstance(result, QuarantineRecord):
             batch.quarantine.append(result)
         else:
@@ -173,8 +174,11 @@ def _classify_repeat(read: _Read, previous: KnownImage, batch: Batch, report: In
         batch.quarantine.append(_conflict(read, previous))
 
 
-def _read_and_hash(candidate: Candidate) -> _Read | QuarantineRecord:
+def _read_and_hash(candidate: Candidate, *, limits: DecodeLimits) -> _Read | QuarantineRecord:
     try:
+        too_large = limits.too_large(candidate.path.stat().st_size)
+        if too_large:
+            return QuarantineRecord(str(candidate.path), too_large)
         data = candidate.path.read_bytes()
     except FileNotFoundError:
         return QuarantineRecord(str(candidate.path), "file not found (removed during ingest?)")

@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -26,6 +27,7 @@ from store.errors import StoreError
 from store.layout import StoreLayout
 from store.lock import write_lock
 
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RECORD = "record.json"
 DECISION = "decision.json"
 CHAMPION_CHANGES = ("promote", "rollback")
@@ -55,9 +57,16 @@ class HeadRegistry:
     def new_version() -> str:
         return f"h{utc_now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
+    def _version_folder(self, version: str) -> Path:
+        """``heads/<version>``, refusing names that could point anywhere else (``../x``, ``a/b``)."""
+        if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
+            raise StoreError(f"Expected a head version such as h20261125-170031-82296f, but got {version!r}. "
+                             "See `synthwatch models list`.")
+        return self.folder / version
+
     def write_version(self, version: str, record: dict, files: dict[str, bytes], *, reason: str = "") -> dict:
         """Write a version folder atomically and log its creation; returns the stored record."""
-        target = self.folder / version
+        target = self._version_folder(version)
         if target.exists():
             raise StoreError(f"Expected a new head version, but {version} already exists in {self.folder}.")
         staging = self.folder / f".tmp-{version}-{os.getpid()}"
@@ -81,7 +90,7 @@ class HeadRegistry:
 
     def record(self, version: str) -> dict:
         """The record of ``version``, with its gate decision if one was made."""
-        path = self.folder / version / RECORD
+        path = self._version_folder(version) / RECORD
         try:
             record = json.loads(path.read_text())
         except FileNotFoundError:
@@ -98,7 +107,7 @@ class HeadRegistry:
         expected = self.record(version)["files"].get(name)
         if expected is None:
             raise StoreError(f"Expected a file {name!r} in head {version}, but its record lists none.")
-        data = (self.folder / version / name).read_bytes()
+        data = (self._version_folder(version) / name).read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
             raise StoreError(f"Expected {self.folder / version / name} to match its recorded sha256, but it "
                              "does not: the file was changed or damaged. Retrain or restore it.")
@@ -116,7 +125,7 @@ class HeadRegistry:
         """Store the gate's decision beside a version (atomically) and log it."""
         self.record(version)
         with write_lock(self.layout.lock_for("registry")):
-            atomic_write_bytes(self.folder / version / DECISION,
+            atomic_write_bytes(self._version_folder(version) / DECISION,
                                json.dumps(decision, indent=1, ensure_ascii=False).encode())
             self._append({"action": "decide", "version": version, "decision": decision.get("decision"),
                           "forced": bool(decision.get("forced")), "reason": "; ".join(decision.get("reasons", [])),
@@ -127,9 +136,11 @@ class HeadRegistry:
     def champion(self) -> str | None:
         """The version the alias names (one small file read: cheap enough for every request)."""
         try:
-            return json.loads(self.alias_path.read_text())["version"]
+            version = json.loads(self.alias_path.read_text())["version"]
         except (FileNotFoundError, ValueError, KeyError):
             return None
+        self._version_folder(version)  # an alias edited by hand to point elsewhere is refused
+        return version
 
     def champion_backbone(self) -> str | None:
         """The backbone id of the champion head, the default backbone of lookups; None without one."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
+from embeddings.decode import DecodeLimits
 from store.atomic import atomic_write_bytes
 from store.errors import StoreError
 from store.layout import StoreLayout
@@ -37,13 +38,14 @@ def open_prefix(uri: str):
     return filesystem, path
 
 
-def stage(layout: StoreLayout, uri: str) -> tuple[Path, dict[str, str], dict]:
-    """Download new image objects under ``uri``; returns (staging folder, {local path: object URI}
-    of the files staged now, counts)."""
+def stage(layout: StoreLayout, uri: str, *, limits: DecodeLimits = DecodeLimits()) -> tuple[Path, dict[str, str], dict]:
+    """Download new image objects under ``uri`` (none larger than ``limits.max_bytes``); returns
+    (staging folder, {local path: object URI} of the files staged now, counts). Local paths are
+    resolved, as the ingestion plan resolves them, so the two match whatever the store root."""
     import pyarrow.fs as pafs
 
     filesystem, root = open_prefix(uri)
-    folder = layout.root / "staging" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    folder = (layout.root / "staging" / hashlib.sha256(uri.encode()).hexdigest()[:16]).resolve()
     index_path = folder / INDEX
     seen = json.loads(index_path.read_text()) if index_path.exists() else {}
     infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
@@ -60,8 +62,15 @@ def stage(layout: StoreLayout, uri: str) -> tuple[Path, dict[str, str], dict]:
         if seen.get(str(relative)) == stamp:
             counts["unchanged"] += 1
             continue
+        too_large = limits.too_large(info.size)
+        if too_large:
+            counts["refused"].append(f"{info.path}: {too_large}")
+            continue
         with filesystem.open_input_stream(info.path) as stream:
-            data = stream.read()
+            data = stream.read(limits.max_bytes + 1)
+        if limits.too_large(len(data)):  # it grew after listing
+            counts["refused"].append(f"{info.path}: {limits.too_large(len(data))}")
+            continue
         local = folder / relative
         atomic_write_bytes(local, data)
         staged[str(local)] = f"{uri.rstrip('/')}/{relative.as_posix()}"

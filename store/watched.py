@@ -121,7 +121,7 @@ def ingest_watched(layout: StoreLayout, watched: WatchedSource, options=None) ->
         return {"source": watched.uri, **ingest(layout, plan, options).as_dict()}
     from store.remote import commit_staged, stage
 
-    folder, staged, counts = stage(layout, watched.uri)
+    folder, staged, counts = stage(layout, watched.uri, limits=options.limits)
     index = counts.pop("index")
     if not staged:
         commit_staged(folder, index, staged)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from embeddings.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"reject images with more pixels (default {DEFAULT_MAX_PIXELS:,})")
     ingest_cmd.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE,
                             help=f"reject images whose shorter side is smaller (default {DEFAULT_MIN_SIDE})")
+    ingest_cmd.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                            help=f"reject larger files without reading them (default {DEFAULT_MAX_BYTES:,})")
     ingest_cmd.add_argument("--batch-size", type=int, default=128,
                             help="images per catalog transaction (default 128)")
     ingest_cmd.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -110,5 +110,6 @@ def test_rejections_carry_a_one_line_reason(data, limits, reason):
 
 
 def test_limits_must_be_positive():
-    with pytest.raises(ValueError, match="Expected max_pixels >= 1 and min_side >= 1"):
-        DecodeLimits(min_side=0)
+    for bad in ({"min_side": 0}, {"max_pixels": 0}, {"max_bytes": 0}):
+        with pytest.raises(ValueError, match="Expected max_pixels, min_side and max_bytes >= 1"):
+            DecodeLimits(**bad)

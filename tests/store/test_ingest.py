@@ -157,6 +157,9 @@ def test_limits_are_configurable(cli, store, tmp_path):
         "decompression bomb: 40 x 20 = 800 pixels, over the limit of 500")
     _, out, _ = cli(*args)
     assert out["rejections"][0]["reason"].startswith("too small: 40 x 20 px")
+    size = (tmp_path / "in" / "small.png").stat().st_size
+    _, out, _ = cli(*args, "--min-side", "16", "--max-bytes", str(size - 1))
+    assert out["rejections"][0]["reason"] == f"too large: {size:,} bytes, at most {size - 1:,} are read"
     _, out, _ = cli(*args, "--min-side", "16")
     assert (out["ingested"], out["rejected"]) == (1, 0)
 

@@ -99,3 +99,16 @@ def test_a_torn_last_audit_line_is_skipped_and_cut_before_the_next_entry(store):
     assert [e["action"] for e in registry.audit()] == ["create"]
     registry.promote(first, reason="after the crash")
     assert [json.loads(line)["action"] for line in registry.audit_path.read_text().splitlines()] == ["create", "promote"]
+
+
+@pytest.mark.parametrize("version", ["../../evil", "a/b", ".tmp-x", "", "/etc"])
+def test_version_names_cannot_point_outside_the_registry(store, tmp_path, version):
+    registry = HeadRegistry(StoreLayout(store))
+    outside = tmp_path / "evil"
+    outside.mkdir()
+    (outside / "record.json").write_text('{"version": "evil", "files": {}}')
+    for attempt in (lambda: registry.record(version), lambda: registry.promote(version, reason="x"),
+                    lambda: registry.write_version(version, {}, {})):
+        with pytest.raises(StoreError, match="Expected a head version"):
+            attempt()
+    assert registry.champion() is None and not (outside / "decision.json").exists()

@@ -4,6 +4,7 @@ what is new from a prefix (pyarrow filesystems; file:// stands in for s3:// here
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,31 @@ def test_an_object_store_prefix_is_staged_and_only_new_objects_are_downloaded(st
     shutil.rmtree(bucket / "synthetic")
     third = ingest_watched(layout, watched)
     assert (third["ingested"], third["remote"]["downloaded"]) == (0, 0)
+
+
+def test_a_prefix_is_ingested_through_a_relative_or_symlinked_store_root(store, tmp_path, monkeypatch):
+    bucket = tmp_path / "bucket"
+    write_image(bucket / "real" / "shoot" / "a.png", seed=1)
+    (tmp_path / "link").symlink_to(store.parent)
+    monkeypatch.chdir(tmp_path)
+    layout = StoreLayout(Path("link") / store.name)  # as `--store link/store` or $SYNTHWATCH_STORE gives it
+    watched = add_source(layout, f"file://{bucket}")
+    first = ingest_watched(layout, watched)
+    assert (first["ingested"], first["remote"]["downloaded"]) == (1, 1)
+    assert Catalog(layout).status()["images"]["real"] == 1
+
+
+def test_objects_over_the_byte_limit_are_refused_before_download(store, tmp_path):
+    from embeddings.decode import DecodeLimits
+    from store.ingest import IngestOptions
+
+    bucket = tmp_path / "bucket"
+    write_image(bucket / "real" / "shoot" / "a.png", seed=1)
+    limit = (bucket / "real" / "shoot" / "a.png").stat().st_size + 100
+    (bucket / "real" / "shoot" / "huge.png").write_bytes(b"\x89PNG" + b"\0" * limit)
+    layout = StoreLayout(store)
+    watched = add_source(layout, f"file://{bucket}")
+    report = ingest_watched(layout, watched, IngestOptions(limits=DecodeLimits(max_bytes=limit)))
+    assert (report["ingested"], report["remote"]["downloaded"]) == (1, 1)
+    assert report["remote"]["refused"] == [
+        f"{bucket}/real/shoot/huge.png: too large: {limit + 4:,} bytes, at most {limit:,} are read"]

@@ -12,12 +12,14 @@ and ``evaluate`` use like any other.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
@@ -211,7 +213,10 @@ def _resume(folder: Path, network: nn.Module, optimiser: torch.optim.Optimizer, 
     try:
         pointer = json.loads((folder / "checkpoint.json").read_text())
         tensors = load_tensors((folder / pointer["file"]).read_bytes())
-    except (FileNotFoundError, ValueError, KeyError):
+    except FileNotFoundError:
+        return 0
+    except (ValueError, KeyError, SafetensorError) as error:
+        warnings.warn(f"the checkpoint in {folder} is damaged ({error}); fine-tuning starts again from step 0")
         return 0
     network.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimiser.state_dict()

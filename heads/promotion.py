@@ -18,7 +18,7 @@ from heads.gate import GatePolicy, judge, reasons
 from heads.jobs import TrainOptions, evaluate_registered, load_embedding_set, load_registered, train_and_register
 from store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog, utc_now
 from store.layout import StoreLayout
-from store.registry import HeadRegistry
+from store.registry import ChampionChanged, HeadRegistry
 from store.training_data import catalog_images
 
 
@@ -52,7 +52,12 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     }
     registry.set_decision(version, decision)
     if passed:
-        registry.promote(version, reason=options.reason or "passed the gate")
+        try:
+            registry.promote(version, reason=options.reason or "passed the gate", expected_before=champion)
+        except ChampionChanged as changed:
+            passed = False
+            decision.update(decision="rejected", reasons=[str(changed)])
+            registry.set_decision(version, decision)
     decision["champion"] = registry.champion()
     Catalog(layout).log_event(HEAD_PROMOTED if passed else HEAD_REJECTED, {
         "candidate": version, "champion": decision["champion"], "reasons": decision["reasons"]})

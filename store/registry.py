@@ -33,6 +33,13 @@ DECISION = "decision.json"
 CHAMPION_CHANGES = ("promote", "rollback")
 
 
+ANY_CHAMPION = object()
+
+
+class ChampionChanged(StoreError):
+    """The champion changed between a gate's judgement and its promotion."""
+
+
 def default_actor() -> str:
     """Who is acting: ``$SYNTHWATCH_USER``, else user@host."""
     try:
@@ -147,11 +154,20 @@ class HeadRegistry:
         champion = self.champion()
         return self.record(champion)["backbone_id"] if champion else None
 
-    def promote(self, version: str, *, reason: str, forced: bool = False, who: str | None = None) -> dict:
-        """Make ``version`` the champion; returns ``{"before": ..., "after": ...}``."""
+    def promote(self, version: str, *, reason: str, forced: bool = False, who: str | None = None,
+                expected_before: str | None | object = ANY_CHAMPION) -> dict:
+        """Make ``version`` the champion; returns ``{"before": ..., "after": ...}``.
+
+        With ``expected_before``, refuses (``ChampionChanged``) when the champion is no longer that
+        one: a gate that judged against one champion must not replace another (one promoted or
+        rolled back by hand, or by a concurrent run, while it worked)."""
         self.record(version)
         with write_lock(self.layout.lock_for("registry")):
             before = self._repair()
+            if expected_before is not ANY_CHAMPION and before != expected_before:
+                raise ChampionChanged(
+                    f"Expected the champion to still be {expected_before}, but it is now {before}: it changed "
+                    f"while {version} was judged. Run `synthwatch retrain` again to judge against {before}.")
             entry = {"action": "promote", "version": version, "before": before, "reason": reason,
                      "forced": forced, "who": who or default_actor()}
             self._append(entry)

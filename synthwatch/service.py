@@ -16,11 +16,12 @@ from typing import Literal
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from embeddings.decode import ImageRejected
+from embeddings.decode import DecodeLimits, ImageRejected
 from embeddings.errors import EmbeddingError
 from store.errors import StoreError
 from store.layout import StoreLayout
 from synthwatch import __version__
+from synthwatch.limits import SERVICE_MAX_PIXELS
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
@@ -129,13 +130,18 @@ class _State:
 
 
 def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
-    """The FastAPI application over one store; ``token`` None disables authentication."""
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = SERVICE_MAX_PIXELS,
+               decoders: int = 2) -> FastAPI:
+    """The FastAPI application over one store; ``token`` None disables authentication. At most
+    ``decoders`` uploads are decoded and embedded at once (each may take hundreds of MB), and none
+    over ``max_pixels``."""
     app = FastAPI(title="synthwatch", version=__version__,
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
     state = _State(layout, backbone)
+    limits = DecodeLimits(max_pixels=max_pixels, max_bytes=max_upload_bytes)
+    decoding = threading.BoundedSemaphore(max(1, decoders))
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -180,7 +186,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         except (StoreError, EmbeddingError) as error:
             raise HTTPException(503, str(error)) from None
         try:
-            vector = embed_query(model, data)
+            with decoding:
+                vector = embed_query(model, data, limits)
         except ImageRejected as rejection:
             raise HTTPException(422, f"Expected an image, but the upload was rejected: {rejection.reason}") from None
         found, matching = neighbors.search(vector[None], k, label=label, generator=generator)
@@ -199,7 +206,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             detector, neighbors = state.for_detect()
         except (StoreError, EmbeddingError) as error:
             raise HTTPException(503, str(error)) from None
-        result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors)[0]
+        with decoding:
+            result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors, limits=limits)[0]
         if "error" in result:
             raise HTTPException(422, f"Expected an image, but the upload was rejected: {result['error']}")
         return {"head_version": detector.version, "results": [result]}

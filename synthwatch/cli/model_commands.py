@@ -192,7 +192,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise StoreError(f"Expected a loopback --host with --no-auth, but got {args.host}. "
                          "Set SYNTHWATCH_API_TOKEN to serve on other addresses.")
     app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
-                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+                     decoders=args.decoders)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

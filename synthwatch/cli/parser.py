@@ -6,6 +6,7 @@ import argparse
 from typing import Callable
 
 from embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from synthwatch.limits import SERVICE_MAX_PIXELS
 from embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
@@ -196,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--no-auth", action="store_true",
                            help="serve without a token (loopback addresses only)")
     serve_cmd.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
+    serve_cmd.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS,
+                           help=f"largest image decoded, checked from its header (default {SERVICE_MAX_PIXELS:,})")
+    serve_cmd.add_argument("--decoders", type=int, default=2,
+                           help="uploads decoded and embedded at once; more wait (default 2)")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

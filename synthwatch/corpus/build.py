@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from store.atomic import atomic_write_bytes
@@ -32,6 +33,7 @@ from synthwatch.corpus.generators import (
 from synthwatch.corpus.photos import bundled_photos, encode, random_crops
 
 MANIFEST_NAME = "manifest.csv"
+MARKER_NAME = ".synthwatch-corpus"  # written before anything else: a half-built corpus is still ours
 CACHE_ENV = "SYNTHWATCH_CACHE"
 
 
@@ -96,6 +98,8 @@ def build_corpus(
     out = Path(out).resolve()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     _clear_previous(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_NAME).touch()
     rng = np.random.default_rng(seed)
     photos = bundled_photos()
     real = list(random_crops(photos, spec.real, spec.side, rng))
@@ -146,14 +150,16 @@ def _clear_previous(out: Path) -> None:
     """Remove a previous corpus from ``out``; refuse to touch a folder holding anything else."""
     if not out.exists():
         return
-    ours = {"real", "synthetic", MANIFEST_NAME}
+    ours = {"real", "synthetic", MANIFEST_NAME, MARKER_NAME}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-    if foreign or (any(out.iterdir()) and not (out / MANIFEST_NAME).exists()):
+    marked = (out / MANIFEST_NAME).exists() or (out / MARKER_NAME).exists()
+    if foreign or (any(out.iterdir()) and not marked):
         raise FileExistsError(
             f"Expected {out} to be empty or to hold a corpus built earlier, but it holds "
             f"{', '.join(foreign) or 'files without a ' + MANIFEST_NAME}. Choose another OUT folder."
         )
-    (out / MANIFEST_NAME).unlink(missing_ok=True)  # first, so a half-cleared folder is not "ours"
+    (out / MARKER_NAME).touch()  # first, so a half-cleared folder is still ours
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
     for name in ("real", "synthetic"):
         shutil.rmtree(out / name, ignore_errors=True)
 
@@ -171,7 +177,7 @@ def _trained(name, config, training: np.ndarray, seed: int, spec: CorpusSize, ca
         try:
             model.load_state_dict(load_file(weights))
             return model, True
-        except (OSError, RuntimeError, ValueError):
+        except (OSError, RuntimeError, ValueError, SafetensorError):
             weights.unlink(missing_ok=True)  # damaged cache entry: train again
     train_autoencoder(model, training, steps=spec.train_steps, seed=seed, patch=min(32, spec.side))
     weights.parent.mkdir(parents=True, exist_ok=True)

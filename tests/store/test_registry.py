@@ -112,3 +112,17 @@ def test_version_names_cannot_point_outside_the_registry(store, tmp_path, versio
         with pytest.raises(StoreError, match="Expected a head version"):
             attempt()
     assert registry.champion() is None and not (outside / "decision.json").exists()
+
+
+def test_a_promotion_judged_against_an_old_champion_is_refused(store):
+    from store.registry import ChampionChanged
+
+    registry = HeadRegistry(StoreLayout(store))
+    first, second, candidate = _version(registry), _version(registry), _version(registry)
+    registry.promote(first, reason="first")
+    judged_against = registry.champion()
+    registry.promote(second, reason="an operator, while the gate ran")
+    with pytest.raises(ChampionChanged, match=f"Expected the champion to still be {first}, but it is now {second}"):
+        registry.promote(candidate, reason="passed the gate", expected_before=judged_against)
+    assert registry.champion() == second
+    assert registry.promote(candidate, reason="re-judged", expected_before=second) == {"before": second, "after": candidate}

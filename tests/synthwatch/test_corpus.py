@@ -40,7 +40,7 @@ def test_layout_and_manifest_agree_with_the_files(small):
     assert all(count == 40 for count in small.synthetic.values())
     with open(small.manifest, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["path"] for row in rows} == set(_digests(out)) - {"manifest.csv"}
+    assert {row["path"] for row in rows} == set(_digests(out)) - {"manifest.csv", ".synthwatch-corpus"}
     for row in rows:
         parts = row["path"].split("/")
         if row["label"] == "real":
@@ -75,6 +75,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 def test_rebuild_replaces_a_corpus_but_refuses_other_folders(tmp_path, cli):
     build_corpus(tmp_path / "c", seed=1, size=TINY, cache_dir=tmp_path / "cache")
     build_corpus(tmp_path / "c", seed=1, size=TINY, cache_dir=tmp_path / "cache")
+    (tmp_path / "c" / "manifest.csv").unlink()  # what a build killed before its last write leaves
+    build_corpus(tmp_path / "c", seed=1, size=TINY, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "c" / "manifest.csv").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     code, _, err = cli("corpus", "build", tmp_path / "mine", "--json")

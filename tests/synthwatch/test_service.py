@@ -110,6 +110,8 @@ def test_bad_uploads_get_4xx_with_a_reason(server):
     assert too_big.status_code == 413 and "at most 524,288 bytes" in too_big.json()["detail"]
     bomb = _post(base, "bomb.png", _png_header_only(60_000, 60_000))
     assert bomb.status_code == 422 and "decompression bomb" in bomb.json()["detail"]
+    large = _post(base, "large.png", _png_header_only(8000, 6000))  # 48 M pixels: ingest takes it, the service not
+    assert large.status_code == 422 and "over the limit of 40,000,000" in large.json()["detail"]
     assert _chunked_upload(base, 5_000_000).status_code == 413  # no Content-Length to check up front
     text = _post(base, "notes.jpg", b"hello")
     assert text.status_code == 422 and "not an image" in text.json()["detail"]

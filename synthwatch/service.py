@@ -181,15 +181,12 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         from embeddings.query import embed_query
 
         data = _read_limited(request, file, max_upload_bytes)
-        try:
-            neighbors, model = state.for_similar()
-        except (StoreError, EmbeddingError) as error:
-            raise HTTPException(503, str(error)) from None
+        neighbors, model = _ready(state.for_similar)
         try:
             with decoding:
                 vector = embed_query(model, data, limits)
         except ImageRejected as rejection:
-            raise HTTPException(422, f"Expected an image, but the upload was rejected: {rejection.reason}") from None
+            raise _rejected(rejection.reason) from None
         found, matching = neighbors.search(vector[None], k, label=label, generator=generator)
         return {"backbone_id": neighbors.backbone_id, "k": k, "results": [
             {"query": file.filename, "neighbors": [n.as_dict() for n in found[0]], "matching": matching}
@@ -202,17 +199,27 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         k: int = Query(5, ge=0, le=100, description="nearest known fakes returned as evidence"),
     ) -> dict:
         data = _read_limited(request, file, max_upload_bytes)
-        try:
-            detector, neighbors = state.for_detect()
-        except (StoreError, EmbeddingError) as error:
-            raise HTTPException(503, str(error)) from None
+        detector, neighbors = _ready(state.for_detect)
         with decoding:
             result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors, limits=limits)[0]
         if "error" in result:
-            raise HTTPException(422, f"Expected an image, but the upload was rejected: {result['error']}")
+            raise _rejected(result["error"])
         return {"head_version": detector.version, "results": [result]}
 
     return app
+
+
+def _ready(load):
+    """What ``load`` returns, or 503 with the reason when the store cannot serve yet (no index,
+    no champion, weights missing)."""
+    try:
+        return load()
+    except (StoreError, EmbeddingError) as error:
+        raise HTTPException(503, str(error)) from None
+
+
+def _rejected(reason: str) -> HTTPException:
+    return HTTPException(422, f"Expected an image, but the upload was rejected: {reason}")
 
 
 def _read_limited(request: Request, file: UploadFile, limit: int) -> bytes:

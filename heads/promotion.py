@@ -85,7 +85,7 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
     if not loaded.embeds:
         return {"checked": False, "detected": False,
                 "reason": "the champion is a fine-tuned network: drift checks need an embedding head"}
-    since = max(record["created_at"] for record in registry.versions())
+    since = max(record["created_at"] for record in decided_versions(registry) or [loaded.record])
     new_ids = {row[0] for row in Catalog(layout).query(
         "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
     data = load_embedding_set(layout, loaded.record["backbone_id"])
@@ -109,10 +109,16 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
     return result
 
 
+def decided_versions(registry: HeadRegistry) -> list[dict]:
+    """Versions the gate has judged, oldest first: a candidate whose run was killed before its
+    decision does not count as trained (the next cycle trains and judges a new one)."""
+    return [record for record in registry.versions() if "gate" in record]
+
+
 def retrain_needed(layout: StoreLayout, drift: dict) -> tuple[bool, list[str]]:
-    """Whether a cycle should train a candidate, and why: no head yet, generators the latest head
-    never saw (trained on or held out), or drift against the champion."""
-    versions = HeadRegistry(layout).versions()
+    """Whether a cycle should train a candidate, and why: no judged head yet, generators the latest
+    judged head never saw (trained on or held out), or drift against the champion."""
+    versions = decided_versions(HeadRegistry(layout))
     stored = set(Catalog(layout).status()["generators"]) if layout.exists() else set()
     if not stored:
         return False, []

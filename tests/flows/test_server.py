@@ -132,22 +132,37 @@ def test_new_generator_and_drift_events_trigger_the_retrain_deployment(server, i
         deploy.wait(timeout=30)
 
 
+def _ingested(layout: StoreLayout) -> bool:
+    """One batch commits the whole inbox; the cycle then embeds, indexes and retrains."""
+    try:
+        return layout.exists() and Catalog(layout).status()["images"]["real"] > 0
+    except Exception:  # the catalog is being created
+        return False
+
+
+def _retraining(layout: StoreLayout) -> bool:
+    """Training has begun: it embeds the robustness views (1000+) of the images it tests on."""
+    import pyarrow.parquet as pq
+
+    for shard in (layout.root / "vectors").glob("*/*.parquet"):
+        try:
+            if max(pq.read_table(shard, columns=["view"]).column("view").to_pylist(), default=0) >= 1000:
+                return True
+        except Exception:  # a shard being renamed into place
+            continue
+    return False
+
+
 @pytest.mark.timeout(900)
-def test_a_cycle_killed_mid_way_resumes_cleanly(server, inbox):
+@pytest.mark.parametrize("kill_when", [_ingested, _retraining], ids=["after-ingest", "mid-retrain"])
+def test_a_cycle_killed_mid_way_resumes_cleanly(server, inbox, kill_when):
     api, env = server
     store, folder, _ = inbox
     layout = StoreLayout(store)
     assert _synthwatch(store, "sources", "add", folder, env=env).returncode == 0
     run = [str(BIN / "synthwatch"), "--store", str(store), "run", "--backbone", "test-tiny-dinov2", *NO_FLOORS, "--json"]
     process = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
-    def ingested():  # one batch commits the whole inbox; the cycle then embeds, indexes and retrains
-        try:
-            return layout.exists() and Catalog(layout).status()["images"]["real"] > 0
-        except Exception:  # the catalog is being created
-            return False
-
-    _wait("the cycle to ingest", ingested, 120, every_s=0.05)
+    _wait(f"the cycle to reach {kill_when.__name__}", lambda: kill_when(layout), 300, every_s=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (layout.root / "heads" / "champion.json").exists()  # killed before the cycle finished

@@ -88,3 +88,20 @@ def test_retrain_checks_drift_when_a_new_generator_arrives(cli, proxy_store, tmp
     assert named["embedding_mmd"]["drift"] and named["embedding_mmd"]["p_value"] < 0.05
     assert drift["detected"]
     assert any(e["name"] == "synthwatch.drift.detected" for e in Catalog(StoreLayout(store)).events())
+
+
+def test_a_candidate_killed_before_its_decision_does_not_stop_the_loop(proxy_store):
+    from heads.detector import HeadSpec
+    from heads.evaluation import EvalOptions
+    from heads.jobs import TrainOptions, train_and_register
+    from heads.promotion import check_drift, retrain, retrain_needed
+    from heads.gate import GatePolicy
+
+    store, _ = proxy_store
+    layout = StoreLayout(store)
+    fast = TrainOptions(evaluation=EvalOptions(n_boot=100), robustness=False)
+    orphan, _ = train_and_register(layout, HeadSpec(), options=fast)  # what a kill between register and decide leaves
+    assert retrain_needed(layout, check_drift(layout)) == (True, ["no head has been trained yet"])
+    result = retrain(layout, options=fast, policy=GatePolicy(auroc_floor=0, tpr_floor=0))
+    assert result["candidate"] != orphan["version"] and result["decision"] == "promoted"
+    assert retrain_needed(layout, check_drift(layout))[0] is False

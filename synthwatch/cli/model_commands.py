@@ -68,11 +68,14 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         payload = {"models": models, "champion": champion}
         if args.json:
             print_json(payload)
+        elif not models:
+            print("no head versions yet: train one with `synthwatch train`")
         else:
+            print(f"  {'version':<24} {'kind':<17} {'decision':<9}  {'created (UTC)':<19}  (* champion)")
             for m in models:
                 summary = m["metrics"]
                 auroc = f"held-out AUROC mean {summary['mean_auroc']:.3f}" if summary.get("held_out_generators") else ""
-                print(f"{'*' if m['champion'] else ' '} {m['version']}  {m['kind']:<17} {m['decision'] or '-':<9}"
+                print(f"{'*' if m['champion'] else ' '} {m['version']}  {m['kind']:<17} {m['decision'] or 'undecided':<9}"
                       f"{' (forced)' if m['forced'] else ''}  {m['created_at'][:19]}  {auroc}")
         return 0
     if args.models_command == "show":

@@ -37,7 +37,8 @@ class DecodeLimits:
         if self.max_pixels < 1 or self.min_side < 1 or self.max_bytes < 1:
             raise ValueError(
                 f"Expected max_pixels, min_side and max_bytes >= 1, but got max_pixels = "
-                f"{self.max_pixels}, min_side = {self.min_side}, max_bytes = {self.max_bytes}."
+                f"{self.max_pixels}, min_side = {self.min_side}, max_bytes = {self.max_bytes}. "
+                "Pass positive limits."
             )
 
     def too_large(self, size: int) -> str | None:

@@ -110,11 +110,14 @@ def embed_chunk(store: str, description: dict, image_ids: list[str], views: int 
 def update_index(store: str, backbone_id: str | None = None) -> dict:
     """Bring the index of ``backbone_id`` (default: the champion's backbone, else the only one
     with vectors) up to date."""
-    from heads.jobs import resolve_backbone_id
     from store.indexing import sync_index
 
     layout = _layout(store)
-    return sync_index(layout, backbone_id or resolve_backbone_id(layout, None))
+    if backbone_id is None:
+        from heads.jobs import resolve_backbone_id
+
+        backbone_id = resolve_backbone_id(layout, None)
+    return sync_index(layout, backbone_id)
 
 
 @task

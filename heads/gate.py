@@ -35,7 +35,8 @@ class GatePolicy:
 
     def __post_init__(self) -> None:
         if self.fpr_bound not in FPR_BOUNDS:
-            raise ValueError(f"Expected fpr_bound in {', '.join(FPR_BOUNDS)}, but got {self.fpr_bound!r}.")
+            raise ValueError(f"Expected fpr_bound in {', '.join(FPR_BOUNDS)}, but got {self.fpr_bound!r}. "
+                             "Pass --fpr-bound lower, point or upper.")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -312,7 +312,8 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
         evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol=protocol or "logo",
                                        holdout=options.holdout, options=options.evaluation,
                                        near_duplicates=prepared.pairs)
-        use_final_threshold(evaluation, fit_final(HeadSpec(), prepared, options).threshold)
+        if evaluation.protocol == "logo":
+            use_final_threshold(evaluation, fit_final(HeadSpec(), prepared, options).threshold)
         return {"head_version": None, "backbone_id": backbone_id, **evaluation.as_dict(),
                 "notes": prepared.notes}, evaluation
     loaded = load_registered(layout, version)

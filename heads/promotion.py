@@ -50,14 +50,13 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
         "checks": [check.as_dict() for check in checks], "policy": policy.as_dict(), "forced": False,
         "drift": drift or {}, "decided_at": utc_now().isoformat(),
     }
-    registry.set_decision(version, decision)
     if passed:
         try:
             registry.promote(version, reason=options.reason or "passed the gate", expected_before=champion)
         except ChampionChanged as changed:
             passed = False
             decision.update(decision="rejected", reasons=[str(changed)])
-            registry.set_decision(version, decision)
+    registry.set_decision(version, decision)  # once, with the verdict that took effect
     decision["champion"] = registry.champion()
     Catalog(layout).log_event(HEAD_PROMOTED if passed else HEAD_REJECTED, {
         "candidate": version, "champion": decision["champion"], "reasons": decision["reasons"]})
@@ -153,10 +152,15 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
     holds, and gate it."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
     champion = HeadRegistry(layout).champion()
+    notes = []
     if champion is not None:  # compare on the champion's splits: a test set stays one test set
         seed = HeadRegistry(layout).record(champion)["split_seed"]
+        if seed != options.evaluation.seed:
+            notes.append(f"split seed {seed} (the champion's) used instead of {options.evaluation.seed}, so both "
+                         "heads are measured on the same test images")
         options = replace(options, evaluation=replace(options.evaluation, seed=seed))
     payload, _ = train_and_register(layout, spec, options=options)
+    payload["notes"] = notes + payload["notes"]
     decision = decide(layout, payload["version"], policy=policy, options=options, drift=drift)
     return {"candidate": payload["version"], "decision": decision["decision"], "reasons": decision["reasons"],
             "checks": decision["checks"], "drift": drift, "champion": decision["champion"],

@@ -53,7 +53,8 @@ class BodyLimit:
 
                     await JSONResponse(status_code=413, content={"detail": (
                         f"Expected an upload of at most {self.limit - MULTIPART_OVERHEAD:,} bytes, "
-                        "but it is larger.")})(scope, receive, send)
+                        "but it is larger. Send a smaller image, or serve with a larger --max-upload-mb.")})(
+                        scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -165,10 +166,14 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             authorised(credentials)
         except HTTPException:
             return answer
+        try:
+            answer["champion"] = HeadRegistry(layout).champion()
+        except StoreError as error:
+            answer["champion"], answer["champion_error"] = None, str(error)
         if neighbors is None:
-            return {**answer, "detail": problem, "champion": HeadRegistry(layout).champion()}
-        return {**answer, "champion": HeadRegistry(layout).champion(), "backbone_id": neighbors.backbone_id,
-                "ntotal": int(neighbors.index.ntotal), "index": neighbors.version}
+            return {**answer, "detail": problem}
+        return {**answer, "backbone_id": neighbors.backbone_id, "ntotal": int(neighbors.index.ntotal),
+                "index": neighbors.version}
 
     @app.post("/similar", dependencies=[Depends(authorised)])
     def similar(
@@ -225,8 +230,10 @@ def _rejected(reason: str) -> HTTPException:
 def _read_limited(request: Request, file: UploadFile, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise HTTPException(413, f"Expected an upload of at most {limit:,} bytes, but got {int(declared):,}.")
+        raise HTTPException(413, f"Expected an upload of at most {limit:,} bytes, but got {int(declared):,}. "
+                                 "Send a smaller image, or serve with a larger --max-upload-mb.")
     data = file.file.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"Expected an upload of at most {limit:,} bytes, but it is larger.")
+        raise HTTPException(413, f"Expected an upload of at most {limit:,} bytes, but it is larger. "
+                                 "Send a smaller image, or serve with a larger --max-upload-mb.")
     return data

@@ -211,7 +211,7 @@ def _limits(args: argparse.Namespace) -> DecodeLimits:
     try:
         return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side, max_bytes=args.max_bytes)
     except ValueError as error:
-        raise StoreError(f"{error} Pass positive --max-pixels, --min-side and --max-bytes.") from None
+        raise StoreError(f"{error} (--max-pixels, --min-side, --max-bytes)") from None
 
 
 def _run_ingest(settings: Settings, plan, options: IngestOptions, *, quiet: bool) -> dict:

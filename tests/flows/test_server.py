@@ -165,11 +165,16 @@ def test_a_cycle_killed_mid_way_resumes_cleanly(server, inbox, kill_when):
     _wait(f"the cycle to reach {kill_when.__name__}", lambda: kill_when(layout), 300, every_s=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (layout.root / "heads" / "champion.json").exists()  # killed before the cycle finished
+    # Killed before the cycle finished. Mid-retrain the rest of the cycle takes seconds after the
+    # views appear, so the kill nearly always lands first; if it did not, the cycle had ended.
+    finished = (layout.root / "heads" / "champion.json").exists()
+    assert not finished or kill_when is _retraining
     resumed = subprocess.run(run, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(resumed.stdout)
-    assert result["retrained"] and result["decision"] == "promoted"
+    assert result["champion"] is not None
+    if not finished:
+        assert result["retrained"] and result["decision"] == "promoted"
     status = json.loads(_synthwatch(store, "status", "--verify", "--json", env=env).stdout)
     assert status["images"] == {"real": 72, "synthetic": 32} and status["problems"] == []
     backbone_id = next(iter(status["embeddings"]))

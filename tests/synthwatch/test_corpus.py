@@ -141,14 +141,22 @@ def test_demo_runs_two_cycles_gates_looks_up_and_reports(small, cache, cli, tmp_
     assert code == 0 and (again["ingested"], again["retrained"], again["decision"]) == (0, False, "none")
 
 
-def test_the_demo_without_weights_falls_back_to_random_ones_and_says_so(tmp_path, monkeypatch):
-    from synthwatch.demo import RANDOM_WEIGHTS_GATE, demo_weights
+def test_the_demo_without_weights_falls_back_to_random_ones_and_says_so(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))  # what `make demo` meets on a fresh machine
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    said = []
-    pretrained, allow_random, gate = demo_weights("dinov2-small", said.append)
-    assert (pretrained, allow_random, gate) == (False, True, RANDOM_WEIGHTS_GATE)
-    notice = "\n".join(said)
+    # A fresh process, so the Hugging Face libraries read this empty cache: what `make demo` meets
+    # on a fresh machine, whatever this machine has cached.
+    env = {**os.environ, "HF_HOME": str(tmp_path / "empty-hf-cache"), "HF_HUB_OFFLINE": "1"}
+    script = ("import json, sys\nfrom synthwatch.demo import RANDOM_WEIGHTS_GATE, demo_weights\n"
+              "said = []\nresult = demo_weights('dinov2-small', said.append)\n"
+              "print(json.dumps({'result': list(result), 'random_gate': RANDOM_WEIGHTS_GATE, 'said': said}))")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["result"] == [False, True, out["random_gate"]]
+    notice = "\n".join(out["said"])
     assert "NO PRETRAINED WEIGHTS for dinov2-small" in notice and "NOT meaningful" in notice
     assert "--backbone DIR" in notice

@@ -58,11 +58,6 @@ def image_keys(image_ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndar
     return digits @ _HEX_WEIGHTS
 
 
-def key_prefix(key: int) -> str:
-    """The id prefix a key stands for (15 lower-case hex digits)."""
-    return format(key, f"0{KEY_DIGITS}x")
-
-
 def keys_checksum(keys: np.ndarray) -> str:
     """Order-independent checksum of a set of keys: count and wrapping sum."""
     total = int(np.sum(keys.astype(np.uint64), dtype=np.uint64)) if len(keys) else 0

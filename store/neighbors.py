@@ -9,7 +9,8 @@ import faiss
 import numpy as np
 
 from store.catalog import Catalog
-from store.index import IndexStore, image_keys, key_prefix
+from store.id_directory import IdDirectory
+from store.index import IndexStore, image_keys
 from store.layout import StoreLayout
 
 
@@ -39,6 +40,8 @@ class NeighborIndex:
         self.index, self.manifest, keys = self.store.load()
         self.keys = np.sort(keys)
         self.version = self.manifest["file"]
+        # Read after the index: the catalog then holds every indexed image not removed since.
+        self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
 
     def refresh(self) -> bool:
         """Reload if another process swapped in a new index; return whether it did."""
@@ -101,18 +104,17 @@ class NeighborIndex:
             nprobe = min(nlist, nprobe * 4)
 
     def _resolve(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Neighbor]]:
-        prefixes = sorted({key_prefix(int(key)) for key in keys.ravel() if key >= 0})
+        ids = self.ids.ids_of(keys[keys >= 0])
         rows = self.catalog.query(
-            "SELECT image_id, label, generator, original_path FROM images "
-            "WHERE substr(image_id, 1, 15) IN (SELECT unnest(?::VARCHAR[]))",
-            [prefixes],
-        )
-        by_prefix = {row[0][:15]: row for row in rows}
+            "SELECT image_id, label, generator, original_path FROM images WHERE image_id = ANY(?::VARCHAR[])",
+            [sorted(ids.values())],
+        ) if ids else []
+        by_id = {row[0]: row for row in rows}
         results = []
         for query_scores, query_keys in zip(scores, keys):
             found = []
             for score, key in zip(query_scores, query_keys):
-                row = by_prefix.get(key_prefix(int(key))) if key >= 0 else None
+                row = by_id.get(ids.get(int(key))) if key >= 0 else None
                 if row is not None:
                     found.append(Neighbor(row[0], row[1], row[2], round(float(score), 6), row[3]))
             results.append(found)

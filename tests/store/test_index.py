@@ -192,6 +192,19 @@ def test_default_backbone_is_the_only_indexed_one_or_the_choices_are_listed(cli,
     assert code == 1 and "Choose one with --backbone" in err
 
 
+def test_the_id_directory_gives_back_full_ids_by_key():
+    from store.id_directory import IdDirectory
+
+    ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(70_000)]  # more than one chunk
+    directory = IdDirectory(pa.array(ids))
+    wanted = [image_key(ids[i]) for i in (0, 65_536, 69_999)] + [12345]  # the last is no image's
+    assert directory.ids_of(np.array(wanted)) == {wanted[0]: ids[0], wanted[1]: ids[65_536], wanted[2]: ids[69_999]}
+    with pytest.raises(ValueError, match="Expected image ids of 64 hex digits"):
+        IdDirectory(pa.array(["abc" * 8]))
+    with pytest.raises(ValueError, match="in hexadecimal"):
+        IdDirectory(pa.array(["z" * 64]))
+
+
 def test_vectorised_keys_match_the_single_key():
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)] + ["F" * 64]
     assert image_keys(ids).tolist() == [image_key(i) for i in ids]

@@ -1,0 +1,58 @@
+"""Full image ids by index key, so lookups ask the catalog for exact ids (its primary key)
+rather than scanning every id for a 60-bit prefix (32 ms a query at a million images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from store.index import image_keys
+
+ID_DIGITS = 64  # a sha256 in hexadecimal
+_CHUNK = 65_536  # ids decoded at once, to bound temporaries
+_NIBBLES = np.full(256, 255, np.uint8)
+_NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+_NIBBLES[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+class IdDirectory:
+    """Sorted index keys with the 32-byte digest of each key's image (40 bytes an image)."""
+
+    def __init__(self, image_ids: pa.Array | pa.ChunkedArray) -> None:
+        array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else image_ids
+        keys = image_keys(array)
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.digests = _digests(array)[order]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def ids_of(self, keys: np.ndarray) -> dict[int, str]:
+        """``{key: image id}`` for the keys the directory holds (others are left out)."""
+        keys = np.unique(np.asarray(keys, np.int64))
+        if not len(self.keys) or not len(keys):
+            return {}
+        positions = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[positions] == keys
+        return {int(key): self.digests[position].tobytes().hex()
+                for key, position in zip(keys[found], positions[found])}
+
+
+def _digests(array: pa.Array) -> np.ndarray:
+    """(n, 32) uint8: each sha256 id decoded from hexadecimal, a chunk at a time."""
+    array = array.cast(pa.large_string()) if array.type == pa.string() else array
+    if len(array) == 0:
+        return np.zeros((0, ID_DIGITS // 2), np.uint8)
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + len(array) + 1]
+    if (np.diff(offsets) != ID_DIGITS).any():
+        raise ValueError(f"Expected image ids of {ID_DIGITS} hex digits (sha256), but got another length.")
+    data = np.frombuffer(array.buffers()[2], np.uint8)
+    out = np.empty((len(array), ID_DIGITS // 2), np.uint8)
+    for start in range(0, len(array), _CHUNK):
+        starts = offsets[:-1][start:start + _CHUNK]
+        nibbles = _NIBBLES[data[starts[:, None] + np.arange(ID_DIGITS)]]
+        if (nibbles == 255).any():
+            raise ValueError("Expected image ids in hexadecimal (sha256), but got another character.")
+        out[start:start + len(starts)] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return out

@@ -127,12 +127,11 @@ class NeighborIndex:
         from store.indexing import clean_vector_batches
         from store.vectors import VectorStore
 
-        table = self.catalog.arrow("SELECT image_id FROM images")
-        ids = dict(zip(image_keys(table.column("image_id")).tolist(), table.column("image_id").to_pylist()))
         pairs: dict[tuple[str, str], float] = {}
         for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys):
             for start in range(0, len(keys), 1024):
                 limits, scores, found = self.index.range_search(matrix[start:start + 1024], threshold)
+                ids = self.ids.ids_of(np.concatenate([keys[start:start + 1024], found]))
                 for row, key in enumerate(keys[start:start + 1024].tolist()):
                     for position in range(limits[row], limits[row + 1]):
                         other = int(found[position])

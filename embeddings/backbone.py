@@ -125,3 +125,12 @@ def backbone_from_description(description: dict) -> Backbone:
             f"{description['source']} changed. Re-embed the store with the current model."
         )
     return backbone
+
+
+def cached_backbone(description: dict, cache: dict[str, Backbone]) -> Backbone:
+    """The backbone ``description`` names, built on first use and kept in ``cache`` by id (one
+    model per backbone id, however many heads, indexes or tasks use it)."""
+    backbone_id = description["backbone_id"]
+    if backbone_id not in cache:
+        cache[backbone_id] = backbone_from_description(description)
+    return cache[backbone_id]

@@ -159,9 +159,6 @@ _BACKBONES: dict[str, object] = {}
 
 def _backbone(description: dict):
     """One model per backbone id and process (tasks on one worker share it)."""
-    from embeddings.backbone import backbone_from_description
+    from embeddings.backbone import cached_backbone
 
-    backbone_id = description["backbone_id"]
-    if backbone_id not in _BACKBONES:
-        _BACKBONES[backbone_id] = backbone_from_description(description)
-    return _BACKBONES[backbone_id]
+    return cached_backbone(description, _BACKBONES)

@@ -34,12 +34,9 @@ class Detector:
         return self.loaded.record.get("backbone_id")
 
     def backbone(self, description: dict):
-        from embeddings.backbone import backbone_from_description
+        from embeddings.backbone import cached_backbone
 
-        backbone_id = description["backbone_id"]
-        if backbone_id not in self.backbones:
-            self.backbones[backbone_id] = backbone_from_description(description)
-        return self.backbones[backbone_id]
+        return cached_backbone(description, self.backbones)
 
     def detect(self, images: list[tuple[str, bytes]], *, k: int = 5, neighbors=None,
                limits: DecodeLimits = DecodeLimits()) -> list[dict]:

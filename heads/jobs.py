@@ -73,11 +73,12 @@ def prepare_data(layout: StoreLayout, backbone_id: str, *, options: TrainOptions
     """Everything evaluation needs from the store, with robustness views embedded first."""
     _, description = VectorStore(layout, backbone_id).shape_and_description()
     notes = []
+    data = load_embedding_set(layout, backbone_id)
     if options.robustness:
-        added = embed_robustness_views(layout, backbone_id, description, seed=options.evaluation.seed)
+        added = embed_robustness_views(layout, data, description, seed=options.evaluation.seed)
         if added:
             notes.append(f"embedded {added} robustness views (JPEG q50-95, 0.5x) of evaluation images")
-    data = load_embedding_set(layout, backbone_id)
+            data = load_embedding_set(layout, backbone_id)
     if len(data) == 0:
         raise StoreError(f"Expected labelled vectors for {backbone_id}, but none of its vectors belong to "
                          "catalog images. Run `synthwatch ingest` and `synthwatch embed`.")
@@ -114,15 +115,15 @@ def effective_dedup_threshold(data: EmbeddingSet, requested: float, *, seed: int
                     "from different source groups already score that high with this backbone")
 
 
-def embed_robustness_views(layout: StoreLayout, backbone_id: str, description: dict, *, seed: int) -> int:
-    """Embed the JPEG and 0.5x views of every image evaluation may test on (all synthetic images,
-    and real images outside the training split); returns the rows added."""
+def embed_robustness_views(layout: StoreLayout, data: EmbeddingSet, description: dict, *, seed: int) -> int:
+    """Embed the JPEG and 0.5x views of every image of ``data`` (the stored vectors of the
+    backbone ``description`` names) that evaluation may test on: all synthetic images, and real
+    images outside the training split. Returns the rows added."""
     from embeddings.backbone import backbone_from_description
     from embeddings.engine import EngineOptions
     from embeddings.job import embed_store
     from embeddings.views import ROBUSTNESS_VIEWS
 
-    data = load_embedding_set(layout, backbone_id)
     clean = data.take(data.views == CLEAN_VIEW)
     wanted = (clean.generators != REAL) | (split_of_rows(clean, seed=seed) != "train")
     have = {view: set(data.image_ids[data.views == view].tolist()) for view in ROBUSTNESS_VIEWS.values()}
@@ -297,13 +298,14 @@ def load_registered(layout: StoreLayout, version: str | None = None) -> LoadedHe
 
 
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
-                        options: TrainOptions = TrainOptions(),
-                        split_seed: int | None = None) -> tuple[dict, Evaluation]:
+                        options: TrainOptions = TrainOptions(), split_seed: int | None = None,
+                        prepared_cache: dict | None = None) -> tuple[dict, Evaluation]:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
     with its kind and parameters. Without a head in the registry, the default head is evaluated.
     The head's own splits are used unless ``split_seed`` names others (the gate compares a
-    champion on its candidate's splits)."""
+    champion on its candidate's splits). ``prepared_cache`` keeps the prepared data between calls
+    that share a backbone, near-duplicate threshold and splits (the gate's two evaluations)."""
     registry = HeadRegistry(layout)
     version = version or registry.champion() or (registry.versions()[-1]["version"] if registry.versions() else None)
     if version is None:
@@ -334,7 +336,10 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
     seed = record["split_seed"] if split_seed is None else split_seed
     evaluation_options = replace(options.evaluation, target_fpr=record["target_fpr"], seed=seed)
     options = replace(options, evaluation=evaluation_options, dedup_threshold=record["dedup_threshold"])
-    prepared = prepare_data(layout, record["backbone_id"], options=options)
+    cache = {} if prepared_cache is None else prepared_cache
+    key = (record["backbone_id"], record["dedup_threshold"], seed, options.robustness)
+    prepared = cache[key] if key in cache else prepare_data(layout, record["backbone_id"], options=options)
+    cache[key] = prepared
     if (protocol or "holdout") == "holdout":
         evaluation = evaluate_fitted(loaded.scores, loaded.threshold, prepared.data, seen=record["generators_seen"],
                                      options=evaluation_options, near_duplicates=prepared.pairs)

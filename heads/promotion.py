@@ -29,13 +29,15 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     registry = HeadRegistry(layout)
     champion = registry.champion()
     candidate = registry.record(version)
-    _, candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options)
+    prepared: dict = {}  # both heads are measured on the same data, prepared once when they can be
+    _, candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options,
+                                            prepared_cache=prepared)
     champion_eval, champion_record = None, None
     if champion is not None and champion != version:
         champion_record = registry.record(champion)
         _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout",
                                                options=replace(options, holdout=()),
-                                               split_seed=candidate["split_seed"])
+                                               split_seed=candidate["split_seed"], prepared_cache=prepared)
     trained_groups = set(candidate.get("train_groups", [])) | set((champion_record or {}).get("train_groups", []))
     leaking = sorted(trained_groups & _test_groups(layout, candidate))
     same_splits = champion_record is None or champion_record["split_seed"] == candidate["split_seed"]

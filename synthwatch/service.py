@@ -93,12 +93,9 @@ class _State:
         return index
 
     def backbone(self, description: dict):
-        from embeddings.backbone import backbone_from_description
+        from embeddings.backbone import cached_backbone
 
-        backbone_id = description["backbone_id"]
-        if backbone_id not in self.backbones:
-            self.backbones[backbone_id] = backbone_from_description(description)
-        return self.backbones[backbone_id]
+        return cached_backbone(description, self.backbones)
 
     def default_backbone_id(self) -> str:
         from store.indexing import choose_backbone

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip's configured local mirrors print one harmless line per package they do not carry.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test lock clean bench
+.PHONY: demo test lock clean bench gpu-wheels
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+
+# Wheels the bare GPU machine lacks (Python 3.12, x86_64), at the locked versions, into .whl/
+# for benchmarks/gpu_check.sh; everything else it needs is already installed there.
+GPU_WHEELS := duckdb faiss-cpu
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d .whl $(foreach name,$(GPU_WHEELS),$$(grep -i '^$(name)==' requirements.lock))
 
 # Re-resolve requirements.in into requirements.lock in a scratch environment.
 lock:

@@ -1,10 +1,12 @@
-"""Embedding throughput on the DINOv2-small architecture (random weights: timing does not depend
-on weight values).
+"""Embedding throughput on a backbone's architecture (random weights: timing does not depend on
+weight values).
 
-Usage: python benchmarks/embed.py [--images 96] [--naive 32] [--rss 48,192] [--device auto]
+Usage: python benchmarks/embed.py [--backbone dinov2-small] [--images 96] [--naive 32]
+                                  [--batch 32] [--rss 48,192] [--device auto]
 Reports (a) forward-only images/s on ready tensors, (b) end-to-end images/s from JPEG files on
-disk to Parquet shards, (c) a naive baseline: one image at a time through the transformers image
-processor and model, (d) peak RSS of end-to-end runs at two corpus sizes.
+disk to Parquet shards, (c) a naive baseline: one image at a time through the published
+preprocessing and the model, (d) peak RSS of end-to-end runs at two corpus sizes.
+``benchmarks/gpu_check.py`` uses the same functions on a GPU, with batch sizes 64-512.
 """
 
 from __future__ import annotations
@@ -13,73 +15,156 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from embeddings.backbone import create_backbone
-from embeddings.engine import EngineOptions, resolve_device
-from embeddings.job import embed_store
+from embeddings.backbone import Backbone, create_backbone
+from embeddings.engine import EngineOptions, WorkItem, resolve_device, view_loader
+from embeddings.job import embed_store, plan_embedding
 from store.ingest import IngestOptions, ingest
 from store.layout import StoreLayout
 from store.sources import plan_sources
+from store.vectors import VectorStore
 from synthwatch.corpus.photos import write_jpeg_corpus
 
-BACKBONE = "dinov2-small"
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (decoding workers), sampled every
+    20 ms while in use, and peak CUDA memory allocated by torch."""
+
+    def __init__(self) -> None:
+        self.host_mb = 0.0
+        self.gpu_mb = 0.0
+
+    @contextmanager
+    def watch(self):
+        import psutil
+
+        me, stop = psutil.Process(), threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+                except psutil.Error:
+                    continue
+                self.host_mb = max(self.host_mb, total / 2**20)
+                stop.wait(0.02)
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            if torch.cuda.is_available():
+                self.gpu_mb = torch.cuda.max_memory_allocated() / 2**20
 
 
-def forward_only(device: torch.device, batch: int, count: int) -> float:
-    backbone = create_backbone(BACKBONE, allow_random_weights=True).to(device)
-    pixels = torch.randn(batch, 3, 224, 224)
-    backbone.embed(pixels)  # warm-up
-    started = time.perf_counter()
-    done = 0
-    while done < count:
-        backbone.embed(pixels)
-        done += batch
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return done / (time.perf_counter() - started)
 
 
-def end_to_end(folder: Path, store: Path, device: str, batch: int, workers: int | None) -> dict:
+def forward_only(backbone: Backbone, batch: int, count: int, *, min_seconds: float = 0.0) -> dict:
+    """Images/s of the model alone: ready normalised tensors on the device, vectors back on the
+    host; at least ``count`` images and ``min_seconds``."""
+    size = backbone.spec.input_size
+    pixels = torch.randn(batch, 3, size, size, device=backbone.device)
+    for _ in range(2):
+        backbone.embed(pixels)  # warm-up: kernels chosen, memory pooled
+    synchronize(backbone.device)
+    with PeakMemory().watch() as peak:
+        started = time.perf_counter()
+        done = 0
+        while done < count or time.perf_counter() - started < min_seconds:
+            backbone.embed(pixels)
+            done += batch
+        synchronize(backbone.device)
+        elapsed = time.perf_counter() - started
+    return {"batch": batch, "images": done, "images_per_s": done / elapsed, "peak_gpu_mb": peak.gpu_mb}
+
+
+def ingest_folder(folder: Path, store: Path) -> StoreLayout:
+    """A store whose catalog references the files in ``folder`` (not copied) as real images."""
     layout = StoreLayout(store)
     ingest(layout, plan_sources([folder], label="real"), IngestOptions(copy=False))
-    backbone = create_backbone(BACKBONE, allow_random_weights=True)
-    report = embed_store(layout, backbone, options=EngineOptions(batch_size=batch, device=device, workers=workers))
+    return layout
+
+
+def end_to_end(layout: StoreLayout, backbone: Backbone, device: str, batch: int, workers: int | None) -> dict:
+    """Embed every catalog image with ``backbone``, JPEG files to Parquet, as `synthwatch embed` does."""
+    with PeakMemory().watch() as peak:
+        report = embed_store(layout, backbone, options=EngineOptions(batch_size=batch, device=device, workers=workers))
     assert report.failed == 0 and report.embedded == report.images, report.as_dict()
-    return report.as_dict()
+    return {**report.as_dict(), "batch": batch, "workers": workers, "peak_host_mb": peak.host_mb,
+            "peak_gpu_mb": peak.gpu_mb}
 
 
-def naive(paths: list[Path], device: torch.device) -> float:
-    from transformers import BitImageProcessor
+def decode_only(layout: StoreLayout, backbone: Backbone, batch: int, workers: int | None) -> dict:
+    """Images/s of the engine's decoding workers alone (no model): the ceiling CPU decoding sets."""
+    items, _ = plan_embedding(layout, VectorStore(layout, "decode-only"), 0)
+    options = EngineOptions(batch_size=batch, workers=workers)
+    started = time.perf_counter()
+    done = sum(batch["images"] for batch in view_loader(items, backbone, options, backbone.device))
+    return {"images": done, "images_per_s": done / (time.perf_counter() - started), "workers": workers}
+
+
+def naive(backbone: Backbone, paths: list[Path]) -> float:
+    """Images/s of one image at a time through the published preprocessing and the model."""
     from PIL import Image
 
-    processor = BitImageProcessor(  # DINOv2's published preprocessing
-        do_resize=True, size={"shortest_edge": 256}, resample=3, do_center_crop=True,
-        crop_size={"height": 224, "width": 224}, image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225], do_convert_rgb=True,
-    )
-    model = create_backbone(BACKBONE, allow_random_weights=True).model.to(device)
+    device = backbone.device
+    if backbone.spec.family == "dinov2":
+        from transformers import BitImageProcessor
+
+        processor = BitImageProcessor(  # DINOv2's published preprocessing
+            do_resize=True, size={"shortest_edge": 256}, resample=3, do_center_crop=True,
+            crop_size={"height": 224, "width": 224}, image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225], do_convert_rgb=True,
+        )
+
+        def inputs(image):
+            return processor(images=image, return_tensors="pt")["pixel_values"]
+    else:
+        from timm.data import create_transform, resolve_data_config
+
+        transform = create_transform(**resolve_data_config({}, model=backbone.model))
+
+        def inputs(image):
+            return transform(image.convert("RGB"))[None]
+
     started = time.perf_counter()
-    with torch.inference_mode():
-        for path in paths:
-            inputs = processor(images=Image.open(path), return_tensors="pt").to(device)
-            model(**inputs).last_hidden_state[:, 0].cpu()
+    for path in paths:
+        with Image.open(path) as image:
+            backbone.embed(inputs(image).to(device))
     return len(paths) / (time.perf_counter() - started)
 
 
-def rss_child(folder: Path, count: int, device: str, batch: int) -> dict:
-    """Run one end-to-end embed in a fresh process; return its peak RSS (and its workers')."""
+def link_subset(paths: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def rss_child(folder: Path, backbone_name: str, device: str, batch: int) -> dict:
+    """One end-to-end embed in a fresh process; its peak RSS (main process and largest worker)."""
     code = (
         "import json, resource, sys; from pathlib import Path; sys.path.insert(0, 'benchmarks');"
-        "from embed import end_to_end;"
-        f"r = end_to_end(Path({str(folder)!r}), Path({str(folder.parent / ('rss-store-' + str(count)))!r}), {device!r}, {batch}, None);"
+        "from embed import end_to_end, ingest_folder; from embeddings.backbone import create_backbone;"
+        f"layout = ingest_folder(Path({str(folder)!r}), Path({str(folder) + '-store'!r}));"
+        f"r = end_to_end(layout, create_backbone({backbone_name!r}, allow_random_weights=True), {device!r}, {batch}, None);"
         "print(json.dumps({'self_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
         " 'workers_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'images': r['images']}))"
     )
@@ -89,6 +174,7 @@ def rss_child(folder: Path, count: int, device: str, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="dinov2-small")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--naive", type=int, default=32)
     parser.add_argument("--rss", default="48,192")
@@ -99,29 +185,21 @@ def main() -> None:
     device = resolve_device(args.device)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, GPU {gpu}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads")
+          f"{torch.get_num_threads()} torch threads; {args.backbone}")
     sizes = [int(n) for n in args.rss.split(",")]
+    backbone = create_backbone(args.backbone, allow_random_weights=True).to(device)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         paths = write_jpeg_corpus(root / "jpegs", max([args.images, args.naive, *sizes]), size=512)
-        a = forward_only(device, args.batch, max(args.images, args.batch * 2))
-        print(f"(a) forward only, batch {args.batch}, 224 px:        {a:8.1f} images/s")
-        subset = root / "subset"
-        subset.mkdir()
-        for path in paths[: args.images]:
-            (subset / path.name).symlink_to(path)
-        b = end_to_end(subset, root / "store", args.device, args.batch, args.workers)
-        print(f"(b) end to end, JPEG files -> Parquet:       {b['images_per_s']:8.1f} images/s  "
-              f"= {b['images_per_s'] / a:.2f} x (a)")
-        c = naive(paths[: args.naive], device)
-        print(f"(c) naive, one image at a time, HF processor: {c:8.1f} images/s  "
-              f"(b) = {b['images_per_s'] / c:.2f} x (c)")
+        a = forward_only(backbone, args.batch, max(args.images, args.batch * 2))["images_per_s"]
+        print(f"(a) forward only, batch {args.batch}:                {a:8.1f} images/s")
+        layout = ingest_folder(link_subset(paths[: args.images], root / "subset"), root / "store")
+        b = end_to_end(layout, backbone, args.device, args.batch, args.workers)["images_per_s"]
+        print(f"(b) end to end, JPEG files -> Parquet:       {b:8.1f} images/s  = {b / a:.2f} x (a)")
+        c = naive(backbone, paths[: args.naive])
+        print(f"(c) naive, one image at a time:              {c:8.1f} images/s  (b) = {b / c:.2f} x (c)")
         for count in sizes:
-            folder = root / f"rss-{count}"
-            folder.mkdir()
-            for path in paths[:count]:
-                (folder / path.name).symlink_to(path)
-            peak = rss_child(folder, count, args.device, args.batch)
+            peak = rss_child(link_subset(paths[:count], root / f"rss-{count}"), args.backbone, args.device, args.batch)
             print(f"(d) peak RSS, {peak['images']:5d} images: main process {peak['self_mb']:7.0f} MB, "
                   f"largest worker {peak['workers_mb']:6.0f} MB")
 

@@ -10,6 +10,7 @@ from torch import nn
 from embeddings.errors import EmbeddingError
 from embeddings.loading import RANDOM, load_model
 from embeddings.registry import BackboneSpec, resolve_spec
+from embeddings.views import normalise
 
 MODES = ("crop", "resize")
 
@@ -24,6 +25,7 @@ class Backbone:
         self.mode = mode
         self.weights = weights
         self.device = torch.device("cpu")
+        self.mixed_precision = True  # bf16 autocast on CUDA; fp32 on CPU, where bf16 is slower
 
     @property
     def dim(self) -> int:
@@ -72,11 +74,21 @@ class Backbone:
         torch.Tensor
             (N, dim) float32 on the CPU, each row of unit L2 norm.
         """
+        return self._vectors(pixels.to(self.device, non_blocking=True)).cpu()
+
+    @torch.inference_mode()
+    def embed_crops(self, pixels: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """Vectors for crops as :func:`embeddings.views.crop` makes them ((N, S, S, 3) uint8 and
+        (N, 2) sizes), normalised on the model's device; (N, dim) float32 left on that device,
+        so the caller decides when to wait for the copy back."""
         pixels = pixels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        return self._vectors(normalise(pixels, sizes.to(self.device, non_blocking=True), self.spec))
+
+    def _vectors(self, pixels: torch.Tensor) -> torch.Tensor:
+        autocast = self.mixed_precision and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
             parts = self._dinov2(pixels) if self.spec.family == "dinov2" else self._convnext(pixels)
-        vectors = torch.cat(parts, dim=1).float()
-        return nn.functional.normalize(vectors, dim=1).cpu()
+        return nn.functional.normalize(torch.cat(parts, dim=1).float(), dim=1)
 
     def _dinov2(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states

@@ -78,7 +78,7 @@ def default_workers() -> int:
 
 
 class _ViewsDataset(Dataset):
-    """Reads, verifies and decodes one image, and prepares its missing views (in a worker)."""
+    """Reads, verifies and decodes one image, and crops its missing views (in a worker)."""
 
     def __init__(self, items: Sequence[WorkItem], backbone: Backbone, seed: int) -> None:
         self.items, self.spec, self.mode, self.seed = items, backbone.spec, backbone.mode, seed
@@ -98,17 +98,43 @@ class _ViewsDataset(Dataset):
             image, _ = decode_image(data, _EMBED_LIMITS)
         except ImageRejected as rejection:
             return item, f"failed to decode at embed time: {rejection.reason}", None
-        views, params, pixels = [], [], []
-        for view, augmentation, array in make_views(image, self.spec, self.mode, list(item.views),
-                                                    seed=self.seed, image_id=item.image_id):
-            views.append(view)
-            params.append(json.dumps(augmentation, sort_keys=True))
-            pixels.append(array)
-        return item, None, (views, params, np.stack(pixels))
+        views = list(make_views(image, self.spec, self.mode, list(item.views), seed=self.seed, image_id=item.image_id))
+        return item, None, views
 
 
-def _keep_as_list(samples):
-    return samples
+def _collate(samples) -> dict:
+    """One batch as the worker hands it over: the crops of every good view in one uint8 tensor
+    (one shared-memory block, pinned by the loader), the rest as plain lists."""
+    good, failed, crops, sizes = [], [], [], []
+    for item, reason, views in samples:
+        if reason is not None:
+            failed.append((item, reason))
+            continue
+        good.append((item, [view for view, _, _, _ in views],
+                     [json.dumps(params, sort_keys=True) for _, params, _, _ in views]))
+        crops += [pixels for _, _, pixels, _ in views]
+        sizes += [size for _, _, _, size in views]
+    return {
+        "good": good, "failed": failed, "images": len(samples),
+        "crops": torch.from_numpy(np.stack(crops)) if crops else torch.zeros(0, dtype=torch.uint8),
+        "sizes": torch.tensor(sizes, dtype=torch.int32).reshape(-1, 2),
+    }
+
+
+def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOptions, device: torch.device) -> DataLoader:
+    """Batches of about ``options.batch_size`` cropped views, decoded by worker processes; each
+    batch is a dict: ``good`` (item, views, params), ``failed`` (item, reason), ``images``,
+    ``crops`` (N, S, S, 3) uint8 and ``sizes`` (N, 2), pinned when ``device`` is CUDA."""
+    workers = default_workers() if options.workers is None else options.workers
+    views_per_item = max(1, max((len(item.views) for item in items), default=1))
+    return DataLoader(
+        _ViewsDataset(items, backbone, options.seed),
+        batch_size=max(1, options.batch_size // views_per_item),
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def run_engine(
@@ -120,43 +146,62 @@ def run_engine(
     on_failure: OnFailure,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Embed ``items``; hand rows to ``sink`` every ``shard_images`` images. Returns counts."""
+    """Embed ``items``; hand rows to ``sink`` every ``shard_images`` images. Returns counts.
+
+    Workers decode and crop while the model runs; on CUDA, a batch's vectors are copied back
+    while the next batch is computed (one batch in flight), so the GPU does not wait on Python.
+    """
     device = resolve_device(options.device)
     backbone.to(device)
-    workers = default_workers() if options.workers is None else options.workers
-    views_per_item = max(1, max((len(item.views) for item in items), default=1))
-    loader = DataLoader(
-        _ViewsDataset(items, backbone, options.seed),
-        batch_size=max(1, options.batch_size // views_per_item),
-        num_workers=workers,
-        collate_fn=_keep_as_list,
-        prefetch_factor=4 if workers else None,
-        pin_memory=device.type == "cuda",
-    )
+    loader = view_loader(items, backbone, options, device)
     pending = _Pending()
     counts = {"rows": 0, "images": 0, "failed": 0, "shards": 0}
+    in_flight: _InFlight | None = None
     started = time.perf_counter()
-    for samples in loader:
-        good = [(item, payload) for item, reason, payload in samples if reason is None]
-        for item, reason, _ in samples:
-            if reason is not None:
-                on_failure(item, reason)
-                counts["failed"] += 1
-        if good:
-            pixels = torch.from_numpy(np.concatenate([payload[2] for _, payload in good]))
-            vectors = torch.cat([backbone.embed(chunk) for chunk in pixels.split(options.batch_size)])
-            pending.add(good, vectors.numpy())
-            counts["images"] += len(good)
+    for batch in loader:
+        for item, reason in batch["failed"]:
+            on_failure(item, reason)
+            counts["failed"] += 1
+        launched = None
+        if batch["good"]:
+            vectors = torch.cat([backbone.embed_crops(crops, sizes) for crops, sizes
+                                 in zip(batch["crops"].split(options.batch_size), batch["sizes"].split(options.batch_size))])
+            launched = _InFlight(batch["good"], vectors)
+        if in_flight is not None:
+            counts["images"] += in_flight.finish(pending)
+        in_flight = launched
         if pending.images >= options.shard_images:
             counts["rows"] += pending.flush(sink)
             counts["shards"] += 1
         if progress is not None:
-            progress(len(samples))
+            progress(batch["images"])
+    if in_flight is not None:
+        counts["images"] += in_flight.finish(pending)
     if pending.images:
         counts["rows"] += pending.flush(sink)
         counts["shards"] += 1
     counts["elapsed_s"] = time.perf_counter() - started
     return counts
+
+
+class _InFlight:
+    """A batch whose vectors are being computed and copied back to the host."""
+
+    def __init__(self, good: list, vectors: torch.Tensor) -> None:
+        self.good = good
+        if vectors.device.type == "cuda":
+            self.vectors = torch.empty(vectors.shape, dtype=vectors.dtype, pin_memory=True)
+            self.vectors.copy_(vectors, non_blocking=True)
+            self.done = torch.cuda.Event()
+            self.done.record()
+        else:
+            self.vectors, self.done = vectors, None
+
+    def finish(self, pending: "_Pending") -> int:
+        if self.done is not None:
+            self.done.synchronize()
+        pending.add(self.good, self.vectors.numpy())
+        return len(self.good)
 
 
 class _Pending:
@@ -170,7 +215,7 @@ class _Pending:
         self._vectors: list[np.ndarray] = []
 
     def add(self, good, vectors: np.ndarray) -> None:
-        for item, (views, params, _) in good:
+        for item, views, params in good:
             self._ids += [item.image_id] * len(views)
             self._views += views
             self._params += params

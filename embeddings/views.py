@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
 
 from embeddings.registry import BackboneSpec
@@ -74,11 +75,14 @@ def perturb(image: Image.Image, view: int, rng: np.random.Generator) -> tuple[Im
     raise ValueError(f"Expected a view number in 0..999 or {sorted(ROBUSTNESS_VIEWS.values())}, but got {view}.")
 
 
-def prepare(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict]:
-    """Bring an RGB image to the backbone's input: (3, S, S) float32, normalised.
+def crop(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[int, int], dict]:
+    """Bring an RGB image to the backbone's input size, still as bytes.
 
-    ``rng`` None gives the centre crop; otherwise the crop is placed at random and its
-    top-left corner is returned in the params.
+    Returns ``(pixels, (height, width), params)``: pixels are (S, S, 3) uint8 with the image in
+    the top-left ``height`` x ``width`` and zeros elsewhere (an image smaller than S is padded,
+    and the padding becomes exactly 0 once normalised). ``rng`` None gives the centre crop;
+    otherwise the crop is placed at random and its top-left corner is returned in the params.
+    Bytes travel 4x lighter than floats from decoding workers to the model.
     """
     size = spec.input_size
     if mode == "resize":
@@ -86,29 +90,51 @@ def prepare(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Ge
         resized = (max(size, round(image.width * scale)), max(size, round(image.height * scale)))
         image = image.resize(resized, _RESAMPLING[spec.interpolation])
     left, top = _offset(image.width, size, rng), _offset(image.height, size, rng)
-    pixels = np.asarray(image.crop((left, top, left + min(size, image.width), top + min(size, image.height))),
-                        dtype=np.float32) / 255.0
-    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-    canvas = np.broadcast_to(mean, (size, size, 3)).copy()  # padding becomes 0 once normalised
-    canvas[: pixels.shape[0], : pixels.shape[1]] = pixels
+    cropped = np.asarray(image.crop((left, top, left + min(size, image.width), top + min(size, image.height))),
+                         dtype=np.uint8)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[: cropped.shape[0], : cropped.shape[1]] = cropped
     params = {} if rng is None else {"crop": [left, top]}
-    return ((canvas - mean) / std).transpose(2, 0, 1).copy(), params
+    return canvas, cropped.shape[:2], params
+
+
+def normalise(pixels: torch.Tensor, sizes: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
+    """Crops from :func:`crop` as the model's input, on the crops' device.
+
+    ``pixels`` (N, S, S, 3) uint8 and ``sizes`` (N, 2) (height, width) become (N, 3, S, S)
+    float32 scaled to [0, 1], normalised with the spec's mean and std, with padding at 0.
+    """
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    values = (pixels.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    positions = torch.arange(pixels.shape[1], device=pixels.device)
+    sizes = sizes.to(pixels.device)
+    inside = (positions.view(1, -1, 1) < sizes[:, 0].view(-1, 1, 1)) & (positions.view(1, 1, -1) < sizes[:, 1].view(-1, 1, 1))
+    return values * inside.unsqueeze(1)
+
+
+def prepare(image: Image.Image, spec: BackboneSpec, mode: str, rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`crop` then :func:`normalise` for one image: (3, S, S) float32, and the params."""
+    pixels, size, params = crop(image, spec, mode, rng)
+    values = normalise(torch.from_numpy(pixels)[None], torch.tensor([size]), spec)
+    return values[0].numpy(), params
 
 
 def make_views(image: Image.Image, spec: BackboneSpec, mode: str, views: list[int], *, seed: int, image_id: str):
-    """Yield ``(view, params, pixels)`` for each requested view number (0 = clean)."""
+    """Yield ``(view, params, pixels, (height, width))`` for each requested view number (0 =
+    clean), pixels as :func:`crop` gives them."""
     for view in views:
         if view == 0:
-            pixels, params = prepare(image, spec, mode)
+            pixels, size, params = crop(image, spec, mode)
         elif view >= min(ROBUSTNESS_VIEWS.values()):
             perturbed, params = perturb(image, view, view_rng(seed, image_id, view))
-            pixels, _ = prepare(perturbed, spec, mode)
+            pixels, size, _ = crop(perturbed, spec, mode)
         else:
             rng = view_rng(seed, image_id, view)
             augmented, params = augment(image, rng)
-            pixels, crop = prepare(augmented, spec, mode, rng)
-            params.update(crop)
-        yield view, params, pixels
+            pixels, size, placement = crop(augmented, spec, mode, rng)
+            params.update(placement)
+        yield view, params, pixels, size
 
 
 def _offset(length: int, size: int, rng: np.random.Generator | None) -> int:

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,12 +37,12 @@ from synthwatch.corpus.photos import write_jpeg_corpus
 
 
 class PeakMemory:
-    """Peak resident memory of this process and its children (decoding workers), sampled every
-    20 ms while in use, and peak CUDA memory allocated by torch."""
+    """Peak resident memory of this process and of its largest child (a decoding worker; they
+    share the parent's pages, so a sum would count those many times), sampled every 20 ms while
+    in use, and peak CUDA memory allocated by torch."""
 
     def __init__(self) -> None:
-        self.host_mb = 0.0
-        self.gpu_mb = 0.0
+        self.main_mb = self.worker_mb = self.gpu_mb = 0.0
 
     @contextmanager
     def watch(self):
@@ -52,10 +53,11 @@ class PeakMemory:
         def sample() -> None:
             while not stop.is_set():
                 try:
-                    total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+                    self.main_mb = max(self.main_mb, me.memory_info().rss / 2**20)
+                    for child in me.children(recursive=True):
+                        self.worker_mb = max(self.worker_mb, child.memory_info().rss / 2**20)
                 except psutil.Error:
-                    continue
-                self.host_mb = max(self.host_mb, total / 2**20)
+                    pass
                 stop.wait(0.02)
 
         if torch.cuda.is_available():
@@ -102,13 +104,17 @@ def ingest_folder(folder: Path, store: Path) -> StoreLayout:
     return layout
 
 
-def end_to_end(layout: StoreLayout, backbone: Backbone, device: str, batch: int, workers: int | None) -> dict:
-    """Embed every catalog image with ``backbone``, JPEG files to Parquet, as `synthwatch embed` does."""
+def end_to_end(layout: StoreLayout, backbone: Backbone, device: str, batch: int, workers: int | None,
+               decode: str = "cpu") -> dict:
+    """Embed every catalog image with ``backbone``, JPEG files to Parquet, as `synthwatch embed`
+    does (forgetting vectors of an earlier run first)."""
+    shutil.rmtree(VectorStore(layout, backbone.backbone_id).folder, ignore_errors=True)
+    options = EngineOptions(batch_size=batch, device=device, workers=workers, decode=decode)
     with PeakMemory().watch() as peak:
-        report = embed_store(layout, backbone, options=EngineOptions(batch_size=batch, device=device, workers=workers))
+        report = embed_store(layout, backbone, options=options)
     assert report.failed == 0 and report.embedded == report.images, report.as_dict()
-    return {**report.as_dict(), "batch": batch, "workers": workers, "peak_host_mb": peak.host_mb,
-            "peak_gpu_mb": peak.gpu_mb}
+    return {**report.as_dict(), "batch": batch, "workers": workers, "decode": decode,
+            "peak_main_mb": peak.main_mb, "peak_worker_mb": peak.worker_mb, "peak_gpu_mb": peak.gpu_mb}
 
 
 def decode_only(layout: StoreLayout, backbone: Backbone, batch: int, workers: int | None) -> dict:
@@ -181,6 +187,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--decode", choices=("cpu", "device"), default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none"
@@ -194,7 +201,7 @@ def main() -> None:
         a = forward_only(backbone, args.batch, max(args.images, args.batch * 2))["images_per_s"]
         print(f"(a) forward only, batch {args.batch}:                {a:8.1f} images/s")
         layout = ingest_folder(link_subset(paths[: args.images], root / "subset"), root / "store")
-        b = end_to_end(layout, backbone, args.device, args.batch, args.workers)["images_per_s"]
+        b = end_to_end(layout, backbone, args.device, args.batch, args.workers, args.decode)["images_per_s"]
         print(f"(b) end to end, JPEG files -> Parquet:       {b:8.1f} images/s  = {b / a:.2f} x (a)")
         c = naive(backbone, paths[: args.naive])
         print(f"(c) naive, one image at a time:              {c:8.1f} images/s  (b) = {b / c:.2f} x (c)")

@@ -187,9 +187,9 @@ def bf16_against_fp32(name: str, paths: list[Path], plan: Plan) -> dict:
     return figures
 
 
-def embed_figures(name: str, layout, paths: list[Path], plan: Plan) -> dict:
-    """benchmarks/embed.py's figures for one backbone; on the first backbone also checks the
-    Parquet rows the engine wrote on the device against fp32 vectors of the same images."""
+def embed_figures(name: str, layout, paths: list[Path], paths_by_id: dict[str, Path], plan: Plan) -> dict:
+    """benchmarks/embed.py's figures for one backbone, end to end with each decoder (CPU workers,
+    the device), each followed by a check of the Parquet rows it wrote against fp32 vectors."""
     from embed import end_to_end, forward_only, naive
     from embeddings.backbone import create_backbone
 
@@ -205,72 +205,81 @@ def embed_figures(name: str, layout, paths: list[Path], plan: Plan) -> dict:
             f"peak GPU {row.get('peak_gpu_mb', 0):7.0f} MB")
         if plan.device == "cuda":
             torch.cuda.empty_cache()
-    e2e = end_to_end(layout, backbone, plan.device, plan.e2e_batch, plan.workers)
-    figures["end_to_end"] = e2e
+    if backbone.spec.family == "convnext":
+        backbone.use_channels_last(True)
+        row = forward_only(backbone, plan.e2e_batch, plan.e2e_batch * 2, min_seconds=plan.forward_seconds)
+        backbone.use_channels_last(False)
+        figures["forward_channels_last"] = row
+        say(f"  {name}: forward only, batch {plan.e2e_batch}, channels last: {row['images_per_s']:9.1f} images/s")
     forward_at_batch = next(r for r in figures["forward"] if r["batch"] == plan.e2e_batch)["images_per_s"]
-    say(f"  {name}: end to end JPEG -> Parquet, batch {plan.e2e_batch}, {plan.workers} workers: "
-        f"{e2e['images_per_s']:9.1f} images/s ({e2e['images']} images) = {e2e['images_per_s'] / forward_at_batch:.2f} x "
-        f"forward only; peak host {e2e['peak_host_mb']:.0f} MB (with workers), peak GPU {e2e['peak_gpu_mb']:.0f} MB")
+    figures["checks"] = {}
+    for decode in ("cpu", "device"):
+        e2e = end_to_end(layout, backbone, plan.device, plan.e2e_batch, plan.workers, decode)
+        figures[f"end_to_end_{decode}_decode"] = e2e
+        say(f"  {name}: end to end JPEG -> Parquet, {decode} decoding, batch {plan.e2e_batch}, {plan.workers} workers: "
+            f"{e2e['images_per_s']:9.1f} images/s ({e2e['images']} images) = {e2e['images_per_s'] / forward_at_batch:.2f} x "
+            f"forward only; peak RSS main {e2e['peak_main_mb']:.0f} MB, largest worker {e2e['peak_worker_mb']:.0f} MB, "
+            f"peak GPU {e2e['peak_gpu_mb']:.0f} MB")
+        figures["checks"][decode] = parquet_check(layout, backbone, paths_by_id, plan, decode)
     rate = naive(backbone, paths[: plan.naive_images])
     figures["naive_images_per_s"] = rate
-    figures["ratios"] = {"e2e_over_forward": e2e["images_per_s"] / forward_at_batch,
-                         "e2e_over_naive": e2e["images_per_s"] / rate}
-    say(f"  {name}: naive one-image loop: {rate:9.1f} images/s; end to end = {figures['ratios']['e2e_over_naive']:.1f} x naive")
+    best = max(figures["end_to_end_cpu_decode"]["images_per_s"], figures["end_to_end_device_decode"]["images_per_s"])
+    figures["ratios"] = {"e2e_over_forward": best / forward_at_batch, "e2e_over_naive": best / rate}
+    figures["end_to_end_best"] = best
+    figures["passed"] = all(check["passed"] for check in figures["checks"].values())
+    say(f"  {name}: naive one-image loop: {rate:9.1f} images/s; best end to end = {figures['ratios']['e2e_over_naive']:.1f} x naive")
     return figures
 
 
-def engine_parquet_check(layout, name: str, paths_by_id: dict[str, Path], plan: Plan) -> dict:
-    """Rows the engine wrote on the device (bf16) against fp32 vectors of the same images."""
+def parquet_check(layout, backbone, paths_by_id: dict[str, Path], plan: Plan, decode: str) -> dict:
+    """Rows the engine wrote (bf16 on CUDA, with ``decode``) against fp32 vectors of the same
+    images decoded by the CPU path: one row per image, and cosine >= 0.999."""
     from embeddings.backbone import create_backbone
     from store.vectors import VectorStore
 
-    backbone = create_backbone(name, allow_random_weights=True).to(plan.device)
-    table = next(VectorStore(layout, backbone.backbone_id).read(["image_id", "vector"]))
+    stored = VectorStore(layout, backbone.backbone_id)
+    table = next(stored.read(["image_id", "vector"]))
     ids = table.column("image_id").to_pylist()[: plan.cosine_images]
-    stored = torch.from_numpy(np.asarray(table.column("vector").to_pylist()[: plan.cosine_images], np.float32))
-    backbone.mixed_precision = False
-    pixels, sizes = crops_of([paths_by_id[i] for i in ids], backbone)
-    reference = backbone.embed_crops(pixels, sizes).cpu()
-    rows = sum(t.num_rows for t in VectorStore(layout, backbone.backbone_id).read(["image_id"]))
-    figures = {"rows": rows, "images": len(paths_by_id), "compared": len(ids), **cosines(stored, reference)}
+    vectors = torch.from_numpy(np.asarray(table.column("vector").to_pylist()[: plan.cosine_images], np.float32))
+    reference = create_backbone(backbone.spec.name, allow_random_weights=True).to(plan.device)
+    reference.mixed_precision = False
+    pixels, sizes = crops_of([paths_by_id[i] for i in ids], reference)
+    expected = reference.embed_crops(pixels, sizes).cpu()
+    rows = sum(t.num_rows for t in stored.read(["image_id"]))
+    figures = {"rows": rows, "images": len(paths_by_id), "compared": len(ids), **cosines(vectors, expected)}
     figures["passed"] = rows == len(paths_by_id) and figures["min_cosine"] >= 0.999
-    say(f"  engine on {plan.device} into Parquet: {rows} rows for {len(paths_by_id)} images; stored vs fp32 min cosine "
-        f"{figures['min_cosine']:.6f} -> {'PASS' if figures['passed'] else 'FAIL'}")
+    say(f"  engine on {plan.device}, {decode} decoding, into Parquet: {rows} rows for {len(paths_by_id)} images; "
+        f"stored vs fp32 CPU-decoded min cosine {figures['min_cosine']:.6f} -> {'PASS' if figures['passed'] else 'FAIL'}")
     return figures
 
 
 def gpu_jpeg(paths: list[Path], plan: Plan, cpu_ceiling: float | None) -> dict:
-    """torchvision.io.decode_jpeg on the device, batched, with centre crop and normalisation:
-    images/s from file bytes to model-ready tensors, against the CPU workers' ceiling."""
-    from torchvision.io import decode_jpeg
-
+    """The engine's device decoder alone (nvjpeg on CUDA, batched, EXIF orientation and centre
+    crop on the device): images/s from file bytes to crops, one Python thread, against the CPU
+    decoding workers' ceiling."""
+    from embeddings.decode import DecodeLimits
+    from embeddings.device_decode import decode_crops, device_decodable
     from embeddings.registry import resolve_spec
-    from embeddings.views import normalise
 
-    spec = resolve_spec(FULL.backbones[0] if plan.device == "cuda" else plan.backbones[0])
-    size, batch = spec.input_size, 256
+    spec = resolve_spec(plan.backbones[0])
+    batch, device = plan.e2e_batch, torch.device(plan.device)
     paths = paths[: plan.gpu_jpeg_images]
 
     def run(chosen: list[Path]) -> int:
-        done = 0
         for start in range(0, len(chosen), batch):
-            data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in chosen[start:start + batch]]
-            images = decode_jpeg(data, device=plan.device)
-            tops = [((im.shape[1] - size) // 2, (im.shape[2] - size) // 2) for im in images]
-            crops = torch.stack([im[:, max(0, t):max(0, t) + size, max(0, l):max(0, l) + size] for im, (t, l) in zip(images, tops)])
-            sizes = torch.tensor([[c.shape[1], c.shape[2]] for c in crops])
-            normalise(crops.permute(0, 2, 3, 1), sizes, spec)
-            done += len(data)
-        if plan.device == "cuda":
+            data = [p.read_bytes() for p in chosen[start:start + batch]]
+            headers = [device_decodable(d, DecodeLimits()) for d in data]
+            decode_crops([torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data], headers, spec, device)
+        if device.type == "cuda":
             torch.cuda.synchronize()
-        return done
+        return len(chosen)
 
-    run(paths[:batch])  # warm-up: nvjpeg handles
+    run(paths[:batch])  # warm-up: decoder handles
     started = time.perf_counter()
     done = run(paths)
     rate = done / (time.perf_counter() - started)
     figures = {"images": done, "images_per_s": rate, "batch": batch, "cpu_workers_ceiling": cpu_ceiling}
-    say(f"  GPU JPEG decode + crop + normalise: {rate:9.1f} images/s (one Python thread reading files)"
+    say(f"  device JPEG decoding (read, header, decode, orient, crop): {rate:9.1f} images/s in one thread"
         + (f"; CPU decoding workers' ceiling {cpu_ceiling:.1f}" if cpu_ceiling else ""))
     return figures
 
@@ -406,8 +415,7 @@ def main() -> int:
             results.run(f"cuda_tests.bf16_vs_fp32.{name}", bf16_against_fp32, name, paths[: plan.cosine_images], plan,
                         needs_s=10)
         first = plan.backbones[0]
-        results.run(f"embed.{first}", embed_figures, first, layout, paths, plan, needs_s=30)
-        results.run("cuda_tests.engine_parquet", engine_parquet_check, layout, first, paths_by_id, plan, needs_s=5)
+        results.run(f"embed.{first}", embed_figures, first, layout, paths, paths_by_id, plan, needs_s=30)
         results.run("cuda_tests.finetune_resume", finetune_resume, plan, needs_s=30)
         results.run("finetune", finetune_speed, plan, needs_s=40)
         decoding = results.run("decode_only", lambda: decode_only(layout, create_backbone(first, allow_random_weights=True),
@@ -415,7 +423,7 @@ def main() -> int:
         say(f"  CPU decoding workers alone: {decoding.get('images_per_s', 0):.1f} images/s with {plan.workers} workers")
         results.run("gpu_jpeg", gpu_jpeg, paths, plan, decoding.get("images_per_s"), needs_s=15)
         for name in plan.backbones[1:]:
-            results.run(f"embed.{name}", embed_figures, name, layout, paths, plan, needs_s=40)
+            results.run(f"embed.{name}", embed_figures, name, layout, paths, paths_by_id, plan, needs_s=40)
     results.data["goals_met"] = goals_met(results.data["sections"].get(f"embed.{plan.backbones[0]}", {}),
                                           results.data["sections"]["machine"])
     for section, figures in results.data["sections"].items():
@@ -433,7 +441,7 @@ def goals_met(figures: dict, machine_info: dict) -> dict:
     naive loop, and the absolute rate (meaningful on an H100-class GPU only)."""
     if "ratios" not in figures:
         return {}
-    rate = figures["end_to_end"]["images_per_s"]
+    rate = figures["end_to_end_best"]
     met = {key: {"value": round(value, 3), "goal": GOALS[key], "met": value >= GOALS[key]}
            for key, value in figures["ratios"].items()}
     met["e2e_images_per_s_h100"] = {"value": round(rate, 1), "goal": GOALS["e2e_images_per_s_h100"],

@@ -26,6 +26,7 @@ class Backbone:
         self.weights = weights
         self.device = torch.device("cpu")
         self.mixed_precision = True  # bf16 autocast on CUDA; fp32 on CPU, where bf16 is slower
+        self.channels_last = False  # ConvNeXt only: NHWC activations
 
     @property
     def dim(self) -> int:
@@ -58,6 +59,13 @@ class Backbone:
     def to(self, device: torch.device | str) -> "Backbone":
         self.device = torch.device(device)
         self.model.to(self.device)
+        return self
+
+    def use_channels_last(self, enabled: bool) -> "Backbone":
+        """ConvNeXt: keep weights and activations NHWC (faster convolutions on some GPUs)."""
+        if self.spec.family == "convnext":
+            self.channels_last = enabled
+            self.model.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
         return self
 
     @torch.inference_mode()
@@ -100,6 +108,8 @@ class Backbone:
         return parts
 
     def _convnext(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         stages = self.model.forward_intermediates(pixels, indices=list(self.layers), intermediates_only=True)
         return [stage.mean(dim=(2, 3)) for stage in stages]
 

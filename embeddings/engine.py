@@ -21,11 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from embeddings.backbone import Backbone
 from embeddings.decode import DecodeLimits, ImageRejected, decode_image
-from embeddings.device_decode import decode_crops, device_decodable
 from embeddings.errors import EmbeddingError
 from embeddings.views import make_views
 
-DECODE_PLACES = ("cpu", "device")
 # Images were validated at ingest; at embed time only damage or a changed original fails.
 _EMBED_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1)
 
@@ -42,19 +40,15 @@ class WorkItem:
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run: views seed, rows per forward pass (None: 256 on CUDA, 32 on CPU), decoding
-    workers, device, shard size, and where clean JPEG views are decoded (``cpu`` workers, or the
-    model's ``device``; see :mod:`embeddings.device_decode`)."""
+    workers, device, shard size."""
 
     seed: int = 0
     batch_size: int | None = None
     workers: int | None = None
     device: str = "auto"
     shard_images: int = 1024
-    decode: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.decode not in DECODE_PLACES:
-            raise EmbeddingError(f"Expected --decode in {', '.join(DECODE_PLACES)}, but got {self.decode!r}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise EmbeddingError(f"Expected --batch-size >= 1, but got {self.batch_size}.")
 
@@ -96,12 +90,10 @@ def default_workers() -> int:
 
 
 class _ViewsDataset(Dataset):
-    """Reads and verifies one image, then decodes it and crops its missing views (CPU), or,
-    for a clean view decoded on the device, hands over its bytes and header (in a worker)."""
+    """Reads, verifies and decodes one image, and crops its missing views (in a worker)."""
 
-    def __init__(self, items: Sequence[WorkItem], backbone: Backbone, seed: int, device_decode: bool) -> None:
+    def __init__(self, items: Sequence[WorkItem], backbone: Backbone, seed: int) -> None:
         self.items, self.spec, self.mode, self.seed = items, backbone.spec, backbone.mode, seed
-        self.device_decode = device_decode
 
     def __len__(self) -> int:
         return len(self.items)
@@ -114,60 +106,41 @@ class _ViewsDataset(Dataset):
             return item, f"unreadable at embed time: {error.strerror or error}", None
         if hashlib.sha256(data).hexdigest() != item.image_id:
             return item, "the file changed since it was ingested (its sha256 no longer matches)", None
-        if self.device_decode and item.views == (0,):
-            header = device_decodable(data, _EMBED_LIMITS)
-            if header is not None:
-                return item, None, (data, header)
-        return (item, *cpu_views(data, item, self.spec, self.mode, self.seed))
-
-
-def cpu_views(data: bytes, item: WorkItem, spec, mode: str, seed: int):
-    """``(None, views)`` with the item's views decoded and cropped on the CPU, or ``(reason, None)``."""
-    try:
-        image, _ = decode_image(data, _EMBED_LIMITS)
-    except ImageRejected as rejection:
-        return f"failed to decode at embed time: {rejection.reason}", None
-    return None, list(make_views(image, spec, mode, list(item.views), seed=seed, image_id=item.image_id))
+        try:
+            image, _ = decode_image(data, _EMBED_LIMITS)
+        except ImageRejected as rejection:
+            return item, f"failed to decode at embed time: {rejection.reason}", None
+        views = list(make_views(image, self.spec, self.mode, list(item.views), seed=self.seed, image_id=item.image_id))
+        return item, None, views
 
 
 def _collate(samples) -> dict:
     """One batch as the worker hands it over: the crops of every good view in one uint8 tensor
-    (one shared-memory block, pinned by the loader), bytes for the device decoder in another,
-    the rest as plain lists."""
-    good, failed, crops, sizes, encoded, headers = [], [], [], [], [], []
-    for item, reason, payload in samples:
+    (one shared-memory block, pinned by the loader), the rest as plain lists."""
+    good, failed, crops, sizes = [], [], [], []
+    for item, reason, views in samples:
         if reason is not None:
             failed.append((item, reason))
-        elif isinstance(payload, tuple):
-            encoded.append((item, payload[0]))
-            headers.append(payload[1])
-        else:
-            good.append((item, [view for view, _, _, _ in payload],
-                         [json.dumps(params, sort_keys=True) for _, params, _, _ in payload]))
-            crops += [pixels for _, _, pixels, _ in payload]
-            sizes += [size for _, _, _, size in payload]
+            continue
+        good.append((item, [view for view, _, _, _ in views],
+                     [json.dumps(params, sort_keys=True) for _, params, _, _ in views]))
+        crops += [pixels for _, _, pixels, _ in views]
+        sizes += [size for _, _, _, size in views]
     return {
         "good": good, "failed": failed, "images": len(samples),
         "crops": torch.from_numpy(np.stack(crops)) if crops else torch.zeros(0, dtype=torch.uint8),
         "sizes": torch.tensor(sizes, dtype=torch.int32).reshape(-1, 2),
-        "encoded": [item for item, _ in encoded], "headers": headers,
-        "bytes": torch.frombuffer(bytearray(b"".join(data for _, data in encoded)), dtype=torch.uint8)
-        if encoded else torch.zeros(0, dtype=torch.uint8),
-        "lengths": [len(data) for _, data in encoded],
     }
 
 
 def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOptions, device: torch.device) -> DataLoader:
-    """Batches of about ``options.rows_per_pass`` views, read (and on the CPU decoded) by worker
-    processes; each batch is a dict: ``good`` (item, views, params), ``failed`` (item, reason),
-    ``images``, ``crops`` (N, S, S, 3) uint8 and ``sizes`` (N, 2), pinned when ``device`` is
-    CUDA, and for the device decoder ``encoded`` items with their ``headers``, ``bytes`` and
-    ``lengths``."""
+    """Batches of about ``options.rows_per_pass`` views, decoded by worker processes; each batch
+    is a dict: ``good`` (item, views, params), ``failed`` (item, reason), ``images``, ``crops``
+    (N, S, S, 3) uint8 and ``sizes`` (N, 2), pinned when ``device`` is CUDA."""
     workers = default_workers() if options.workers is None else options.workers
     views_per_item = max(1, max((len(item.views) for item in items), default=1))
-    device_decode = options.decode == "device" and backbone.mode == "crop"
     return DataLoader(
-        _ViewsDataset(items, backbone, options.seed, device_decode),
+        _ViewsDataset(items, backbone, options.seed),
         batch_size=max(1, options.rows_per_pass(device) // views_per_item),
         num_workers=workers,
         collate_fn=_collate,
@@ -197,22 +170,16 @@ def run_engine(
     counts = {"rows": 0, "images": 0, "failed": 0, "shards": 0}
     in_flight: _InFlight | None = None
     started = time.perf_counter()
-    side = backbone.spec.input_size
+    step = options.rows_per_pass(device)
     for batch in loader:
-        good, crops, sizes, failed = batch["good"], batch["crops"].reshape(-1, side, side, 3), batch["sizes"], batch["failed"]
-        if batch["encoded"]:
-            more_good, more_crops, more_sizes, more_failed = _device_decoded(batch, backbone, options.seed)
-            good, failed = good + more_good, failed + more_failed
-            crops = torch.cat([crops.to(device, non_blocking=True), more_crops.to(device)])
-            sizes = torch.cat([sizes, more_sizes])
-        for item, reason in failed:
+        for item, reason in batch["failed"]:
             on_failure(item, reason)
             counts["failed"] += 1
         launched = None
-        if good:
-            step = options.rows_per_pass(device)
-            vectors = torch.cat([backbone.embed_crops(c, z) for c, z in zip(crops.split(step), sizes.split(step))])
-            launched = _InFlight(good, vectors)
+        if batch["good"]:
+            vectors = torch.cat([backbone.embed_crops(crops, sizes) for crops, sizes
+                                 in zip(batch["crops"].split(step), batch["sizes"].split(step))])
+            launched = _InFlight(batch["good"], vectors)
         if in_flight is not None:
             counts["images"] += in_flight.finish(pending)
         in_flight = launched
@@ -228,29 +195,6 @@ def run_engine(
         counts["shards"] += 1
     counts["elapsed_s"] = time.perf_counter() - started
     return counts
-
-
-def _device_decoded(batch: dict, backbone: Backbone, seed: int):
-    """``(good, crops, sizes, failed)`` of the items the workers left encoded: decoded on the
-    device, or, if the device decoder refuses the batch, one by one on the CPU here."""
-    items, data = batch["encoded"], list(batch["bytes"].split(batch["lengths"]))
-    try:
-        crops, sizes = decode_crops(data, batch["headers"], backbone.spec, backbone.device)
-        return [(item, [0], ["{}"]) for item in items], crops, sizes, []
-    except RuntimeError:
-        good, crops, sizes, failed = [], [], [], []
-    for item, encoded in zip(items, data):
-        reason, views = cpu_views(encoded.numpy().tobytes(), item, backbone.spec, backbone.mode, seed)
-        if reason is not None:
-            failed.append((item, reason))
-            continue
-        (view, params, pixels, size), = views
-        good.append((item, [view], [json.dumps(params, sort_keys=True)]))
-        crops.append(torch.from_numpy(pixels))
-        sizes.append(size)
-    side = backbone.spec.input_size
-    return (good, torch.stack(crops) if crops else torch.zeros((0, side, side, 3), dtype=torch.uint8),
-            torch.tensor(sizes, dtype=torch.int32).reshape(-1, 2), failed)
 
 
 class _InFlight:

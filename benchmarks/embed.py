@@ -106,26 +106,22 @@ def ingest_folder(folder: Path, store: Path) -> StoreLayout:
 
 def end_to_end(layout: StoreLayout, backbone: Backbone, device: str, batch: int, workers: int | None) -> dict:
     """Embed every catalog image with ``backbone``, JPEG files to Parquet, as `synthwatch embed`
-    does (forgetting vectors of an earlier run first). ``images_per_s`` counts the whole job;
-    ``steady_images_per_s`` starts at the first batch, leaving out worker start-up and the
-    pipeline filling, which a large corpus amortises."""
+    does (forgetting vectors of an earlier run first); ``first_batch_s`` is how long the first
+    model batch took to arrive (worker start-up and the pipeline filling)."""
     shutil.rmtree(VectorStore(layout, backbone.backbone_id).folder, ignore_errors=True)
-    first: list[tuple[float, int]] = []
+    first: list[float] = []
 
     def progress_factory(total: int):
-        def progress(images: int) -> None:
-            if not first:
-                first.append((time.perf_counter(), images))
-        return progress
+        return lambda images: first.append(time.perf_counter()) if not first else None
 
     options = EngineOptions(batch_size=batch, device=device, workers=workers)
     with PeakMemory().watch() as peak:
+        started = time.perf_counter()
         report = embed_store(layout, backbone, options=options, progress_factory=progress_factory)
-    ended = time.perf_counter()
     assert report.failed == 0 and report.embedded == report.images, report.as_dict()
-    steady = (report.images - first[0][1]) / (ended - first[0][0]) if report.images > first[0][1] else None
-    return {**report.as_dict(), "steady_images_per_s": steady, "batch": batch, "workers": workers,
-            "peak_main_mb": peak.main_mb, "peak_worker_mb": peak.worker_mb, "peak_gpu_mb": peak.gpu_mb}
+    return {**report.as_dict(), "first_batch_s": first[0] - started if first else None, "batch": batch,
+            "workers": workers, "peak_main_mb": peak.main_mb, "peak_worker_mb": peak.worker_mb,
+            "peak_gpu_mb": peak.gpu_mb}
 
 
 def decode_only(layout: StoreLayout, backbone: Backbone, batch: int, workers: int | None) -> dict:

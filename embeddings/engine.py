@@ -24,6 +24,10 @@ from embeddings.decode import DecodeLimits, ImageRejected, decode_image
 from embeddings.errors import EmbeddingError
 from embeddings.views import make_views
 
+# Workers hand over views in chunks this small, so the first model batch need not wait for one
+# worker to decode a whole batch alone (0.9 s at 256 images of 512 px); the main process joins
+# chunks into model batches.
+CHUNK_ROWS = 32
 # Images were validated at ingest; at embed time only damage or a changed original fails.
 _EMBED_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1)
 
@@ -134,14 +138,13 @@ def _collate(samples) -> dict:
 
 
 def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOptions, device: torch.device) -> DataLoader:
-    """Batches of about ``options.rows_per_pass`` views, decoded by worker processes; each batch
-    is a dict: ``good`` (item, views, params), ``failed`` (item, reason), ``images``, ``crops``
+    """Chunks of up to ``CHUNK_ROWS`` views, decoded by worker processes; each chunk is a dict: ``good`` (item, views, params), ``failed`` (item, reason), ``images``, ``crops``
     (N, S, S, 3) uint8 and ``sizes`` (N, 2), pinned when ``device`` is CUDA."""
     workers = default_workers() if options.workers is None else options.workers
     views_per_item = max(1, max((len(item.views) for item in items), default=1))
     return DataLoader(
         _ViewsDataset(items, backbone, options.seed),
-        batch_size=max(1, options.rows_per_pass(device) // views_per_item),
+        batch_size=max(1, min(CHUNK_ROWS, options.rows_per_pass(device)) // views_per_item),
         num_workers=workers,
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
@@ -171,7 +174,7 @@ def run_engine(
     in_flight: _InFlight | None = None
     started = time.perf_counter()
     step = options.rows_per_pass(device)
-    for batch in loader:
+    for batch in _model_batches(loader, step, device):
         for item, reason in batch["failed"]:
             on_failure(item, reason)
             counts["failed"] += 1
@@ -195,6 +198,30 @@ def run_engine(
         counts["shards"] += 1
     counts["elapsed_s"] = time.perf_counter() - started
     return counts
+
+
+def _model_batches(loader: DataLoader, rows: int, device: torch.device):
+    """The workers' chunks joined into batches of at least ``rows`` views (the last may hold
+    fewer), crops moved to ``device`` chunk by chunk (from pinned memory, asynchronously)."""
+    chunks: list[dict] = []
+    for chunk in loader:
+        chunks.append(chunk)
+        if sum(len(c["sizes"]) for c in chunks) >= rows:
+            yield _joined(chunks, device)
+            chunks = []
+    if chunks:
+        yield _joined(chunks, device)
+
+
+def _joined(chunks: list[dict], device: torch.device) -> dict:
+    with_crops = [c for c in chunks if len(c["sizes"])]
+    return {
+        "good": [entry for c in chunks for entry in c["good"]],
+        "failed": [entry for c in chunks for entry in c["failed"]],
+        "images": sum(c["images"] for c in chunks),
+        "crops": torch.cat([c["crops"].to(device, non_blocking=True) for c in with_crops]) if with_crops else None,
+        "sizes": torch.cat([c["sizes"] for c in with_crops]) if with_crops else None,
+    }
 
 
 class _InFlight:

@@ -88,9 +88,11 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def default_workers() -> int:
-    """Leave one core to the model: 1 worker on 2 cores, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_workers(device: torch.device) -> int:
+    """Decoding processes: on CUDA every core but one, at most 32 (the GPU waits on decoding; on
+    16 cores each worker up to 15 added throughput, benchmarks/RESULTS.md; beyond is unmeasured);
+    on the CPU, where the model needs the cores, at most 8. One on 2 cores either way."""
+    return max(1, min(32 if device.type == "cuda" else 8, (os.cpu_count() or 2) - 1))
 
 
 class _ViewsDataset(Dataset):
@@ -140,7 +142,7 @@ def _collate(samples) -> dict:
 def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOptions, device: torch.device) -> DataLoader:
     """Chunks of up to ``CHUNK_ROWS`` views, decoded by worker processes; each chunk is a dict: ``good`` (item, views, params), ``failed`` (item, reason), ``images``, ``crops``
     (N, S, S, 3) uint8 and ``sizes`` (N, 2), pinned when ``device`` is CUDA."""
-    workers = default_workers() if options.workers is None else options.workers
+    workers = default_workers(device) if options.workers is None else options.workers
     views_per_item = max(1, max((len(item.views) for item in items), default=1))
     return DataLoader(
         _ViewsDataset(items, backbone, options.seed),

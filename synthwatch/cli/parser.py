@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="augmented views per image besides the clean one (default 0)")
     embed_cmd.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
     embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    embed_cmd.add_argument("--batch-size", type=int, default=32, help="views per forward pass (default 32)")
-    embed_cmd.add_argument("--workers", type=int, help="decoding processes (default: cores - 1, at least 1)")
+    embed_cmd.add_argument("--batch-size", type=int,
+                           help="views per forward pass (default 256 on CUDA, 32 on CPU)")
+    embed_cmd.add_argument("--workers", type=int,
+                           help="decoding processes (default: cores - 1, at most 32 on CUDA and 8 on CPU)")
     embed_cmd.add_argument("--shard-images", type=int, default=1024,
                            help="images per Parquet shard (default 1024)")
     embed_cmd.add_argument("--allow-random-weights", action="store_true",

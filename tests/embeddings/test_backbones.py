@@ -134,3 +134,20 @@ def test_mode_is_part_of_the_backbone_id():
     crop = create_backbone("test-tiny-dinov2", mode="crop").backbone_id
     resize = create_backbone("test-tiny-dinov2", mode="resize").backbone_id
     assert crop != resize and "crop32" in crop and "resize32" in resize
+
+
+@pytest.mark.parametrize("name", ["test-tiny-dinov2", "test-tiny-convnext"])
+def test_crops_normalised_by_the_backbone_give_the_vectors_of_prepared_pixels(name):
+    """Workers send uint8 crops and the backbone normalises them (padding included) exactly as
+    ``prepare`` does for a query image."""
+    from embeddings.views import crop
+
+    backbone = create_backbone(name)
+    rng = np.random.default_rng(3)
+    photos = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(50, 70), (20, 10), (32, 32)]]
+    prepared = torch.from_numpy(np.stack([prepare(photo, backbone.spec, "crop")[0] for photo in photos]))
+    crops = [crop(photo, backbone.spec, "crop") for photo in photos]
+    pixels = torch.from_numpy(np.stack([pixels for pixels, _, _ in crops]))
+    sizes = torch.tensor([size for _, size, _ in crops])
+    assert sizes.tolist() == [[32, 32], [20, 10], [32, 32]]
+    assert torch.allclose(backbone.embed_crops(pixels, sizes), backbone.embed(prepared), atol=1e-6)

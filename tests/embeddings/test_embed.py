@@ -151,3 +151,21 @@ def test_sigkill_mid_embed_then_clean_resume(cli, store, tmp_path):
     pairs = Counter(zip(table.column("image_id").to_pylist(), table.column("view").to_pylist()))
     assert len(pairs) == 800 and set(pairs.values()) == {1}
     assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_vectors_do_not_depend_on_batching_or_workers(cli, ingested, tmp_path):
+    """Workers hand over chunks of 32 views that are joined into model batches; the rows are
+    the same however the work is cut (here 2 views an image, so 16-image chunks)."""
+    other = tmp_path / "other-store"
+    cli("--store", other, "ingest", tmp_path / "in", "--json")
+    _, big, _ = cli("--store", ingested, "embed", *TINY, "--views", "1", "--batch-size", "64", "--workers", "2", "--json")
+    _, small, _ = cli("--store", other, "embed", *TINY, "--views", "1", "--batch-size", "3", "--workers", "0", "--json")
+    assert big["embedded"] == small["embedded"] == 48
+    rows = []
+    for store in (ingested, other):
+        table = _vectors(store, big["backbone_id"])
+        rows.append({(i, v): np.asarray(x) for i, v, x in zip(table.column("image_id").to_pylist(),
+                                                              table.column("view").to_pylist(),
+                                                              table.column("vector").to_pylist())})
+    assert rows[0].keys() == rows[1].keys()
+    assert max(float(np.abs(rows[0][key] - rows[1][key]).max()) for key in rows[0]) < 1e-5

@@ -77,13 +77,21 @@ def test_images_removed_after_indexing_are_skipped_and_k_still_found(indexed):
     store, _ = indexed
     layout = StoreLayout(store)
     neighbors, _ = open_current_index(layout, None)  # a long-lived reader, as the service is
-    query = np.ones((1, 64), np.float32) / 8
+    query = _stored_vector(layout)  # a constant query scores every vector 0 (layer-normed tokens): ties
     first, _ = neighbors.search(query, 5)
+    assert len({round(n.score, 5) for n in first[0]}) == 5
     gone = [n.image_id for n in first[0][:3]]
     assert Catalog(layout).remove_images(gone) == 3  # another process removes them; no re-index yet
     found, _ = neighbors.search(query, 5)
     assert len(found[0]) == 5 and not {n.image_id for n in found[0]} & set(gone)
     assert [n.image_id for n in found[0][:2]] == [n.image_id for n in first[0][3:]]
+
+
+def _stored_vector(layout: StoreLayout) -> np.ndarray:
+    from store.vectors import VectorStore
+
+    table = next(VectorStore(layout, BACKBONE).read(["vector"]))
+    return np.asarray(table.column("vector")[0].as_py(), np.float32)[None]
 
 
 def test_two_images_sharing_an_index_key_are_refused(indexed):

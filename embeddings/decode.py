@@ -3,21 +3,23 @@
 Every image synthwatch touches goes through :func:`decode_image`: the pixel limit is checked
 from the header before any pixel is decoded, the whole first frame is then decoded (so
 truncated data is caught here, not later), EXIF orientation is applied, and every mode
-(CMYK, 16-bit, palette, alpha, greyscale, bilevel) is brought to 8-bit RGB.
+(CMYK, 16-bit, palette, alpha, greyscale, bilevel) is brought to 8-bit RGB. Whatever Pillow
+raises on hostile bytes, of any exception type, becomes an :class:`ImageRejected` with a reason.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# We enforce our own, configurable pixel limit before decoding (see DecodeLimits); Pillow's
-# warning at its default limit would only duplicate it.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS at open. A user limit above that is
+# honoured by opening again with Pillow's cap raised to it, one thread at a time; our own limit
+# is checked from the header right after, before any pixel is decoded.
+_RAISED_CAP = threading.Lock()
 
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MIN_SIDE = 32
@@ -92,33 +94,25 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
         raise ImageRejected("empty file (0 bytes)")
     if limits.too_large(len(data)):
         raise ImageRejected(limits.too_large(len(data)))
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageRejected("not an image: the content is no image format Pillow can read") from None
-    except Image.DecompressionBombError as error:
-        raise ImageRejected(f"decompression bomb: {error}") from None
-    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
-        raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
+    image = _open(data, limits)
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageRejected(
             f"decompression bomb: {width} x {height} = {width * height:,} pixels, over the "
             f"limit of {limits.max_pixels:,} (raise --max-pixels to accept it)"
         )
-    image_format = image.format or "unknown"
-    mode = image.mode
-    frames = int(getattr(image, "n_frames", 1) or 1)
     try:
-        image.seek(0)
-        image.load()
+        image_format = image.format or "unknown"
+        mode = image.mode
+        frames = int(getattr(image, "n_frames", 1) or 1)  # counting frames parses them all
+        image.load()  # the first frame (for PSD the composite): Pillow opens every format there
         ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"decompression bomb: {error}") from None
     except MemoryError:
         raise ImageRejected("too large to decode in memory") from None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
         raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
     if min(rgb.size) < limits.min_side:
         raise ImageRejected(
@@ -126,6 +120,28 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Im
             f"{limits.min_side} px (lower --min-side to accept it)"
         )
     return rgb, ImageInfo(rgb.width, rgb.height, image_format, mode, frames)
+
+
+def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """Pillow's lazy open (header only), any failure a rejection."""
+    try:
+        try:
+            return Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            if limits.max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+                raise
+        with _RAISED_CAP:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limits.max_pixels
+            try:
+                return Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image: the content is no image format Pillow can read") from None
+    except Image.DecompressionBombError as error:
+        raise ImageRejected(f"decompression bomb: {error}") from None
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, not a crash
+        raise ImageRejected(f"truncated or corrupt image data ({_describe(error)})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

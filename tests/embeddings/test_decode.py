@@ -113,3 +113,50 @@ def test_limits_must_be_positive():
     for bad in ({"min_side": 0}, {"max_pixels": 0}, {"max_bytes": 0}):
         with pytest.raises(ValueError, match="Expected max_pixels, min_side and max_bytes >= 1"):
             DecodeLimits(**bad)
+
+
+# Hostile files (issue: hostile inputs): whatever Pillow raises becomes a rejection with a reason.
+
+def test_a_broken_later_frame_is_a_rejection_not_a_crash():
+    from tests.hostile_images import tiff_with_a_broken_second_frame
+
+    with pytest.raises(ImageRejected, match=r"truncated or corrupt image data \(Pillow: Missing dimensions\)"):
+        decode_image(tiff_with_a_broken_second_frame())
+
+
+def test_garbage_layer_records_are_a_rejection_not_a_crash():
+    from tests.hostile_images import psd_with_garbage_layers
+
+    pixels = np.random.default_rng(1).integers(0, 256, (36, 40, 3), dtype=np.uint8)
+    with pytest.raises(ImageRejected, match=r"truncated or corrupt image data \(Pillow: Layer block too short"):
+        decode_image(psd_with_garbage_layers(pixels))
+
+
+@pytest.mark.parametrize("layered", [False, True])
+def test_photoshop_files_decode_to_their_composite(layered):
+    from tests.hostile_images import psd, psd_with_one_layer
+
+    pixels = np.random.default_rng(2).integers(0, 256, (36, 40, 3), dtype=np.uint8)
+    image, info = decode_image(psd_with_one_layer(pixels) if layered else psd(pixels))
+    assert info.format == "PSD" and (info.width, info.height) == (40, 36)
+    assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_a_pixel_limit_above_pillows_own_cap_is_honoured():
+    huge = _png_header_only(20_000, 10_000)  # 200 M pixels: over Pillow's cap of 2 x 89 M
+    with pytest.raises(ImageRejected, match="decompression bomb"):
+        decode_image(huge)
+    with pytest.raises(ImageRejected) as accepted_size:
+        decode_image(huge, DecodeLimits(max_pixels=300_000_000))
+    assert "truncated or corrupt" in accepted_size.value.reason  # past the size check: no pixels follow
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's cap is left as it was
+
+
+def test_pillows_bomb_warning_is_not_switched_off_for_the_whole_process():
+    import subprocess
+    import sys
+
+    code = ("import warnings; from PIL import Image; import embeddings.decode; "
+            "print([f[0] for f in warnings.filters if f[2] is Image.DecompressionBombWarning])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "ignore" not in done.stdout  # a fresh process: pytest's own warning handling is not in play

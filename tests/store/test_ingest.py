@@ -201,3 +201,27 @@ def test_conflict_within_one_run(cli, store, tmp_path):
         (tmp_path / "in" / folder / "x.png").write_bytes(data)
     _, out, _ = cli("--store", store, "ingest", tmp_path / "in", "--json")
     assert (out["ingested"], out["conflicts"]) == (1, 1)
+
+
+def test_hostile_files_are_rejected_with_reasons_and_the_rest_ingested(cli, store, tmp_path):
+    """One file Pillow chokes on (any exception type) never stops an ingest."""
+    import numpy as np
+
+    from tests.hostile_images import psd_with_garbage_layers, psd_with_one_layer, tiff_with_a_broken_second_frame
+
+    pixels = np.random.default_rng(5).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "broken-page.tif").write_bytes(tiff_with_a_broken_second_frame())
+    (folder / "garbage-layers.psd").write_bytes(psd_with_garbage_layers(pixels))
+    (folder / "layered.psd").write_bytes(psd_with_one_layer(pixels))
+    write_image(folder / "good.png", seed=3)
+    code, out, _ = cli("--store", store, "ingest", folder, "--label", "real", "--json")
+    assert code == 0
+    assert (out["ingested"], out["rejected"]) == (2, 2)
+    reasons = {os.path.basename(r["path"]): r["reason"] for r in out["rejections"]}
+    assert reasons == {"broken-page.tif": "truncated or corrupt image data (Pillow: Missing dimensions)",
+                       "garbage-layers.psd": reasons["garbage-layers.psd"]}
+    assert reasons["garbage-layers.psd"].startswith("truncated or corrupt image data (Pillow: ")
+    _, status, _ = cli("--store", store, "status", "--json")
+    assert status["images"]["real"] == 2 and status["quarantined"] == 2

@@ -115,6 +115,10 @@ def test_bad_uploads_get_4xx_with_a_reason(server):
     assert _chunked_upload(base, 5_000_000).status_code == 413  # no Content-Length to check up front
     text = _post(base, "notes.jpg", b"hello")
     assert text.status_code == 422 and "not an image" in text.json()["detail"]
+    from tests.hostile_images import tiff_with_a_broken_second_frame
+
+    hostile = _post(base, "page.tif", tiff_with_a_broken_second_frame())  # Pillow raises TypeError inside
+    assert hostile.status_code == 422 and "Missing dimensions" in hostile.json()["detail"]
     assert _post(base, "x.png", b"x", k=0).status_code == 422
 
 

@@ -10,8 +10,11 @@ raises on hostile bytes, of any exception type, becomes an :class:`ImageRejected
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -67,6 +70,33 @@ class ImageRejected(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def read_image_file(path: str | Path, limits: DecodeLimits = DecodeLimits()) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limits.max_bytes`` of them.
+
+    A FIFO, socket or device (also behind a symlink) is refused without waiting on it: the file
+    is opened non-blocking and checked with ``fstat`` before anything is read; the read stops one
+    byte past the limit, so a file that grows or lies about its size cannot exhaust memory.
+    Raises ``ImageRejected`` with the reason, or ``OSError`` (not found, no permission).
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRejected(f"not a regular file ({_file_kind(info.st_mode)}): only files are read")
+        if limits.too_large(info.st_size):
+            raise ImageRejected(limits.too_large(info.st_size))
+        data = handle.read(limits.max_bytes + 1)
+    if limits.too_large(len(data)):
+        raise ImageRejected(f"too large: over {limits.max_bytes:,} bytes (it grew while being read)")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISDIR: "a folder"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
 def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Image.Image, ImageInfo]:

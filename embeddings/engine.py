@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from embeddings.backbone import Backbone
-from embeddings.decode import DecodeLimits, ImageRejected, decode_image
+from embeddings.decode import DecodeLimits, ImageRejected, decode_image, read_image_file
 from embeddings.errors import EmbeddingError
 from embeddings.views import make_views
 
@@ -29,7 +29,7 @@ from embeddings.views import make_views
 # chunks into model batches.
 CHUNK_ROWS = 32
 # Images were validated at ingest; at embed time only damage or a changed original fails.
-_EMBED_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1)
+_EMBED_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1, max_bytes=2**34)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,9 @@ class _ViewsDataset(Dataset):
     def __getitem__(self, index: int):
         item = self.items[index]
         try:
-            data = Path(item.path).read_bytes()
+            data = read_image_file(item.path, _EMBED_LIMITS)
+        except ImageRejected as rejection:
+            return item, f"unreadable at embed time: {rejection.reason}", None
         except OSError as error:
             return item, f"unreadable at embed time: {error.strerror or error}", None
         if hashlib.sha256(data).hexdigest() != item.image_id:

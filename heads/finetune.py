@@ -25,14 +25,14 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from embeddings.decode import DecodeLimits, decode_image
+from embeddings.decode import DecodeLimits, decode_image, read_image_file
 from embeddings.engine import resolve_device
 from embeddings.registry import BackboneSpec, resolve_spec
 from embeddings.views import augment, perturb, prepare, view_rng
 from store.atomic import atomic_write_bytes
 
 FINETUNE_KIND = "convnext-finetune"
-_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1)
+_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1, max_bytes=2**34)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class _Images(Dataset):
 
     def __getitem__(self, position: int):
         item = self.items[position]
-        image, _ = decode_image(Path(item.path).read_bytes(), _LIMITS)
+        image, _ = decode_image(read_image_file(item.path, _LIMITS), _LIMITS)
         if self.augmented:
             rng = view_rng(self.seed, item.image_id, self.offset + position)
             image, _ = augment(image, rng)

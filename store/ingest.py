@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from embeddings.decode import DecodeLimits, ImageInfo, ImageRejected, decode_image
+from embeddings.decode import DecodeLimits, ImageInfo, ImageRejected, decode_image, read_image_file
 from store.atomic import atomic_write_bytes, remove_stale_temporaries
 from store.catalog import Batch, Catalog, ImageRecord, KnownImage, QuarantineRecord, utc_now
 from store.layout import StoreLayout
@@ -176,10 +176,9 @@ def _classify_repeat(read: _Read, previous: KnownImage, batch: Batch, report: In
 
 def _read_and_hash(candidate: Candidate, *, limits: DecodeLimits) -> _Read | QuarantineRecord:
     try:
-        too_large = limits.too_large(candidate.path.stat().st_size)
-        if too_large:
-            return QuarantineRecord(str(candidate.path), too_large)
-        data = candidate.path.read_bytes()
+        data = read_image_file(candidate.path, limits)
+    except ImageRejected as rejection:
+        return QuarantineRecord(str(candidate.path), rejection.reason)
     except FileNotFoundError:
         return QuarantineRecord(str(candidate.path), "file not found (removed during ingest?)")
     except OSError as error:

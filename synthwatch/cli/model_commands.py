@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from store.errors import StoreError
-from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes
+from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes, read_query_file
 from synthwatch.cli.store_commands import open_neighbor_index
 from synthwatch.settings import Settings
 
@@ -160,7 +160,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             neighbors = open_neighbor_index(settings.layout, detector.backbone_id)
         except StoreError as error:
             print(f"synthwatch: no nearest known fakes: {error}", file=sys.stderr)
-    images = [(str(path), _read_image_file(path)) for path in args.images]
+    images = [(str(path), read_query_file(path)) for path in args.images]
     results = detector.detect(images, k=args.k, neighbors=neighbors)
     if args.json:
         print_json({"head_version": detector.version, "results": results})
@@ -216,11 +216,3 @@ def gate_policy(args: argparse.Namespace):
 
     return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
                       regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound)
-
-
-def _read_image_file(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise StoreError(f"Expected a readable image file, but {path} could not be read "
-                         f"({error.strerror or error}).") from None

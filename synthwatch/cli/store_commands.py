@@ -14,7 +14,7 @@ from store.ingest import IngestOptions, ingest
 from store.sources import plan_sources
 from store.vectors import embedding_counts
 from store.verify import verify_store
-from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status
+from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status, read_query_file
 from synthwatch.settings import Settings
 
 
@@ -110,9 +110,7 @@ def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
     for path in args.images:
         entry: dict = {"query": str(path)}
         try:
-            vector = embed_query(backbone, Path(path).read_bytes())
-        except OSError as error:
-            raise StoreError(f"Expected a readable image file, but {path} could not be read ({error.strerror or error}).") from None
+            vector = embed_query(backbone, read_query_file(path))
         except ImageRejected as rejection:
             entry.update(neighbors=[], error=rejection.reason)
             results.append(entry)

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from embeddings.decode import DecodeLimits, ImageRejected, read_image_file
 from store.catalog import GENERATOR_NEW, Catalog
 from store.layout import StoreLayout
 from store.verify import verify_store
@@ -225,3 +226,27 @@ def test_hostile_files_are_rejected_with_reasons_and_the_rest_ingested(cli, stor
     assert reasons["garbage-layers.psd"].startswith("truncated or corrupt image data (Pillow: ")
     _, status, _ = cli("--store", store, "status", "--json")
     assert status["images"]["real"] == 2 and status["quarantined"] == 2
+
+
+def test_a_fifo_and_a_link_to_a_device_are_refused_without_waiting(cli, store, tmp_path):
+    folder = tmp_path / "specials"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.jpg")  # nobody ever writes to it: reading would wait forever
+    (folder / "zeros.png").symlink_to("/dev/zero")  # size 0, endless bytes
+    write_image(folder / "good.png", seed=4)
+    code, out, _ = cli("--store", store, "ingest", folder, "--label", "real", "--json")
+    assert code == 0 and out["ingested"] == 1
+    reasons = {os.path.basename(r["path"]): r["reason"] for r in out["rejections"]}
+    assert reasons == {"pipe.jpg": "not a regular file (a FIFO): only files are read",
+                       "zeros.png": "not a regular file (a character device): only files are read"}
+    with pytest.raises(ImageRejected, match="a FIFO"):  # what detect, similar and embed read with
+        read_image_file(folder / "pipe.jpg")
+
+
+def test_a_file_larger_than_its_size_said_is_cut_off_at_the_limit(tmp_path):
+    """The read is bounded by the limit, not by what stat said (a file growing, /proc-like files)."""
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\0" * 5000)
+    with pytest.raises(ImageRejected, match="too large: 5,000 bytes, at most 4,000"):
+        read_image_file(path, DecodeLimits(max_bytes=4000))
+    assert read_image_file(path, DecodeLimits(max_bytes=5000)) == b"\0" * 5000

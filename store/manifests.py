@@ -10,7 +10,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 
 from store.errors import StoreError
-from store.sources import Candidate, Invalid, Plan, check_label, is_image_name
+from store.sources import Candidate, Invalid, Plan, check_label, check_source, is_image_name
 
 REQUIRED_COLUMNS = ("path", "label")
 KNOWN_COLUMNS = ("path", "label", "generator", "source")
@@ -31,7 +31,10 @@ def plan_manifest(manifest: Path, *, root: Path) -> Plan:
         if "_error" in row:
             plan.invalid.append(Invalid(entry, f"{entry}: {row['_error']}"))
             continue
-        raw_path = str(row.get("path") or "").strip()
+        if not isinstance(row.get("path"), (str, type(None))):
+            plan.invalid.append(Invalid(entry, f"{entry}: path must be text, but got {type(row['path']).__name__}"))
+            continue
+        raw_path = (row.get("path") or "").strip()
         if not raw_path:
             plan.invalid.append(Invalid(entry, f"{entry}: empty path"))
             continue
@@ -48,6 +51,7 @@ def plan_manifest(manifest: Path, *, root: Path) -> Plan:
             continue
         try:
             label, generator = check_label(row.get("label"), row.get("generator"))
+            source = manifest.stem if row.get("source") in (None, "") else check_source(row["source"])
         except ValueError as error:
             plan.invalid.append(Invalid(str(target), f"{entry}: {error}"))
             continue
@@ -56,7 +60,6 @@ def plan_manifest(manifest: Path, *, root: Path) -> Plan:
         elif not target.is_file() or not is_image_name(target):
             plan.skipped.append(str(target))
         else:
-            source = str(row.get("source") or "").strip() or manifest.stem
             plan.candidates.append(Candidate(target, label, generator, source))
     return plan
 

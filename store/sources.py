@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -16,6 +17,10 @@ IMAGE_SUFFIXES = frozenset({
     ".heic", ".heif", ".dds", ".psd",
 })
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})
+MAX_NAME_LENGTH = 255
+# Control characters (escape sequences, newlines), format characters (bidirectional overrides,
+# zero-width joiners), separators other than the plain space, surrogates, private use, unassigned.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,44 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def check_label(label: str | None, generator: str | None) -> tuple[str, str | None]:
+def check_name(value: object, what: str) -> str:
+    """A generator or source-group name as it is stored: text of 1 to ``MAX_NAME_LENGTH``
+    printable characters (any script; spaces allowed, no control or format characters),
+    surrounding spaces removed. Raises ``ValueError`` saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, but got {type(value).__name__} {value!r}")
+    name = value.strip()
+    if not name:
+        raise ValueError(f"{what} is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} has {len(name):,} characters, at most {MAX_NAME_LENGTH} are allowed")
+    bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE or (c.isspace() and c != " ")), None)
+    if bad is not None:
+        raise ValueError(f"{what} {name!r} holds the unprintable character U+{ord(bad):04X}")
+    return name
+
+
+def check_label(label: object, generator: object) -> tuple[str, str | None]:
     """Normalise a (label, generator) pair or raise ``ValueError`` saying what is wrong."""
+    if label is not None and not isinstance(label, str):
+        raise ValueError(f"label must be text (real or synthetic), but got {type(label).__name__} {label!r}")
     label = (label or "").strip().lower()
-    generator = (generator or "").strip() or None
+    if isinstance(generator, str) and not generator.strip():
+        generator = None
     if label not in LABELS:
         raise ValueError(f"label {label!r} is not one of real, synthetic")
     if label == "synthetic" and generator is None:
         raise ValueError("a synthetic image needs a generator name")
     if label == "real" and generator is not None:
         raise ValueError(f"a real image cannot have a generator (got {generator!r})")
-    return label, generator
+    return label, None if generator is None else check_name(generator, "the generator name")
+
+
+def check_source(value: object) -> str:
+    """A source-group name (integers, such as class numbers, are taken as their text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return check_name(value, "the source name")
 
 
 def plan_sources(
@@ -95,6 +127,11 @@ def plan_sources(
             ) from None
     elif generator is not None:
         raise StoreError("Expected --label synthetic with --generator, but --label is missing.")
+    if source is not None:
+        try:
+            source = check_source(source)
+        except ValueError as error:
+            raise StoreError(f"Expected --source to name a source group, but {error}.") from None
     plan = Plan()
     for raw in paths:
         path = Path(raw).expanduser()
@@ -134,14 +171,23 @@ def _source_for(file: Path, top: Path, fallback: str) -> str:
     return relative.as_posix() if relative.parts else fallback
 
 
+def _add(plan: Plan, file: Path, label: str, generator: str | None, source: str) -> None:
+    """A candidate, or an invalid entry if a name taken from its folders breaks the name rule."""
+    try:
+        names = (None if generator is None else check_name(generator, "the generator folder name"),
+                 check_source(source))
+    except ValueError as error:
+        plan.invalid.append(Invalid(str(file), str(error)))
+        return
+    plan.candidates.append(Candidate(file, label, *names))
+
+
 def _plan_flat(path: Path, label: str, generator: str | None, source: str | None) -> Plan:
     plan = Plan()
     top = path if path.is_dir() else path.parent
     for file in _walk(path):
         if is_image_name(file):
-            plan.candidates.append(
-                Candidate(file, label, generator, source or _source_for(file, top, top.name))
-            )
+            _add(plan, file, label, generator, source or _source_for(file, top, top.name))
         else:
             plan.skipped.append(str(file))
     return plan
@@ -154,17 +200,10 @@ def _plan_convention(path: Path, source: str | None) -> Plan:
         if not is_image_name(file):
             plan.skipped.append(str(file))
         elif file.is_relative_to(real):
-            plan.candidates.append(
-                Candidate(file, "real", None, source or _source_for(file, real, path.name))
-            )
+            _add(plan, file, "real", None, source or _source_for(file, real, path.name))
         elif file.is_relative_to(synthetic) and file.parent != synthetic:
             generator_dir = synthetic / file.relative_to(synthetic).parts[0]
-            plan.candidates.append(
-                Candidate(
-                    file, "synthetic", generator_dir.name,
-                    source or _source_for(file, generator_dir, path.name),
-                )
-            )
+            _add(plan, file, "synthetic", generator_dir.name, source or _source_for(file, generator_dir, path.name))
         else:
             plan.invalid.append(Invalid(
                 str(file),

@@ -250,3 +250,63 @@ def test_a_file_larger_than_its_size_said_is_cut_off_at_the_limit(tmp_path):
     with pytest.raises(ImageRejected, match="too large: 5,000 bytes, at most 4,000"):
         read_image_file(path, DecodeLimits(max_bytes=4000))
     assert read_image_file(path, DecodeLimits(max_bytes=5000)) == b"\0" * 5000
+
+
+def test_rows_with_non_text_labels_or_generators_are_refused_and_the_rest_ingested(cli, store, tmp_path):
+    for index in range(6):
+        write_image(tmp_path / "data" / f"{index}.png", seed=40 + index)
+    rows = [{"path": "0.png", "label": 5}, {"path": "1.png", "label": ["real"]}, {"path": "2.png", "label": True},
+            {"path": "3.png", "label": "synthetic", "generator": 7},
+            {"path": "4.png", "label": "real", "source": 12},  # a class number as the source group
+            {"path": "5.png", "label": "synthetic", "generator": "sdxl"}]
+    manifest = tmp_path / "data" / "m.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, _ = cli("--store", store, "ingest", manifest, "--json")
+    assert (code, out["ingested"], out["rejected"]) == (0, 2, 4)
+    reasons = sorted(r["reason"] for r in out["rejections"])
+    assert reasons == ["m.jsonl:line 1: label must be text (real or synthetic), but got int 5",
+                       "m.jsonl:line 2: label must be text (real or synthetic), but got list ['real']",
+                       "m.jsonl:line 3: label must be text (real or synthetic), but got bool True",
+                       "m.jsonl:line 4: the generator name must be text, but got int 7"]
+    sources = Catalog(StoreLayout(store)).query("SELECT source FROM images ORDER BY source")
+    assert [row[0] for row in sources] == ["12", "m"]
+
+
+def test_an_int64_label_column_in_parquet_is_refused_row_by_row(cli, store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_image(tmp_path / "data" / "a.png", seed=50)
+    pq.write_table(pa.table({"path": ["a.png"], "label": pa.array([1], pa.int64())}), tmp_path / "data" / "m.parquet")
+    code, out, _ = cli("--store", store, "ingest", tmp_path / "data" / "m.parquet", "--json")
+    assert (code, out["ingested"], out["rejected"]) == (0, 0, 1)
+    assert out["rejections"][0]["reason"].endswith("label must be text (real or synthetic), but got int 1")
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("evil\x1b[31mred", "holds the unprintable character U+001B"),
+    ("two\nlines", "holds the unprintable character U+000A"),
+    ("mirror\u202egnp", "holds the unprintable character U+202E"),
+    ("x" * 256, "has 256 characters, at most 255 are allowed"),
+])
+def test_generator_names_are_checked_at_the_door(cli, store, tmp_path, name, reason):
+    write_image(tmp_path / "in" / "a.png", seed=60)
+    code, _, err = cli("--store", store, "ingest", tmp_path / "in", "--label", "synthetic", "--generator", name, "--json")
+    assert code != 0 and reason in err
+    if len(name.encode()) > 255:
+        return  # no file system has such a folder name; manifests and --generator do
+    folder = tmp_path / "tree"
+    write_image(folder / "real" / "r.png", seed=61)
+    write_image(folder / "synthetic" / name / "s.png", seed=62)
+    code, out, _ = cli("--store", store, "ingest", folder, "--json")
+    assert (code, out["ingested"], out["rejected"]) == (0, 1, 1)
+    assert reason in out["rejections"][0]["reason"]
+    _, status, _ = cli("--store", store, "status", "--json")
+    assert status["images"] == {"real": 1, "synthetic": 0}
+
+
+def test_names_in_any_script_with_spaces_and_punctuation_are_fine(cli, store, tmp_path):
+    for name in ("ピカソ-XL", "flux.1 [dev]", "Midjourney v6.1 (relax)", "🎨 generator"):
+        write_image(tmp_path / "in" / "synthetic" / name / "a.png", seed=hash(name) % 1000)
+    _, out, _ = cli("--store", store, "ingest", tmp_path / "in", "--json")
+    assert out["ingested"] == 4 and out["rejected"] == 0

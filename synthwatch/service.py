@@ -4,7 +4,9 @@
 A reader of the store: it never writes, keeps answering while other processes ingest, embed and
 re-index (short catalog connections that wait out a committing writer), and on each request
 picks up a rebuilt index or a newly promoted champion. Every route needs
-``Authorization: Bearer`` except /health, which without it says only whether the service is up.
+``Authorization: Bearer`` except /health, which without it says only whether the service is up;
+the OpenAPI schema too. Every error is ``{"detail": "<one line>"}`` (401, 413, 422, 503), and the
+schema says so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import threading
 from typing import Literal
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from embeddings.decode import DecodeLimits, ImageRejected
 from embeddings.errors import EmbeddingError
@@ -24,6 +29,20 @@ from synthwatch import __version__
 from synthwatch.limits import SERVICE_MAX_PIXELS
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class Problem(BaseModel):
+    """Every error answer: one line saying what was expected, what came, and what to do."""
+
+    detail: str
+
+
+ERRORS = {
+    401: {"model": Problem, "description": "missing or wrong bearer token"},
+    413: {"model": Problem, "description": "upload over --max-upload-mb"},
+    422: {"model": Problem, "description": "not an acceptable image (with the reason), or a bad parameter"},
+    503: {"model": Problem, "description": "the store cannot serve yet (no index, no champion, weights missing)"},
+}
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
 
@@ -133,7 +152,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     """The FastAPI application over one store; ``token`` None disables authentication. At most
     ``decoders`` uploads are decoded and embedded at once (each may take hundreds of MB), and none
     over ``max_pixels``."""
-    app = FastAPI(title="synthwatch", version=__version__,
+    app = FastAPI(title="synthwatch", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
@@ -148,6 +167,15 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
             raise HTTPException(401, "Expected Authorization: Bearer <token> with the service's token.",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors())
+        return JSONResponse(status_code=422, content={"detail": f"Expected a valid request, but {problems}."})
+
+    @app.get("/openapi.json", dependencies=[Depends(authorised)], include_in_schema=False)
+    def schema() -> dict:
+        return app.openapi()
 
     @app.get("/health")
     def health(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
@@ -172,7 +200,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         return {**answer, "backbone_id": neighbors.backbone_id, "ntotal": int(neighbors.index.ntotal),
                 "index": neighbors.version}
 
-    @app.post("/similar", dependencies=[Depends(authorised)])
+    @app.post("/similar", dependencies=[Depends(authorised)], responses=ERRORS)
     def similar(
         request: Request,
         file: UploadFile = File(..., description="the image"),
@@ -194,7 +222,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             {"query": file.filename, "neighbors": [n.as_dict() for n in found[0]], "matching": matching}
         ]}
 
-    @app.post("/detect", dependencies=[Depends(authorised)])
+    @app.post("/detect", dependencies=[Depends(authorised)], responses=ERRORS)
     def detect(
         request: Request,
         file: UploadFile = File(..., description="the image"),

@@ -101,7 +101,31 @@ def test_similar_needs_the_token(server):
     assert body["results"][0]["query"] == "q.png" and len(neighbors) == 3
     assert {"image_id", "label", "generator", "score", "path"} <= set(neighbors[0])
     assert all(n["label"] == "synthetic" for n in neighbors)
-    assert httpx.get(f"{base}/openapi.json").json()["paths"]["/similar"]
+
+
+def test_the_schema_needs_the_token_and_documents_every_error(server):
+    base, _, _ = server
+    assert httpx.get(f"{base}/openapi.json").status_code == 401
+    assert httpx.get(f"{base}/docs").status_code == 404  # Swagger UI would load scripts from a CDN
+    schema = httpx.get(f"{base}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    for route in ("/similar", "/detect"):
+        responses = schema["paths"][route]["post"]["responses"]
+        assert {"200", "401", "413", "422", "503"} <= set(responses)
+        assert responses["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert schema["components"]["schemas"]["Problem"]["properties"]["detail"]["type"] == "string"
+
+
+def test_every_error_answer_is_one_line_of_detail(server):
+    base, _, tmp_path = server
+    image = next((tmp_path / "in" / "real").iterdir()).read_bytes()
+    answers = [_post(base, "q.png", image, token=None), _post(base, "q.png", image, k=0),
+               _post(base, "q.png", image, label="fake"), _post(base, "x.png", b"hello"),
+               httpx.post(f"{base}/similar", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)]
+    assert [a.status_code for a in answers] == [401, 422, 422, 422, 422]
+    for answer in answers:
+        assert set(answer.json()) == {"detail"} and isinstance(answer.json()["detail"], str)
+    assert answers[1].json()["detail"].startswith("Expected a valid request, but query.k: ")
+    assert "body.file: Field required" in answers[4].json()["detail"]
 
 
 def test_bad_uploads_get_4xx_with_a_reason(server):

@@ -4,12 +4,15 @@ Index keys are the first 60 bits of an image's sha256 id, so they need no mappin
 type follows the size: exact inner-product search while a query scans little enough memory to
 stay fast, then IVF with an HNSW coarse quantiser, whose codes are the full vectors (default),
 8-bit scalar codes (``sq8``, 4x smaller) or product-quantiser codes (``pq``, 16x smaller), trained
-on a sample. Every write goes to a new file and ``manifest.json`` (count, checksum of keys, type
-and parameters) is swapped in last, so a reader sees the old index or the new one, never half.
+on a sample. Every write goes to a new file and ``manifest.json`` (count, checksum of keys,
+sha256 of the file's bytes, type and parameters) is swapped in last, so a reader sees the old
+index or the new one, never half; a reader checks the bytes against the sha256 when it opens a
+version, so a damaged file is never searched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -191,20 +194,23 @@ class IndexStore:
             return {"damaged": True}
 
     def load(self) -> tuple[faiss.Index, dict, np.ndarray]:
-        """``(index, manifest, keys)``, checked against the manifest's count and key checksum."""
+        """``(index, manifest, keys)``: the file's bytes checked against the manifest's sha256,
+        the index's keys against its count and key checksum."""
         for attempt in range(3):
             manifest = self.manifest()
             if not manifest or manifest.get("damaged"):
                 raise StoreError(f"Expected an index for {self.backbone_id}, but none is built. "
                                  "Run `synthwatch index`.")
             try:
-                index = faiss.read_index(str(self.folder / manifest["file"]))
+                data = self._verified_bytes(manifest)
+                index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
                 break
-            except RuntimeError as error:
+            except (OSError, RuntimeError, StoreError) as error:
                 if attempt < 2 and self.manifest() != manifest:
                     continue  # a writer swapped in a new index between the two reads
+                reason = error if isinstance(error, StoreError) else str(error).splitlines()[0]
                 raise StoreError(f"Expected a readable index file in {self.folder}, but it is "
-                                 f"damaged ({str(error).splitlines()[0]}). Run `synthwatch index --rebuild`.") from None
+                                 f"damaged ({reason}). Run `synthwatch index --rebuild`.") from None
         keys = index_keys(index)
         if keys_checksum(keys) != manifest["checksum"]:
             raise StoreError(f"Expected the index of {self.backbone_id} to hold the keys its manifest "
@@ -212,11 +218,22 @@ class IndexStore:
                              "Run `synthwatch index --rebuild`.")
         return index, manifest, keys
 
+    def _verified_bytes(self, manifest: dict) -> bytes:
+        """The bytes of the manifest's file, if they hash to the sha256 written with them."""
+        data = (self.folder / manifest["file"]).read_bytes()
+        expected = manifest.get("file_sha256")
+        if expected is None:
+            raise StoreError("its manifest predates byte checksums")
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise StoreError(f"{manifest['file']}: its bytes do not match the sha256 written with it")
+        return data
+
     def file_intact(self, manifest: dict) -> bool:
-        """Whether the file the manifest names is there with the size it was written with."""
+        """Whether the file the manifest names is there with the bytes it was written with."""
         try:
-            return (self.folder / manifest["file"]).stat().st_size == manifest.get("file_bytes")
-        except OSError:
+            self._verified_bytes(manifest)
+            return True
+        except (OSError, StoreError):
             return False
 
     def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict) -> dict:
@@ -225,7 +242,8 @@ class IndexStore:
         data = faiss.serialize_index(index)
         atomic_write_bytes(self.folder / name, data.tobytes())
         manifest = {
-            "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes), "ntotal": int(index.ntotal),
+            "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes),
+            "file_sha256": hashlib.sha256(data.tobytes()).hexdigest(), "ntotal": int(index.ntotal),
             "checksum": checksum, **plan.as_dict(), "codes": codes, "view": 0,
             "dim": int(index.d), "built_at": utc_now().isoformat(), "backbone": description,
         }

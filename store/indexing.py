@@ -105,7 +105,7 @@ def sync_index(
         if reason is None and not store.file_intact(usable):
             reason = "rebuilt (its file was missing or damaged)"
         if reason is None and usable["checksum"] == checksum:
-            return _report(usable, "unchanged", 0, 0)
+            return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
         if reason is None:
             try:
                 index, _, have = store.load()

@@ -11,7 +11,12 @@ import numpy as np
 from store.catalog import Catalog
 from store.id_directory import IdDirectory
 from store.index import IndexStore, image_keys
+from store.errors import StoreError
 from store.layout import StoreLayout
+
+# Inner products of unit vectors lie in [-1, 1]; 8-bit and product-quantiser codes approximate
+# them by a few hundredths. Anything past this bound is damage, not a neighbour.
+SCORE_BOUND = 1.1
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,17 @@ class Neighbor:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_scores(scores: np.ndarray, keys: np.ndarray, query_norms: np.ndarray, backbone_id: str) -> None:
+    """Refuse answers no intact index gives: stored vectors have unit length, so a similarity
+    is at most the query's length (Cauchy-Schwarz), give or take what coded indexes round."""
+    bound = SCORE_BOUND * np.maximum(query_norms, 1e-6)[:, None]
+    bad = (keys >= 0) & (~np.isfinite(scores) | (np.abs(scores) > bound))
+    if bad.any():
+        raise StoreError(f"Expected similarities within the query's length from the index of {backbone_id} "
+                         f"(its vectors have unit length), but got {scores[bad][0]:.3g}: it is damaged in memory "
+                         "or on disk. Run `synthwatch index --rebuild`, then restart readers such as `serve`.")
 
 
 class NeighborIndex:
@@ -84,7 +100,7 @@ class NeighborIndex:
             return [[] for _ in queries], matching
         depth = wanted
         while True:
-            found = self._resolve(*self._search(queries, depth, allowed))
+            found = self._resolve(*self._search(queries, depth, allowed), queries)
             if all(len(neighbors) >= wanted for neighbors in found) or depth >= matching:
                 return [neighbors[:wanted] for neighbors in found], matching
             depth = min(matching, depth * 2)
@@ -103,7 +119,8 @@ class NeighborIndex:
                 return scores, keys
             nprobe = min(nlist, nprobe * 4)
 
-    def _resolve(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Neighbor]]:
+    def _resolve(self, scores: np.ndarray, keys: np.ndarray, queries: np.ndarray) -> list[list[Neighbor]]:
+        _check_scores(scores, keys, np.linalg.norm(queries, axis=1), self.backbone_id)
         ids = self.ids.ids_of(keys[keys >= 0])
         rows = self.catalog.query(
             "SELECT image_id, label, generator, original_path FROM images WHERE image_id = ANY(?::VARCHAR[])",

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -244,3 +245,43 @@ def test_an_index_whose_keys_disagree_with_its_manifest_is_refused(indexed):
     index_store.manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match="to hold the keys its manifest names"):
         index_store.load()
+
+
+def test_bytes_damaged_in_the_middle_of_the_index_are_found_not_searched(cli, indexed, tmp_path):
+    """Overwriting bytes inside the file keeps its size and its keys: only a checksum of the
+    bytes catches it, before any answer is given."""
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    path = index_store.folder / index_store.manifest()["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = b"\x7f" * 64  # inside the vectors: similarities would be ~1e30
+    path.write_bytes(bytes(data))
+    query = next((tmp_path / "in" / "real").iterdir())
+    code, out, err = cli("--store", store, "similar", query, "-k", "3", "--json")
+    assert code == 0 and "was damaged" in err and "do not match the sha256" in err
+    assert all(-1.001 <= n["score"] <= 1.001 for n in out["results"][0]["neighbors"])
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert out["action"] == "unchanged" and out["ntotal"] == 57  # the reader's rebuild left it intact
+
+
+def test_index_rebuilds_a_file_damaged_in_place(cli, indexed):
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    path = index_store.folder / index_store.manifest()["file"]
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert (code, out["action"], out["ntotal"]) == (0, "rebuilt (its file was missing or damaged)", 57)
+
+
+def test_a_search_that_returns_impossible_similarities_is_refused(indexed):
+    """The cheap check on every search: a long-lived reader whose loaded index went bad (memory
+    damage, a file swapped under it) answers with an error, never with such neighbours."""
+    store, _ = indexed
+    neighbors, _ = open_current_index(StoreLayout(store), None)
+    flat = faiss.downcast_index(neighbors.index.index)  # the id map's exact index: raw float32 codes
+    vectors = faiss.vector_to_array(flat.codes).view(np.float32) * np.float32(1e15)
+    faiss.copy_array_to_vector(vectors.view(np.uint8), flat.codes)  # what memory damage looks like
+    with pytest.raises(StoreError, match=r"within the query's length.*index --rebuild"):
+        neighbors.search(_stored_vector(StoreLayout(store)), 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -9,7 +10,9 @@ from typing import Callable
 
 from embeddings.backbone import Backbone
 from embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
+from embeddings.views import ROBUSTNESS_VIEWS
 from store.catalog import Batch, Catalog, QuarantineRecord
+from store.errors import StoreError
 from store.layout import StoreLayout
 from store.lock import job_lock
 from store.vectors import VectorStore
@@ -149,3 +152,32 @@ def _record_failures(catalog: Catalog, failures: list[QuarantineRecord], run_id:
     if failures:
         catalog.commit(Batch(quarantine=list(failures)), run_id)
         failures.clear()
+
+
+def reembed_set_aside(layout: StoreLayout, backbone_id: str, set_aside: list, *,
+                      options: EngineOptions = EngineOptions()) -> EmbedReport:
+    """Recompute the rows of shards set aside as damaged, with the backbone that made them (from
+    the shards' own metadata): the images they held where their ids can still be read, else every
+    image missing one of the views they held."""
+    import pyarrow.parquet as pq
+
+    from embeddings.backbone import backbone_from_description
+    from store.vectors import METADATA_KEY
+
+    description, ids, views = None, set(), set()
+    for shard in [*set_aside, *VectorStore(layout, backbone_id).shards()]:
+        try:
+            description = description or json.loads(pq.read_schema(shard).metadata[METADATA_KEY])
+            table = pq.read_table(shard, columns=["image_id", "view"])
+        except Exception:  # noqa: BLE001 - a damaged shard may keep its footer but not its columns
+            continue
+        if shard in set_aside:
+            ids |= set(table.column("image_id").to_pylist())
+        views |= set(table.column("view").to_pylist())
+    if description is None:
+        raise StoreError(f"Expected the description of {backbone_id} in its shards' metadata, but none could be "
+                         f"read. Run `synthwatch embed --backbone NAME` with the backbone that made them.")
+    augmented = max((v for v in views if v < min(ROBUSTNESS_VIEWS.values())), default=0)
+    robustness = tuple(sorted(v for v in views if v >= min(ROBUSTNESS_VIEWS.values())))
+    return embed_store(layout, backbone_from_description(description), views=augmented, extra_views=robustness,
+                       only=ids or None, options=options)

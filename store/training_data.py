@@ -3,6 +3,7 @@ the catalog's label, generator and source of its image (images removed from the 
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 
 from store.catalog import Catalog
@@ -18,17 +19,35 @@ def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all
     ``views``: ``all``, or ``clean`` for view 0 only.
     """
     where = "WHERE v.view = 0" if views == "clean" else ""
-    return Catalog(layout).arrow(
-        f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
-        f"FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} ORDER BY v.image_id, v.view"
-    )
+    return _joined(layout, backbone_id,
+                   f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
+                   f"FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} "
+                   "ORDER BY v.image_id, v.view")
 
 
 def labelled_sources(layout: StoreLayout, backbone_id: str) -> pa.Table:
     """``image_id`` and ``source`` of every catalog image with a clean vector of ``backbone_id``."""
-    return Catalog(layout).arrow(
-        f"SELECT v.image_id, i.source FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) "
-        "WHERE v.view = 0 ORDER BY v.image_id")
+    return _joined(layout, backbone_id,
+                   f"SELECT v.image_id, i.source FROM {_shards_sql(layout, backbone_id)} v JOIN images i "
+                   "USING (image_id) WHERE v.view = 0 ORDER BY v.image_id")
+
+
+def _joined(layout: StoreLayout, backbone_id: str, sql: str) -> pa.Table:
+    """Run ``sql`` over the shards and the catalog; a damaged shard is named, not a codec error."""
+    try:
+        return Catalog(layout).arrow(sql)
+    except duckdb.Error:
+        damaged = VectorStore(layout, backbone_id).damaged_shards()
+        if not damaged:
+            raise
+        raise StoreError(damaged_message(damaged)) from None
+
+
+def damaged_message(damaged: list) -> str:
+    names = ", ".join(str(shard) for shard, _ in damaged)
+    return (f"Expected readable vector shards, but {len(damaged)} {'is' if len(damaged) == 1 else 'are'} damaged: "
+            f"{names} ({damaged[0][1]}). Run `synthwatch status --verify --repair` to set "
+            f"{'it' if len(damaged) == 1 else 'them'} aside and re-embed the images.")
 
 
 def _shards_sql(layout: StoreLayout, backbone_id: str) -> str:

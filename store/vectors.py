@@ -64,7 +64,7 @@ class VectorStore:
         """``{image_id: bit mask of the views stored}``, read one shard at a time."""
         present: dict[str, int] = {}
         for shard in self.shards():
-            table = self._open(shard).read(columns=["image_id", "view"])
+            table = self._read(shard, ["image_id", "view"])
             for image_id, view in zip(table.column(0).to_pylist(), table.column(1).to_pylist()):
                 present[image_id] = present.get(image_id, 0) | (1 << view)
         return present
@@ -103,7 +103,36 @@ class VectorStore:
     def read(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
         """Yield each shard as a table (streaming: one shard in memory at a time)."""
         for shard in self.shards():
-            yield self._open(shard).read(columns=list(columns) if columns else None)
+            yield self._read(shard, columns)
+
+    def damaged_shards(self) -> list[tuple[Path, str]]:
+        """``(shard, reason)`` for every shard that cannot be read whole (every page decoded)."""
+        damaged = []
+        for shard in self.shards():
+            try:
+                self._read(shard, None)
+            except StoreError as error:
+                damaged.append((shard, str(error.__cause__ or error)))
+        return damaged
+
+    def set_aside(self, shard: Path) -> Path:
+        """Move a damaged shard out of the readers' way (into ``damaged/``), keeping its bytes;
+        the next ``embed`` recomputes its rows, since they are missing now."""
+        target = self.folder / "damaged" / shard.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shard.replace(target)
+        return target
+
+    def _read(self, shard: Path, columns: Sequence[str] | None) -> pa.Table:
+        try:
+            return self._open(shard).read(columns=list(columns) if columns else None)
+        except StoreError:
+            raise
+        except (OSError, pa.ArrowException) as error:
+            raise StoreError(
+                f"Expected a readable Parquet shard, but {shard} is damaged ({str(error).splitlines()[0]}). "
+                "Run `synthwatch status --verify --repair` to set it aside and re-embed its images."
+            ) from error
 
     def clean_temporaries(self) -> int:
         return remove_stale_temporaries(self.folder)
@@ -114,9 +143,9 @@ class VectorStore:
             return pq.ParquetFile(shard)
         except (OSError, pa.ArrowInvalid) as error:
             raise StoreError(
-                f"Expected a readable Parquet shard, but {shard} is damaged ({error}). Delete it "
-                "and run `synthwatch embed` again to recompute its rows."
-            ) from None
+                f"Expected a readable Parquet shard, but {shard} is damaged ({error}). Run "
+                "`synthwatch status --verify --repair` to set it aside and re-embed its images."
+            ) from error
 
 
 def embedding_counts(layout: StoreLayout) -> dict[str, int]:

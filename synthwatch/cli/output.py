@@ -102,6 +102,8 @@ def print_status(status: dict, settings: Settings) -> None:
     last = status["last_run"]
     if last:
         print(f"last run     {last['command']} {last['status']} (started {last['started_at']})")
+    for repair in status.get("repairs", []):
+        print(f"repaired     {repair}")
     if "problems" in status:
         print(f"verify       {len(status['problems'])} problems")
         for problem in status["problems"]:

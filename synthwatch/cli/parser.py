@@ -58,8 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_cmd = _add(commands, "status", cmd_status, common, "show what the store holds")
     status_cmd.add_argument("--verify", action="store_true",
-                            help="also re-hash every stored original and check the counts "
-                                 "(exit 1 if a problem is found)")
+                            help="also re-hash every stored original, check the counts, read every vector "
+                                 "shard whole and check index files' checksums (exit 1 if a problem is found)")
+    status_cmd.add_argument("--repair", action="store_true",
+                            help="verify, then set damaged vector shards aside and re-embed their images, and "
+                                 "rebuild damaged indexes (exit 1 if a problem is left)")
 
     embed_cmd = _add(commands, "embed", cmd_embed, common,
                      "embed every catalog image that lacks vectors for a backbone")

@@ -38,13 +38,33 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     status = _status(settings)
-    if args.verify:
+    if args.verify or args.repair:
         status["problems"] = verify_store(settings.layout)
+    if args.repair and status["problems"]:
+        status["repairs"] = _repair(settings.layout)
+        status["problems"] = verify_store(settings.layout)  # what is left
     if args.json:
         print_json(status)
     else:
         print_status(status, settings)
     return 1 if status.get("problems") else 0
+
+
+def _repair(layout) -> list[str]:
+    """Set damaged vector shards aside and re-embed their images; rebuild damaged indexes."""
+    from embeddings.job import reembed_set_aside
+    from store.indexing import sync_index
+    from store.verify import damaged_indexes, set_aside_damaged_shards
+
+    done = []
+    for backbone_id, moved in set_aside_damaged_shards(layout).items():
+        done += [f"set aside {path}" for path in moved]
+        report = reembed_set_aside(layout, backbone_id, moved)
+        done.append(f"re-embedded {report.images} images ({report.embedded} rows) for {backbone_id}")
+    for backbone_id in damaged_indexes(layout):
+        result = sync_index(layout, backbone_id, rebuild=True)
+        done.append(f"rebuilt the index of {backbone_id} ({result['ntotal']} vectors)")
+    return done
 
 
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:

@@ -285,3 +285,48 @@ def test_a_search_that_returns_impossible_similarities_is_refused(indexed):
     faiss.copy_array_to_vector(vectors.view(np.uint8), flat.codes)  # what memory damage looks like
     with pytest.raises(StoreError, match=r"within the query's length.*index --rebuild"):
         neighbors.search(_stored_vector(StoreLayout(store)), 3)
+
+
+def _damage_a_page(shard):
+    """Overwrite bytes inside the first column chunk's data: the footer stays intact, so the file
+    opens and only decoding a page fails."""
+    import pyarrow.parquet as pq
+
+    chunk = pq.ParquetFile(shard).metadata.row_group(0).column(3)  # the vectors
+    start = chunk.data_page_offset
+    data = bytearray(shard.read_bytes())
+    data[start + 40:start + 240] = bytes(range(200))
+    shard.write_bytes(bytes(data))
+
+
+def test_a_damaged_shard_is_named_found_by_verify_and_repaired(cli, indexed, tmp_path):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    from store.vectors import VectorStore
+
+    shard = VectorStore(layout, BACKBONE).shards()[0]
+    _damage_a_page(shard)
+    code, _, err = cli("--store", store, "train", "--backbone", BACKBONE, "--json")
+    assert code == 1 and str(shard) in err and "status --verify --repair" in err and "Traceback" not in err
+    code, status, _ = cli("--store", store, "status", "--verify", "--json")
+    assert code == 1 and any(str(shard) in problem and "damaged" in problem for problem in status["problems"])
+    code, status, _ = cli("--store", store, "status", "--repair", "--json")
+    assert code == 0 and status["problems"] == []
+    assert status["repairs"][0] == f"set aside {shard.parent / 'damaged' / shard.name}"
+    assert status["repairs"][1].startswith("re-embedded 57 images (57 rows)")
+    assert VectorStore(layout, BACKBONE).row_count() == 57
+    code, out, _ = cli("--store", store, "similar", next((tmp_path / "in" / "real").iterdir()), "-k", "1", "--json")
+    assert code == 0 and out["results"][0]["neighbors"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_verify_finds_a_damaged_index_and_repair_rebuilds_it(cli, indexed):
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    path = index_store.folder / index_store.manifest()["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, status, _ = cli("--store", store, "status", "--verify", "--json")
+    assert code == 1 and status["problems"] == [f"index {BACKBONE}: its file does not have the bytes its manifest names"]
+    code, status, _ = cli("--store", store, "status", "--repair", "--json")
+    assert code == 0 and status["repairs"] == [f"rebuilt the index of {BACKBONE} (57 vectors)"] and status["problems"] == []

@@ -93,3 +93,42 @@ def test_status_answers_while_another_process_ingests(tmp_path, folder):
         out, err = writer.communicate(timeout=120)
     assert writer.returncode == 0, err
     assert json.loads(out)["ingested"] == COUNT
+
+
+def test_two_threads_of_one_process_do_not_hold_a_write_lock_together(tmp_path):
+    """lockf is per process: without the in-process lock both threads would be inside at once."""
+    import threading
+
+    from store.lock import write_lock
+
+    inside, overlaps = [], []
+
+    def writer(name):
+        for _ in range(20):
+            with write_lock(tmp_path / "write.lock"):
+                inside.append(name)
+                if len(inside) > 1:
+                    overlaps.append(tuple(inside))
+                time.sleep(0.002)
+                inside.remove(name)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+
+
+def test_a_nested_write_lock_keeps_other_processes_out_until_the_outer_block_ends(tmp_path):
+    from store.lock import write_lock
+
+    probe = [sys.executable, "-c", "import sys; from pathlib import Path; from store.lock import write_lock\n"
+             "from store.errors import StoreBusy\n"
+             f"try:\n    with write_lock(Path({str(tmp_path / 'write.lock')!r}), timeout_s=0.2): print('took it')\n"
+             "except StoreBusy: print('busy')"]
+    with write_lock(tmp_path / "write.lock"):
+        with write_lock(tmp_path / "write.lock"):  # same thread: no deadlock
+            pass
+        assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "busy"
+    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "took it"

@@ -35,20 +35,37 @@ def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tup
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """True if the Hub answers a TCP connection quickly; honours ``HF_HUB_OFFLINE``."""
+    """True if the Hub (``HF_ENDPOINT`` when set, through ``HTTPS_PROXY`` when one applies)
+    accepts a TCP connection quickly; honours ``HF_HUB_OFFLINE``."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
+        socket.create_connection(hub_address(), timeout=timeout_s).close()
         return True
     except OSError:
         return False
 
 
+def hub_address() -> tuple[str, int]:
+    """Where a connection to the Hub goes first: the proxy for its scheme unless ``NO_PROXY``
+    exempts the host, else the endpoint itself."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}")
+    host = endpoint.hostname or HUB_HOST
+    proxy = getproxies().get(endpoint.scheme)
+    if proxy and not proxy_bypass(host):
+        via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return via.hostname or host, via.port or (443 if via.scheme == "https" else 80)
+    return host, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+
+
 def _missing(spec: BackboneSpec, where: str) -> WeightsUnavailable:
     return WeightsUnavailable(
         f"Expected pretrained weights for {spec.name} ({where}, revision {spec.revision}), but "
-        f"they are not on this machine and {HUB_HOST} cannot be reached. Point at a local copy: "
+        f"they are not on this machine and {':'.join(map(str, hub_address()))} cannot be reached "
+        "(HF_ENDPOINT, HTTPS_PROXY and NO_PROXY are honoured). Point at a local copy: "
         "--backbone DIR for a model saved with save_pretrained(DIR), or copy a Hugging Face cache "
         "that holds it and set HF_HOME to it. --allow-random-weights runs the same architecture "
         "with random weights (for timing and plumbing only: its scores mean nothing)."

@@ -52,11 +52,49 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+_CRON_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
+                ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+                    "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
+                ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}))
+
+
 def check_cron(text: str) -> str:
+    """A five-field cron expression with every value in its field's range (checked here, not at
+    ``deploy``): numbers, names of months and days, ``*``, ``?``, lists, ranges and steps."""
     fields = text.split()
-    if len(fields) != 5 or not all(re.match(r"^[\d*/,\-A-Za-z?]+$", f) for f in fields):
+    if len(fields) != 5:
         raise StoreError(f"Expected a cron expression of five fields such as '0 * * * *', but got {text!r}.")
+    for field, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for part in field.split(","):
+            problem = _cron_part_problem(part.lower(), low, high, names)
+            if problem:
+                raise StoreError(f"Expected a cron expression such as '0 * * * *', but the {name} field of "
+                                 f"{text!r} has {part!r}: {problem}.")
     return " ".join(fields)
+
+
+def _cron_part_problem(part: str, low: int, high: int, names: dict) -> str | None:
+    span, _, step = part.partition("/")
+    if step and (not step.isdigit() or int(step) == 0):
+        return "a step must be a positive number"
+    if span in ("*", "?"):
+        return None
+    ends = span.split("-")
+    if len(ends) > 2 or not all(ends):
+        return "expected a value or a range A-B"
+    values = []
+    for end in ends:
+        if end in names:
+            values.append(names[end])
+        elif end.isdigit():
+            values.append(int(end))
+        else:
+            return f"{end!r} is not a number" + (" or a name" if names else "")
+    if not all(low <= value <= high for value in values):
+        return f"values go from {low} to {high}"
+    if len(values) == 2 and values[0] > values[1]:
+        return "a range must go upwards"
+    return None
 
 
 def add_source(layout: StoreLayout, location: str, *, label: str | None = None, generator: str | None = None,

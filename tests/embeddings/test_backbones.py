@@ -151,3 +151,25 @@ def test_crops_normalised_by_the_backbone_give_the_vectors_of_prepared_pixels(na
     sizes = torch.tensor([size for _, size, _ in crops])
     assert sizes.tolist() == [[32, 32], [20, 10], [32, 32]]
     assert torch.allclose(backbone.embed_crops(pixels, sizes), backbone.embed(prepared), atol=1e-6)
+
+
+def test_the_hub_probe_goes_where_the_hub_libraries_would(monkeypatch):
+    """HF_ENDPOINT (a mirror) and HTTPS_PROXY are honoured, NO_PROXY exempts a host, so users
+    behind a proxy or with a mirror are not told their weights are unreachable."""
+    import socket
+
+    from embeddings.loading import hub_address, hub_reachable
+
+    for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert hub_address() == ("huggingface.co", 443)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with listener:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        assert hub_address() == ("127.0.0.1", port) and hub_reachable(timeout_s=2)
+        monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.internal")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        assert hub_address() == ("127.0.0.1", port) and hub_reachable(timeout_s=2)
+        monkeypatch.setenv("NO_PROXY", "hub.example.internal")
+        assert hub_address() == ("hub.example.internal", 443)

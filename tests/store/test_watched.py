@@ -36,6 +36,10 @@ def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path, monkeypa
 @pytest.mark.parametrize("args, message", [
     (["--every", "soon"], "Expected a duration such as 30s"),
     (["--schedule", "every hour"], "Expected a cron expression of five fields"),
+    (["--schedule", "99 99 * * *"], "the minute field of '99 99 * * *' has '99': values go from 0 to 59"),
+    (["--schedule", "0 9 * * mon-xyz"], "the day of week field of '0 9 * * mon-xyz' has 'mon-xyz': 'xyz' is not"),
+    (["--schedule", "*/0 * * * *"], "a step must be a positive number"),
+    (["--schedule", "0 18-9 * * *"], "a range must go upwards"),
 ])
 def test_bad_schedules_are_refused(cli, store, tmp_path, args, message):
     (tmp_path / "drop").mkdir()
@@ -98,3 +102,10 @@ def test_objects_over_the_byte_limit_are_refused_before_download(store, tmp_path
     assert (report["ingested"], report["remote"]["downloaded"]) == (1, 1)
     assert report["remote"]["refused"] == [
         f"{bucket}/real/shoot/huge.png: too large: {limit + 4:,} bytes, at most {limit:,} are read"]
+
+
+@pytest.mark.parametrize("cron", ["0 * * * *", "*/15 9-17 * * mon-fri", "30 2 1,15 jan,jul ?", "0 0 * * 7"])
+def test_good_schedules_are_kept(cli, store, tmp_path, cron):
+    (tmp_path / "drop").mkdir()
+    code, added, _ = cli("--store", store, "sources", "add", tmp_path / "drop", "--schedule", cron, "--json")
+    assert code == 0 and added["cron"] == cron

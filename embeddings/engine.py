@@ -7,6 +7,7 @@ does not grow with the corpus.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from embeddings.backbone import Backbone
 from embeddings.decode import DecodeLimits, ImageRejected, decode_image, read_image_file
 from embeddings.errors import EmbeddingError
 from embeddings.views import make_views
+from embeddings.workers import die_with_parent
 
 # Workers hand over views in chunks this small, so the first model batch need not wait for one
 # worker to decode a whole batch alone (0.9 s at 256 images of 512 px); the main process joins
@@ -153,6 +155,7 @@ def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOp
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
+        worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
     )
 
 

@@ -11,7 +11,9 @@ and ``evaluate`` use like any other.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from embeddings.decode import DecodeLimits, decode_image, read_image_file
 from embeddings.engine import resolve_device
 from embeddings.registry import BackboneSpec, resolve_spec
 from embeddings.views import augment, perturb, prepare, view_rng
+from embeddings.workers import die_with_parent
 from store.atomic import atomic_write_bytes
 
 FINETUNE_KIND = "convnext-finetune"
@@ -137,7 +140,7 @@ def train_network(items: Sequence[ImageItem], options: FinetuneOptions, *, check
     draws = balanced_draws(items, options.steps * options.batch_size, options.seed)[start * options.batch_size:]
     loader = DataLoader(_Images(draws, spec, augmented=True, seed=options.seed, offset=start * options.batch_size),
                         batch_size=options.batch_size, num_workers=options.workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()))
     loss_fn = nn.BCEWithLogitsLoss()
     network.train()
     losses = []

@@ -21,7 +21,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from store.atomic import atomic_write_bytes
+from store.atomic import atomic_write_bytes, fsync_folder
 from store.catalog import utc_now
 from store.errors import StoreError
 from store.layout import StoreLayout
@@ -85,9 +85,9 @@ class HeadRegistry:
                 digests[name] = hashlib.sha256(data).hexdigest()
             record = {**record, "version": version, "created_at": utc_now().isoformat(), "files": digests}
             _write_synced(staging / RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
-            _fsync_folder(staging)
+            fsync_folder(staging)
             os.rename(staging, target)
-            _fsync_folder(self.folder)
+            fsync_folder(self.folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -261,11 +261,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

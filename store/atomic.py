@@ -9,22 +9,18 @@ from pathlib import Path
 _TMP_MARK = ".tmp-"
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either nothing or the whole file.
 
     A crash leaves at most a stray ``.tmp-*`` file beside the target, never a partial target.
-    ``durable`` also flushes the bytes to the disk before the rename, so a power loss cannot
-    leave the name pointing at lost data; fsync the folder (:func:`fsync_folder`) before
-    recording that the file exists.
+    For a power loss too, flush before recording that the file exists (:func:`sync_filesystem`
+    after a batch of writes, :func:`fsync_folder` after a rename that must last).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -50,3 +46,20 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every written file and name of the file system holding ``path`` to the disk, in
+    one call (Linux ``syncfs``; elsewhere ``sync``): far cheaper than an fsync per file when a
+    batch wrote many."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).syncfs(descriptor) == 0:
+                return
+        finally:
+            os.close(descriptor)
+    os.sync()

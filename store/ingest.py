@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from embeddings.decode import DecodeLimits, ImageInfo, ImageRejected, decode_image, read_image_file
-from store.atomic import atomic_write_bytes, fsync_folder, remove_stale_temporaries
+from store.atomic import atomic_write_bytes, remove_stale_temporaries, sync_filesystem
 from store.catalog import Batch, Catalog, ImageRecord, KnownImage, QuarantineRecord, utc_now
 from store.layout import StoreLayout
 from store.lock import write_lock
@@ -149,9 +149,8 @@ def _process_chunk(
             fresh[read.image_id] = read
     stamp = utc_now()
     outcomes = dict(zip(fresh, pool.map(lambda r: _decode_and_store(r, layout, options), fresh.values())))
-    if options.copy:  # the blobs' names must be on disk before the catalog says they exist
-        folders = {layout.blob_path(i).parent for i, outcome in outcomes.items() if not isinstance(outcome, QuarantineRecord)}
-        list(pool.map(fsync_folder, folders))
+    if options.copy and outcomes:  # the blobs (bytes and names) on disk before the catalog says they exist
+        sync_filesystem(layout.root)
     for image_id, outcome in outcomes.items():
         if isinstance(outcome, QuarantineRecord):
             batch.quarantine.append(outcome)
@@ -197,7 +196,7 @@ def _decode_and_store(read: _Read, layout: StoreLayout, options: IngestOptions) 
     if options.copy:
         blob = layout.blob_path(read.image_id)
         if not blob.exists():
-            atomic_write_bytes(blob, read.data, durable=True)
+            atomic_write_bytes(blob, read.data)
     return info
 
 

@@ -6,7 +6,10 @@ into place, so it exists complete or not at all; its ``record.json`` lists the s
 file. The audit log (``heads/audit.jsonl``, one JSON object a line, fsynced) is the source of
 truth for who the champion is: a promotion is logged first and the alias file
 (``heads/champion.json``) is swapped second, so a crash between the two leaves a log that the
-next write repairs the alias from. The alias only ever names a version folder that exists.
+next write completes the alias from. Any other disagreement (a log emptied, truncated or
+edited) is refused, naming both files, and changes nothing: ``repair`` is its own command,
+which records what it did. Every line is checked on read; a damaged one is named with its line
+number. The alias only ever names a version folder that exists.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ ANY_CHAMPION = object()
 
 class ChampionChanged(StoreError):
     """The champion changed between a gate's judgement and its promotion."""
+
+
+class AuditLogDamaged(StoreError):
+    """A line of the audit log is not an audit entry."""
+
+
+TRUSTS = ("alias", "log")
 
 
 def default_actor() -> str:
@@ -189,29 +199,78 @@ class HeadRegistry:
         return {"before": before, "after": after}
 
     def audit(self) -> list[dict]:
-        """Every audit entry, oldest first (a line torn by a crash is left out)."""
-        try:
-            lines = self.audit_path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        entries = []
-        for line in lines:
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue
+        """Every audit entry, oldest first. A last line without its newline (a write torn by a
+        crash) is left out; any other line that is not an entry raises ``AuditLogDamaged``."""
+        entries, damaged = self._read_audit()
+        if damaged:
+            number, reason = damaged[0]
+            raise AuditLogDamaged(
+                f"Expected one JSON audit entry per line in {self.audit_path}, but line {number} is damaged "
+                f"({reason}){f' and {len(damaged) - 1} more' if len(damaged) > 1 else ''}. Nothing was changed. "
+                "Run `synthwatch models repair --trust alias` to set the log aside and continue from its readable "
+                "entries and the current champion.")
         return entries
 
-    def repair(self) -> str | None:
-        """Bring the alias in line with the audit log (after a crash); returns the champion."""
+    def settle(self) -> str | None:
+        """Complete a champion change a crash interrupted (logged, alias not yet moved); returns
+        the champion. Any other disagreement raises, changing nothing (see :meth:`repair`)."""
         with write_lock(self.layout.lock_for("registry")):
             return self._repair()
 
+    def repair(self, *, trust: str, reason: str = "", who: str | None = None) -> dict:
+        """Bring the audit log and the alias back into agreement, trusting one of them, and record
+        it. A damaged log is kept beside (``audit.jsonl.damaged-<time>``) and continued from its
+        readable entries. Returns what was done."""
+        if trust not in TRUSTS:
+            raise ValueError(f"Expected trust in {TRUSTS}, but got {trust!r}.")
+        with write_lock(self.layout.lock_for("registry")):
+            entries, damaged = self._read_audit()
+            kept = None
+            if damaged:
+                kept = self.audit_path.with_name(f"{self.audit_path.name}.damaged-{utc_now().strftime('%Y%m%dT%H%M%S')}")
+                os.replace(self.audit_path, kept)
+                for entry in entries:
+                    self._append(entry, stamp=False)
+            stack = self._champion_stack(entries)
+            logged, current = (stack[-1] if stack else None), self.champion()
+            champion = current if trust == "alias" else logged
+            if trust == "log":
+                self._write_alias(logged) if logged else self.alias_path.unlink(missing_ok=True)
+            note = (f"repair trusting the {trust}: the log named {logged or 'no champion'}, the alias "
+                    f"{current or 'none'}" + (f"; {len(damaged)} damaged lines, the old log kept as {kept.name}"
+                                              if kept else ""))
+            self._append({"action": "repair", "version": champion, "before": logged if trust == "alias" else current,
+                          "reason": f"{reason + '; ' if reason else ''}{note}", "who": who or default_actor()})
+        return {"champion": champion, "log_named": logged, "alias_named": current,
+                "damaged_lines": [number for number, _ in damaged], "damaged_log_kept": str(kept) if kept else None}
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _read_audit(self) -> tuple[list[dict], list[tuple[int, str]]]:
+        """``(entries, [(line number, what is wrong)])``; a torn last line counts as neither."""
+        try:
+            data = self.audit_path.read_bytes()
+        except FileNotFoundError:
+            return [], []
+        lines = data.split(b"\n")[:-1]  # what follows the last newline is a torn write, if anything
+        entries, damaged = [], []
+        for number, raw in enumerate(lines, start=1):
+            try:
+                entry = json.loads(raw.decode("utf-8"))
+                if not isinstance(entry, dict) or not isinstance(entry.get("action"), str):
+                    raise ValueError("not an audit entry: no action")
+            except UnicodeDecodeError as error:
+                damaged.append((number, f"not UTF-8 text at byte {error.start}"))
+            except ValueError as error:
+                damaged.append((number, str(error).splitlines()[0]))
+            else:
+                entries.append(entry)
+        return entries, damaged
 
     @staticmethod
     def _champion_stack(entries: list[dict]) -> list[str]:
-        """Champions in order: a promotion pushes, a rollback pops back to the one before."""
+        """Champions in order: a promotion pushes, a rollback pops back to the one before, a
+        repair names the champion from then on."""
         stack: list[str] = []
         for entry in entries:
             if entry.get("action") == "promote":
@@ -220,29 +279,47 @@ class HeadRegistry:
                 stack.pop()
                 if not stack or stack[-1] != entry["version"]:
                     stack.append(entry["version"])
+            elif entry.get("action") == "repair":
+                if entry.get("version") is None:
+                    stack.clear()
+                elif not stack or stack[-1] != entry["version"]:
+                    stack.append(entry["version"])
         return stack
 
     def _repair(self) -> str | None:
-        stack = self._champion_stack(self.audit())
+        """The champion, after completing a change a crash interrupted between the log append and
+        the alias write. Any other disagreement is refused: nothing is changed silently."""
+        entries = self.audit()
+        stack = self._champion_stack(entries)
         logged = stack[-1] if stack else None
         current = self.champion()
-        if logged != current:
-            if logged is not None:
-                self._write_alias(logged)
-            else:
-                self.alias_path.unlink(missing_ok=True)
-            self._append({"action": "repair", "version": logged, "before": current,
-                          "reason": "the alias disagreed with the audit log (a crash between the two writes)",
-                          "who": default_actor()})
+        if logged == current:
+            return logged
+        changes = [e for e in entries if e.get("action") in (*CHAMPION_CHANGES, "repair")]
+        interrupted = changes and changes[-1].get("version") == logged and changes[-1].get("before") == current
+        if not interrupted:
+            raise StoreError(
+                f"Expected the audit log {self.audit_path} and the champion alias {self.alias_path} to agree, but "
+                f"the log names {logged or 'no champion'} and the alias {current or 'none'}, and no interrupted "
+                "change explains it (was the log emptied, truncated or edited?). Nothing was changed. Run "
+                f"`synthwatch models repair --trust alias` to keep {current or 'no champion'}, or `--trust log` "
+                f"to follow the log ({logged or 'no champion'}); the repair is recorded.")
+        if logged is not None:
+            self._write_alias(logged)
+        else:
+            self.alias_path.unlink(missing_ok=True)
+        self._append({"action": "repair", "version": logged, "before": current,
+                      "reason": "the alias disagreed with the audit log (a crash between the two writes)",
+                      "who": default_actor()})
         return logged
 
     def _write_alias(self, version: str) -> None:
         atomic_write_bytes(self.alias_path, json.dumps({"version": version, "since": utc_now().isoformat()}).encode())
 
-    def _append(self, entry: dict) -> None:
+    def _append(self, entry: dict, *, stamp: bool = True) -> None:
         """Append one line to the audit log and fsync it; a torn last line is cut off first."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": utc_now().isoformat(), **entry}, ensure_ascii=False) + "\n"
+        line = json.dumps({"at": utc_now().isoformat(), **entry} if stamp else entry, ensure_ascii=False) + "\n"
         with open(self.audit_path, "ab+") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size:

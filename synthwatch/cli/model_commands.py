@@ -99,6 +99,15 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                              f"{record.get('gate', {}).get('decision', 'never gated')}. Promote it anyway with "
                              "--force --reason TEXT (recorded as forced).")
         payload = {**moved, "forced": bool(args.force)}
+    elif args.models_command == "repair":
+        payload = registry.repair(trust=args.trust, reason=args.reason or "")
+        if args.json:
+            print_json(payload)
+        else:
+            print(f"champion: {payload['champion']} (the log named {payload['log_named']}, the alias "
+                  f"{payload['alias_named']}); the repair is in the audit log"
+                  + (f"; damaged log kept as {payload['damaged_log_kept']}" if payload["damaged_log_kept"] else ""))
+        return 0
     else:  # rollback
         payload = registry.rollback(reason=args.reason or "rolled back by hand")
     if args.json:

@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain_cmd.add_argument("--alpha", type=float, default=0.01,
                              help="false-alarm rate of each drift check (default 0.01)")
 
-    models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback")
+    models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback, repair")
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     _add(models_commands, "list", cmd_models, common, "every head version, the champion marked *")
     show_cmd = _add(models_commands, "show", cmd_models, common, "a version's lineage, metrics, gate record, audit")
@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument("--reason", help="why (required with --force; kept in the audit log)")
     rollback_cmd = _add(models_commands, "rollback", cmd_models, common, "return to the champion before this one")
     rollback_cmd.add_argument("--reason", help="why (kept in the audit log)")
+    repair_cmd = _add(models_commands, "repair", cmd_models, common,
+                      "bring the audit log and the champion alias back into agreement (recorded)")
+    repair_cmd.add_argument("--trust", choices=("alias", "log"), required=True,
+                            help="alias: keep the current champion and record it in the log; log: follow the log")
+    repair_cmd.add_argument("--reason", help="why (kept in the audit log)")
 
     evaluate_cmd = _add(commands, "evaluate", cmd_evaluate, common,
                         "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])

@@ -68,7 +68,7 @@ def test_a_crash_between_logging_and_moving_the_alias_is_repaired_from_the_log(s
     # What a process killed after appending the audit entry and before swapping the alias leaves:
     registry._append({"action": "promote", "version": second, "before": first, "reason": "r", "forced": False})
     assert registry.champion() == first
-    assert registry.repair() == second and registry.champion() == second
+    assert registry.settle() == second and registry.champion() == second
     assert registry.audit()[-1]["action"] == "repair"
 
 
@@ -81,7 +81,7 @@ def test_sigkill_at_any_moment_leaves_whole_heads_and_an_alias_that_names_one(st
         process.send_signal(signal.SIGKILL)
         process.wait()
         registry = HeadRegistry(layout)
-        champion = registry.repair()
+        champion = registry.settle()
         records = {r["version"]: r for r in registry.versions()}
         assert champion in records  # the alias names a complete version
         for version in records:
@@ -126,3 +126,37 @@ def test_a_promotion_judged_against_an_old_champion_is_refused(store):
         registry.promote(candidate, reason="passed the gate", expected_before=judged_against)
     assert registry.champion() == second
     assert registry.promote(candidate, reason="re-judged", expected_before=second) == {"before": second, "after": candidate}
+
+
+def test_an_emptied_audit_log_never_drops_the_champion_silently(cli, store):
+    registry = HeadRegistry(StoreLayout(store))
+    first, second = _version(registry), _version(registry)
+    registry.promote(first, reason="first")
+    registry.audit_path.write_bytes(b"")  # emptied by hand, or a restore gone wrong
+    with pytest.raises(StoreError, match=r"the log names no champion and the alias .*Nothing was changed.*--trust alias"):
+        registry.promote(second, reason="next")
+    assert registry.champion() == first and registry.audit() == []
+    code, out, _ = cli("--store", store, "models", "repair", "--trust", "alias", "--reason", "log emptied", "--json")
+    assert code == 0 and (out["champion"], out["log_named"], out["alias_named"]) == (first, None, first)
+    entry = registry.audit()[-1]
+    assert entry["action"] == "repair" and entry["version"] == first and entry["reason"].startswith("log emptied; repair")
+    assert registry.promote(second, reason="next") == {"before": first, "after": second}
+    assert registry.rollback(reason="back") == {"before": second, "after": first}
+
+
+def test_a_damaged_audit_line_is_named_and_repair_keeps_the_readable_entries(cli, store):
+    registry = HeadRegistry(StoreLayout(store))
+    first, second = _version(registry), _version(registry)
+    registry.promote(first, reason="first")
+    registry.promote(second, reason="second")
+    lines = registry.audit_path.read_bytes().split(b"\n")
+    lines[2] = b"\xff\xfe garbage \x00"
+    registry.audit_path.write_bytes(b"\n".join(lines))
+    with pytest.raises(StoreError, match=rf"{registry.audit_path}, but line 3 is damaged \(not UTF-8 text at byte 0\)"):
+        registry.audit()
+    code, _, err = cli("--store", store, "models", "rollback", "--json")
+    assert code == 1 and "line 3 is damaged" in err and "Traceback" not in err
+    code, out, _ = cli("--store", store, "models", "repair", "--trust", "log", "--json")
+    assert code == 0 and out["damaged_lines"] == [3] and out["champion"] == second
+    assert (registry.folder / out["damaged_log_kept"].rsplit("/", 1)[1]).exists()  # the damaged log is kept
+    assert [e["action"] for e in registry.audit()] == ["create", "create", "promote", "repair"]  # line 3 is gone

@@ -162,7 +162,8 @@ class Catalog:
 
     @contextmanager
     def connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; waits while another process holds the file."""
+        """A short-lived connection; waits while another process holds the file. A damaged
+        catalog raises one ``StoreError`` saying how to restore it, from opening or from a query."""
         path = str(self.layout.catalog_path)
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.01
@@ -171,18 +172,34 @@ class Catalog:
                 con = duckdb.connect(path, read_only=read_only)
                 break
             except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                if "lock" not in str(error).lower():
+                    raise self._damaged(error) from None
+                if time.monotonic() >= deadline:
                     raise StoreError(
-                        f"Expected to open the catalog {path}, but it stayed busy or unreadable "
-                        f"for {self.lock_wait_s:.0f} s ({error}). Retry when the running job "
-                        "has finished its batch."
+                        f"Expected to open the catalog {path}, but it stayed busy for {self.lock_wait_s:.0f} s "
+                        f"({error}). Retry when the running job has finished its batch."
                     ) from error
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
+            except duckdb.Error as error:
+                raise self._damaged(error) from None
         try:
             yield con
+        except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException,
+                duckdb.FatalException) as error:
+            raise self._damaged(error) from None
         finally:
             con.close()
+
+    def _damaged(self, error: Exception) -> StoreError:
+        from store.snapshots import list_snapshots
+
+        snapshots = list_snapshots(self.layout)
+        remedy = (f"Run `synthwatch restore` to rebuild it from the latest snapshot ({snapshots[-1].name}); the "
+                  "damaged file is kept beside it." if snapshots else
+                  "There is no snapshot to restore it from: re-ingest the sources into a new store.")
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return StoreError(f"Expected a readable catalog at {self.layout.catalog_path}, but it is damaged ({first}). {remedy}")
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -225,12 +242,17 @@ class Catalog:
         return run_id
 
     def finish_run(self, run_id: str, summary: dict) -> None:
+        """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)."""
+        from store.snapshots import write_snapshot
+
         with self.transaction() as con:
             con.execute(
                 "UPDATE runs SET finished_at = ?, status = 'completed', summary = ? "
                 "WHERE run_id = ?",
                 [utc_now(), json.dumps(summary), run_id],
             )
+        with self.connect(read_only=True) as con:
+            write_snapshot(self.layout, con)
 
     # -- images ------------------------------------------------------------------------------
 

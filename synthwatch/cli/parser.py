@@ -12,7 +12,7 @@ from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
 from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
 from synthwatch.cli.store_commands import (
-    cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_similar, cmd_status,
+    cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_restore, cmd_similar, cmd_status,
 )
 
 
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("--repair", action="store_true",
                             help="verify, then set damaged vector shards aside and re-embed their images, and "
                                  "rebuild damaged indexes (exit 1 if a problem is left)")
+
+    restore_cmd = _add(commands, "restore", cmd_restore, common,
+                       "rebuild a damaged catalog from the latest snapshot (the damaged file is kept)")
+    restore_cmd.add_argument("--snapshot", metavar="DIR", help="a snapshot folder under snapshots/ (default: the latest)")
 
     embed_cmd = _add(commands, "embed", cmd_embed, common,
                      "embed every catalog image that lacks vectors for a backbone")

@@ -67,6 +67,24 @@ def _repair(layout) -> list[str]:
     return done
 
 
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from store.snapshots import restore_catalog
+
+    result = restore_catalog(settings.layout, Path(args.snapshot) if args.snapshot else None)
+    if args.json:
+        print_json(result)
+        return 0
+    rows = result["rows"]
+    print(f"restored the catalog from {result['snapshot']} (taken {result['taken_at'][:19]} UTC): "
+          f"{rows.get('images', 0)} images, {rows.get('events', 0)} events, {rows.get('runs', 0)} runs")
+    if result["damaged_catalog_kept"]:
+        print(f"the damaged catalog is kept as {result['damaged_catalog_kept']}")
+    if result["originals_not_in_catalog"]:
+        print(f"{result['originals_not_in_catalog']} stored originals are not in it (ingested after the snapshot): "
+              "run those ingests again")
+    return 0
+
+
 def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
     summary = _build_corpus(args.out, seed=args.seed, size=args.size, cache=args.cache)
     if args.json:

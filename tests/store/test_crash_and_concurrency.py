@@ -132,3 +132,53 @@ def test_a_nested_write_lock_keeps_other_processes_out_until_the_outer_block_end
             pass
         assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "busy"
     assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "took it"
+
+
+@pytest.mark.parametrize("damage", ["random pages", "half truncated", "emptied"])
+def test_a_damaged_catalog_says_so_in_one_line_and_is_restored_with_nothing_lost(cli, store, tmp_path, damage):
+    for index in range(6):
+        write_image(tmp_path / "a" / "real" / f"r{index}.png", seed=index)
+        write_image(tmp_path / "a" / "synthetic" / "gen-a" / f"s{index}.png", seed=50 + index)
+    cli("--store", store, "ingest", tmp_path / "a", "--json")
+    cli("--store", store, "embed", "--backbone", "test-tiny-dinov2", "--workers", "0", "--json")
+    for index in range(4):
+        write_image(tmp_path / "b" / f"x{index}.png", seed=90 + index)
+    cli("--store", store, "ingest", tmp_path / "b", "--label", "synthetic", "--generator", "gen-b", "--json")
+    _, before, _ = cli("--store", store, "status", "--json")
+    layout = StoreLayout(store)
+    data = layout.catalog_path.read_bytes()
+    damaged = {"random pages": data[:4096] + os.urandom(len(data) - 4096), "half truncated": data[:len(data) // 3],
+               "emptied": b""}[damage]
+    layout.catalog_path.write_bytes(damaged)
+    for command in (["status"], ["ingest", str(tmp_path / "b"), "--label", "real"]):
+        # fresh processes: DuckDB keeps a database it opened cached inside this test's process
+        done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), *command, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert f"Expected a readable catalog at {layout.catalog_path}, but it is damaged" in done.stderr
+        assert "Run `synthwatch restore`" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), "restore", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    code, restored = done.returncode, json.loads(done.stdout)
+    assert code == 0 and restored["rows"]["images"] == 16 and restored["originals_not_in_catalog"] == 0
+    assert (store / restored["damaged_catalog_kept"].rsplit("/", 1)[1]).read_bytes() == damaged  # kept as it was
+    done = subprocess.run([sys.executable, "-m", "synthwatch", "--store", str(store), "status", "--verify", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    after = json.loads(done.stdout)
+    assert done.returncode == 0 and after["problems"] == []
+    for key in ("images", "generators", "quarantined", "events", "embeddings"):
+        assert after[key] == before[key]
+
+
+def test_only_the_newest_snapshots_are_kept(cli, store, tmp_path):
+    from store.snapshots import SNAPSHOTS_KEPT, list_snapshots
+
+    for index in range(SNAPSHOTS_KEPT + 2):
+        write_image(tmp_path / f"in{index}" / "a.png", seed=200 + index)
+        cli("--store", store, "ingest", tmp_path / f"in{index}", "--label", "real", "--json")
+    snapshots = list_snapshots(StoreLayout(store))
+    assert len(snapshots) == SNAPSHOTS_KEPT
+    import json as json_module
+
+    assert json_module.loads((snapshots[-1] / "snapshot.json").read_text())["rows"]["images"] == SNAPSHOTS_KEPT + 2

@@ -13,8 +13,10 @@ from synthwatch.settings import Settings
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.reaper import reap_children_on_exit
     from synthwatch.demo import DemoOptions, run_demo
 
+    reap_children_on_exit()  # Prefect's temporary server must not outlive a killed demo
     say = (lambda message: print(message, file=sys.stderr)) if args.json else print
     result = run_demo(settings.layout, DemoOptions(data=Path(args.data).resolve(), seed=args.seed,
                                                    backbone=args.backbone), say=say)
@@ -25,7 +27,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cycle import continual_flow
+    from flows.reaper import reap_children_on_exit
 
+    reap_children_on_exit()  # Prefect's temporary server must not outlive a killed run
     gate = gate_policy(args).as_dict()
     result = continual_flow(store=str(settings.store_root), backbone=args.backbone,
                             allow_random_weights=args.allow_random_weights, dask_address=args.dask,

@@ -330,3 +330,12 @@ def test_verify_finds_a_damaged_index_and_repair_rebuilds_it(cli, indexed):
     assert code == 1 and status["problems"] == [f"index {BACKBONE}: its file does not have the bytes its manifest names"]
     code, status, _ = cli("--store", store, "status", "--repair", "--json")
     assert code == 0 and status["repairs"] == [f"rebuilt the index of {BACKBONE} (57 vectors)"] and status["problems"] == []
+
+
+def test_index_json_counts_the_vectors_instead_of_trusting_the_manifest(cli, indexed):
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    manifest = index_store.manifest()
+    index_store.manifest_path.write_text(json.dumps({**manifest, "ntotal": 999}))  # edited by hand
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert (code, out["action"], out["ntotal"]) == (0, "unchanged", 57)

@@ -53,6 +53,11 @@ class DecodeLimits:
         return None
 
 
+# Images already in the store were validated at ingest: when embedding or fine-tuning on them,
+# only damage or a changed original should fail, not a limit the user may have raised then.
+STORED_IMAGE_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1, max_bytes=2**34)
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """Facts about a decoded image: size after orientation, container format, original mode."""

@@ -7,7 +7,6 @@ does not grow with the corpus.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -21,17 +20,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from embeddings.backbone import Backbone
-from embeddings.decode import DecodeLimits, ImageRejected, decode_image, read_image_file
+from embeddings.decode import STORED_IMAGE_LIMITS, ImageRejected, decode_image, read_image_file
 from embeddings.errors import EmbeddingError
 from embeddings.views import make_views
-from embeddings.workers import die_with_parent
+from embeddings.workers import dying_with_this_process
 
 # Workers hand over views in chunks this small, so the first model batch need not wait for one
 # worker to decode a whole batch alone (0.9 s at 256 images of 512 px); the main process joins
 # chunks into model batches.
 CHUNK_ROWS = 32
-# Images were validated at ingest; at embed time only damage or a changed original fails.
-_EMBED_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1, max_bytes=2**34)
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ class _ViewsDataset(Dataset):
     def __getitem__(self, index: int):
         item = self.items[index]
         try:
-            data = read_image_file(item.path, _EMBED_LIMITS)
+            data = read_image_file(item.path, STORED_IMAGE_LIMITS)
         except ImageRejected as rejection:
             return item, f"unreadable at embed time: {rejection.reason}", None
         except OSError as error:
@@ -117,7 +114,7 @@ class _ViewsDataset(Dataset):
         if hashlib.sha256(data).hexdigest() != item.image_id:
             return item, "the file changed since it was ingested (its sha256 no longer matches)", None
         try:
-            image, _ = decode_image(data, _EMBED_LIMITS)
+            image, _ = decode_image(data, STORED_IMAGE_LIMITS)
         except ImageRejected as rejection:
             return item, f"failed to decode at embed time: {rejection.reason}", None
         views = list(make_views(image, self.spec, self.mode, list(item.views), seed=self.seed, image_id=item.image_id))
@@ -155,7 +152,7 @@ def view_loader(items: Sequence[WorkItem], backbone: Backbone, options: EngineOp
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
-        worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
+        worker_init_fn=dying_with_this_process(),
     )
 
 
@@ -211,11 +208,13 @@ def _model_batches(loader: DataLoader, rows: int, device: torch.device):
     """The workers' chunks joined into batches of at least ``rows`` views (the last may hold
     fewer), crops moved to ``device`` chunk by chunk (from pinned memory, asynchronously)."""
     chunks: list[dict] = []
+    views = 0
     for chunk in loader:
         chunks.append(chunk)
-        if sum(len(c["sizes"]) for c in chunks) >= rows:
+        views += len(chunk["sizes"])
+        if views >= rows:
             yield _joined(chunks, device)
-            chunks = []
+            chunks, views = [], 0
     if chunks:
         yield _joined(chunks, device)
 

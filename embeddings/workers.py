@@ -9,6 +9,7 @@ hundreds of MB each. On Linux each worker asks the kernel for SIGKILL when its p
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -16,17 +17,17 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(_worker_id: int = 0, *, parent: int | None = None) -> None:
-    """Make this process receive SIGKILL when its parent exits (Linux; elsewhere nothing).
+def dying_with_this_process():
+    """A DataLoader ``worker_init_fn`` that makes each worker die with the process calling this."""
+    return functools.partial(_die_with_parent, parent=os.getpid())
 
-    Usable as a DataLoader ``worker_init_fn``; ``parent`` is the pid expected as parent (by
-    default the current one, read before the call).
-    """
+
+def _die_with_parent(_worker_id: int, *, parent: int) -> None:
+    """Make this process receive SIGKILL when ``parent`` exits (Linux; elsewhere nothing)."""
     if not sys.platform.startswith("linux"):
         return
-    expected = os.getppid() if parent is None else parent
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         return  # not allowed here (some sandboxes): the loader's own watchdog remains
-    if os.getppid() != expected:  # the parent died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGKILL)

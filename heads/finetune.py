@@ -11,9 +11,7 @@ and ``evaluate`` use like any other.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +25,14 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from embeddings.decode import DecodeLimits, decode_image, read_image_file
+from embeddings.decode import STORED_IMAGE_LIMITS, decode_image, read_image_file
 from embeddings.engine import resolve_device
 from embeddings.registry import BackboneSpec, resolve_spec
 from embeddings.views import augment, perturb, prepare, view_rng
-from embeddings.workers import die_with_parent
+from embeddings.workers import dying_with_this_process
 from store.atomic import atomic_write_bytes
 
 FINETUNE_KIND = "convnext-finetune"
-_LIMITS = DecodeLimits(max_pixels=1_000_000_000, min_side=1, max_bytes=2**34)
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ class _Images(Dataset):
 
     def __getitem__(self, position: int):
         item = self.items[position]
-        image, _ = decode_image(read_image_file(item.path, _LIMITS), _LIMITS)
+        image, _ = decode_image(read_image_file(item.path, STORED_IMAGE_LIMITS), STORED_IMAGE_LIMITS)
         if self.augmented:
             rng = view_rng(self.seed, item.image_id, self.offset + position)
             image, _ = augment(image, rng)
@@ -140,7 +137,7 @@ def train_network(items: Sequence[ImageItem], options: FinetuneOptions, *, check
     draws = balanced_draws(items, options.steps * options.batch_size, options.seed)[start * options.batch_size:]
     loader = DataLoader(_Images(draws, spec, augmented=True, seed=options.seed, offset=start * options.batch_size),
                         batch_size=options.batch_size, num_workers=options.workers,
-                        pin_memory=device.type == "cuda", worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()))
+                        pin_memory=device.type == "cuda", worker_init_fn=dying_with_this_process())
     loss_fn = nn.BCEWithLogitsLoss()
     network.train()
     losses = []

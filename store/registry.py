@@ -229,13 +229,12 @@ class HeadRegistry:
             if damaged:
                 kept = self.audit_path.with_name(f"{self.audit_path.name}.damaged-{utc_now().strftime('%Y%m%dT%H%M%S')}")
                 os.replace(self.audit_path, kept)
-                for entry in entries:
-                    self._append(entry, stamp=False)
+                _write_synced(self.audit_path, "".join(_line(entry) for entry in entries).encode())
             stack = self._champion_stack(entries)
             logged, current = (stack[-1] if stack else None), self.champion()
             champion = current if trust == "alias" else logged
             if trust == "log":
-                self._write_alias(logged) if logged else self.alias_path.unlink(missing_ok=True)
+                self._set_alias(logged)
             note = (f"repair trusting the {trust}: the log named {logged or 'no champion'}, the alias "
                     f"{current or 'none'}" + (f"; {len(damaged)} damaged lines, the old log kept as {kept.name}"
                                               if kept else ""))
@@ -304,22 +303,26 @@ class HeadRegistry:
                 "change explains it (was the log emptied, truncated or edited?). Nothing was changed. Run "
                 f"`synthwatch models repair --trust alias` to keep {current or 'no champion'}, or `--trust log` "
                 f"to follow the log ({logged or 'no champion'}); the repair is recorded.")
-        if logged is not None:
-            self._write_alias(logged)
-        else:
-            self.alias_path.unlink(missing_ok=True)
+        self._set_alias(logged)
         self._append({"action": "repair", "version": logged, "before": current,
                       "reason": "the alias disagreed with the audit log (a crash between the two writes)",
                       "who": default_actor()})
         return logged
 
+    def _set_alias(self, version: str | None) -> None:
+        """Point the alias at ``version``; None removes it (no champion)."""
+        if version is None:
+            self.alias_path.unlink(missing_ok=True)
+        else:
+            self._write_alias(version)
+
     def _write_alias(self, version: str) -> None:
         atomic_write_bytes(self.alias_path, json.dumps({"version": version, "since": utc_now().isoformat()}).encode())
 
-    def _append(self, entry: dict, *, stamp: bool = True) -> None:
+    def _append(self, entry: dict) -> None:
         """Append one line to the audit log and fsync it; a torn last line is cut off first."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": utc_now().isoformat(), **entry} if stamp else entry, ensure_ascii=False) + "\n"
+        line = _line({"at": utc_now().isoformat(), **entry})
         with open(self.audit_path, "ab+") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size:
@@ -331,6 +334,10 @@ class HeadRegistry:
             handle.write(line.encode())
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _line(entry: dict) -> str:
+    return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
 def _write_synced(path: Path, data: bytes) -> None:

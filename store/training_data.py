@@ -40,10 +40,10 @@ def _joined(layout: StoreLayout, backbone_id: str, sql: str) -> pa.Table:
         damaged = VectorStore(layout, backbone_id).damaged_shards()
         if not damaged:
             raise
-        raise StoreError(damaged_message(damaged)) from None
+        raise StoreError(_damaged_message(damaged)) from None
 
 
-def damaged_message(damaged: list) -> str:
+def _damaged_message(damaged: list) -> str:
     names = ", ".join(str(shard) for shard, _ in damaged)
     return (f"Expected readable vector shards, but {len(damaged)} {'is' if len(damaged) == 1 else 'are'} damaged: "
             f"{names} ({damaged[0][1]}). Run `synthwatch status --verify --repair` to set "

@@ -110,7 +110,8 @@ def embed_store(
         report.embedded, report.failed = counts["rows"], counts["failed"]
         report.images, report.shards = counts["images"], counts["shards"]
         report.elapsed_s = time.perf_counter() - started
-        catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"})
+        catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"},
+                           snapshot=lock)  # fan-out workers (lock False) would each copy the whole catalog
     return report
 
 

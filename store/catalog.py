@@ -241,8 +241,9 @@ class Catalog:
             )
         return run_id
 
-    def finish_run(self, run_id: str, summary: dict) -> None:
-        """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)."""
+    def finish_run(self, run_id: str, summary: dict, *, snapshot: bool = True) -> None:
+        """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)
+        unless ``snapshot`` is False (the many workers of one fan-out)."""
         from store.snapshots import write_snapshot
 
         with self.transaction() as con:
@@ -251,8 +252,9 @@ class Catalog:
                 "WHERE run_id = ?",
                 [utc_now(), json.dumps(summary), run_id],
             )
-        with self.connect(read_only=True) as con:
-            write_snapshot(self.layout, con)
+        if snapshot:
+            with self.connect(read_only=True) as con:
+                write_snapshot(self.layout, con)
 
     # -- images ------------------------------------------------------------------------------
 

@@ -67,6 +67,10 @@ def keys_checksum(keys: np.ndarray) -> str:
     return f"{len(keys)}:{total:016x}"
 
 
+class IndexFileDamaged(StoreError):
+    """An index file that is missing, unreadable, or not the bytes its manifest names."""
+
+
 @dataclass(frozen=True)
 class IndexPlan:
     """Which index holds ``n`` vectors of width ``dim``, and how it is searched.
@@ -209,7 +213,7 @@ class IndexStore:
                 if attempt < 2 and self.manifest() != manifest:
                     continue  # a writer swapped in a new index between the two reads
                 reason = error if isinstance(error, StoreError) else str(error).splitlines()[0]
-                raise StoreError(f"Expected a readable index file in {self.folder}, but it is "
+                raise IndexFileDamaged(f"Expected a readable index file in {self.folder}, but it is "
                                  f"damaged ({reason}). Run `synthwatch index --rebuild`.") from None
         keys = index_keys(index)
         if keys_checksum(keys) != manifest["checksum"]:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from store.catalog import Catalog
 from store.errors import StoreError
 from store.index import (
-    IndexPlan, IndexStore, add_batches, image_keys, index_keys, keys_checksum, new_index,
+    IndexFileDamaged, IndexPlan, IndexStore, add_batches, image_keys, index_keys, keys_checksum, new_index,
 )
 from store.layout import StoreLayout
 from store.lock import write_lock
@@ -102,13 +102,15 @@ def sync_index(
         dim, description = vectors.shape_and_description()
         plan = IndexPlan.for_size(len(keys), dim, codes=codes, exact_limit=exact_limit)
         reason = _reason_to_build(store, usable, plan, codes, rebuild, manifest is not None)
-        if reason is None and not store.file_intact(usable):
-            reason = "rebuilt (its file was missing or damaged)"
         if reason is None and usable["checksum"] == checksum:
-            return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
+            if store.file_intact(usable):
+                return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
+            reason = "rebuilt (its file was missing or damaged)"
         if reason is None:
             try:
-                index, _, have = store.load()
+                index, _, have = store.load()  # checks the file's bytes too: one read, one hash
+            except IndexFileDamaged:
+                reason = "rebuilt (its file was missing or damaged)"
             except StoreError as error:
                 reason = f"rebuilt ({error})"
         if reason is not None:

@@ -33,9 +33,9 @@ def snapshots_dir(layout: StoreLayout) -> Path:
 
 def write_snapshot(layout: StoreLayout, con: duckdb.DuckDBPyConnection) -> Path:
     """Copy every table of the catalog open on ``con`` into a new snapshot; drop old ones."""
-    stamp = utc_now().strftime("%Y%m%dT%H%M%S%f")
+    stamp = f"{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}"  # two writers never collide
     final = snapshots_dir(layout) / f"catalog-{stamp}"
-    temporary = snapshots_dir(layout) / f".tmp-{stamp}-{uuid.uuid4().hex[:6]}"
+    temporary = snapshots_dir(layout) / f".tmp-{stamp}"
     temporary.mkdir(parents=True)
     try:
         tables = [row[0] for row in con.execute(

@@ -38,11 +38,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     status = _status(settings)
+    repairs = _repair(settings.layout) if args.repair else []  # finds what is damaged itself
+    if repairs:
+        status["repairs"] = repairs
     if args.verify or args.repair:
-        status["problems"] = verify_store(settings.layout)
-    if args.repair and status["problems"]:
-        status["repairs"] = _repair(settings.layout)
-        status["problems"] = verify_store(settings.layout)  # what is left
+        status["problems"] = verify_store(settings.layout)  # with --repair: what is left
     if args.json:
         print_json(status)
     else:

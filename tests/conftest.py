@@ -83,3 +83,29 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def online_loads(monkeypatch):
+    """Calls that would fetch weights from the Hub through the libraries' own online path (which
+    retries for 30-50 s when the Hub is unreachable): recorded, and refused at once."""
+    import timm
+    import transformers
+
+    calls: list[str] = []
+
+    def refusing(name, original, goes_online):
+        def wrapper(*args, **kwargs):
+            if goes_online(kwargs):
+                calls.append(name)
+                raise OSError(f"{name} tried to reach the Hub")
+            return original(*args, **kwargs)
+        return wrapper
+
+    for owner, attribute in ((transformers.AutoConfig, "from_pretrained"), (transformers.AutoModel, "from_pretrained")):
+        monkeypatch.setattr(owner, attribute, refusing(f"{owner.__name__}.{attribute}", getattr(owner, attribute),
+                                                       lambda kwargs: kwargs.get("local_files_only") is False))
+    monkeypatch.setattr(timm, "create_model", refusing("timm.create_model", timm.create_model,
+                                                       lambda kwargs: kwargs.get("pretrained") and
+                                                       "pretrained_cfg_overlay" not in kwargs))
+    return calls

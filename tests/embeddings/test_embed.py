@@ -115,14 +115,13 @@ def test_decode_failure_at_embed_time_is_quarantined_and_the_run_goes_on(cli, in
     assert status["quarantined"] == 1
 
 
-def test_missing_weights_fail_within_seconds_from_the_cli(cli, ingested, monkeypatch, tmp_path):
+def test_missing_weights_fail_at_once_from_the_cli(cli, ingested, monkeypatch, tmp_path, online_loads):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
-    started = time.monotonic()
     code, out, err = cli("--store", ingested, "embed", "--backbone", "dinov2-small", "--json")
     assert code == 1 and out is None
     assert "dinov2-small" in err and "--backbone DIR" in err and "--allow-random-weights" in err
-    assert time.monotonic() - started < 10
+    assert online_loads == []  # never the libraries' retrying online path
 
 
 def test_sigkill_mid_embed_then_clean_resume(cli, store, tmp_path):
@@ -133,10 +132,8 @@ def test_sigkill_mid_embed_then_clean_resume(cli, store, tmp_path):
                "--views", "1", "--shard-images", "4", "--batch-size", "2", "--workers", "1", "--json"]
     writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     folder = store / "vectors" / "test-tiny-dinov2@main.crop32.L4"
-    deadline = time.monotonic() + 90
-    while not (folder.exists() and len(list(folder.glob("*.parquet"))) >= 5):
+    while not (folder.exists() and len(list(folder.glob("*.parquet"))) >= 5):  # pytest-timeout guards a hang
         assert writer.poll() is None, writer.communicate()
-        assert time.monotonic() < deadline
         time.sleep(0.01)
     import psutil
 

@@ -141,8 +141,7 @@ def test_sigkill_mid_embed_then_clean_resume(cli, store, tmp_path):
     assert workers  # its decoding worker
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
-    _, alive = psutil.wait_procs(workers, timeout=5)
-    assert alive == []  # no orphan left at PPID 1
+    psutil.wait_procs(workers)  # no orphan left at PPID 1 (pytest-timeout fails the test if one stays)
     kept = ds.dataset(folder, format="parquet").to_table()  # every shard left is readable
     assert 0 < kept.num_rows < 800
     done = subprocess.run(command, capture_output=True, text=True)

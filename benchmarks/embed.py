@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from embeddings.backbone import Backbone, create_backbone
-from embeddings.engine import EngineOptions, WorkItem, resolve_device, view_loader
-from embeddings.job import embed_store, plan_embedding
-from store.ingest import IngestOptions, ingest
-from store.layout import StoreLayout
-from store.sources import plan_sources
-from store.vectors import VectorStore
+from synthwatch.embeddings.backbone import Backbone, create_backbone
+from synthwatch.embeddings.engine import EngineOptions, WorkItem, resolve_device, view_loader
+from synthwatch.embeddings.job import embed_store, plan_embedding
+from synthwatch.store.ingest import IngestOptions, ingest
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.sources import plan_sources
+from synthwatch.store.vectors import VectorStore
 from synthwatch.corpus.photos import write_jpeg_corpus
 
 

@@ -20,8 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from embeddings.engine import resolve_device  # noqa: E402
-from heads.finetune import FinetuneOptions, ImageItem, train_network  # noqa: E402
+from synthwatch.embeddings.engine import resolve_device  # noqa: E402
+from synthwatch.heads.finetune import FinetuneOptions, ImageItem, train_network  # noqa: E402
 from synthwatch.corpus.photos import write_jpeg_corpus  # noqa: E402
 
 

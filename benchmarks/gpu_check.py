@@ -168,8 +168,8 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def crops_of(paths: list[Path], backbone) -> tuple[torch.Tensor, torch.Tensor]:
-    from embeddings.decode import decode_image
-    from embeddings.views import crop
+    from synthwatch.embeddings.decode import decode_image
+    from synthwatch.embeddings.views import crop
 
     pairs = [crop(decode_image(p.read_bytes())[0], backbone.spec, backbone.mode)[:2] for p in paths]
     return torch.from_numpy(np.stack([c for c, _ in pairs])), torch.tensor([s for _, s in pairs])
@@ -177,7 +177,7 @@ def crops_of(paths: list[Path], backbone) -> tuple[torch.Tensor, torch.Tensor]:
 
 def bf16_against_fp32(name: str, paths: list[Path], plan: Plan) -> dict:
     """The same images through the model in bf16 autocast and in fp32: cosine per vector."""
-    from embeddings.backbone import create_backbone
+    from synthwatch.embeddings.backbone import create_backbone
 
     backbone = create_backbone(name, allow_random_weights=True).to(plan.device)
     pixels, sizes = crops_of(paths, backbone)
@@ -195,7 +195,7 @@ def embed_figures(name: str, layout, paths: list[Path], paths_by_id: dict[str, P
     """benchmarks/embed.py's figures for one backbone, then a check of the Parquet rows the
     engine wrote against fp32 vectors of the same images."""
     from embed import end_to_end, forward_only, naive
-    from embeddings.backbone import create_backbone
+    from synthwatch.embeddings.backbone import create_backbone
 
     backbone = create_backbone(name, allow_random_weights=True).to(plan.device)
     figures: dict = {"forward": []}
@@ -232,7 +232,7 @@ def embed_figures(name: str, layout, paths: list[Path], paths_by_id: dict[str, P
 def workers_sweep(name: str, layout, plan: Plan) -> dict:
     """End to end images/s of the first backbone by number of decoding workers."""
     from embed import end_to_end
-    from embeddings.backbone import create_backbone
+    from synthwatch.embeddings.backbone import create_backbone
 
     backbone = create_backbone(name, allow_random_weights=True).to(plan.device)
     rows = []
@@ -247,8 +247,8 @@ def workers_sweep(name: str, layout, plan: Plan) -> dict:
 def parquet_check(layout, backbone, paths_by_id: dict[str, Path], plan: Plan) -> dict:
     """Rows the engine wrote (bf16 on CUDA) against fp32 vectors of the same images: one row
     per image, and cosine >= 0.999."""
-    from embeddings.backbone import create_backbone
-    from store.vectors import VectorStore
+    from synthwatch.embeddings.backbone import create_backbone
+    from synthwatch.store.vectors import VectorStore
 
     stored = VectorStore(layout, backbone.backbone_id)
     table = next(stored.read(["image_id", "vector"]))
@@ -272,9 +272,9 @@ def gpu_jpeg(paths: list[Path], plan: Plan, cpu_ceiling: float | None) -> dict:
     and how far its pixels are from Pillow's (libjpeg-turbo) on the same files."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from embeddings.decode import decode_image
-    from embeddings.registry import resolve_spec
-    from embeddings.views import crop
+    from synthwatch.embeddings.decode import decode_image
+    from synthwatch.embeddings.registry import resolve_spec
+    from synthwatch.embeddings.views import crop
 
     spec = resolve_spec(plan.backbones[0])
     size, batch = spec.input_size, plan.e2e_batch
@@ -310,9 +310,9 @@ def gpu_jpeg(paths: list[Path], plan: Plan, cpu_ceiling: float | None) -> dict:
 
 
 def finetune_speed(plan: Plan) -> dict:
-    from embeddings.engine import resolve_device
+    from synthwatch.embeddings.engine import resolve_device
     from finetune import images_per_s
-    from heads.finetune import FinetuneOptions, ImageItem
+    from synthwatch.heads.finetune import FinetuneOptions, ImageItem
     from synthwatch.corpus.photos import write_jpeg_corpus
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -335,7 +335,7 @@ def finetune_speed(plan: Plan) -> dict:
 
 
 def _resume_options(plan: Plan):
-    from heads.finetune import FinetuneOptions
+    from synthwatch.heads.finetune import FinetuneOptions
 
     return FinetuneOptions(backbone=plan.finetune_backbone, steps=plan.resume_steps, batch_size=plan.resume_batch,
                            checkpoint_every=plan.resume_every, device=plan.device, workers=min(4, plan.workers),
@@ -343,7 +343,7 @@ def _resume_options(plan: Plan):
 
 
 def _resume_items(root: Path, plan: Plan):
-    from heads.finetune import ImageItem
+    from synthwatch.heads.finetune import ImageItem
     from synthwatch.corpus.photos import write_jpeg_corpus
 
     paths = write_jpeg_corpus(root / "ft-jpegs", 32, size=256 if plan.device == "cuda" else 40)
@@ -352,7 +352,7 @@ def _resume_items(root: Path, plan: Plan):
 
 def finetune_child(spec_file: Path) -> None:
     """The run that is killed: trains until the step after its first checkpoint, then SIGKILLs itself."""
-    from heads.finetune import train_network
+    from synthwatch.heads.finetune import train_network
 
     spec = json.loads(spec_file.read_text())
     plan = Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["plan"].items()})
@@ -369,7 +369,7 @@ def finetune_resume(plan: Plan) -> dict:
     """A fine-tuning run killed with SIGKILL after its first checkpoint and resumed ends with the
     weights of an uninterrupted run (to bf16 tolerance). Two uninterrupted runs give the floor of
     run-to-run noise on this device."""
-    from heads.finetune import build_network, convnext_spec, train_network
+    from synthwatch.heads.finetune import build_network, convnext_spec, train_network
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -426,7 +426,7 @@ def main() -> int:
     results.run("machine", machine)
     from embed import decode_only, ingest_folder
 
-    from embeddings.backbone import create_backbone
+    from synthwatch.embeddings.backbone import create_backbone
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -434,7 +434,7 @@ def main() -> int:
         paths = make_corpus(root, plan)
         layout = ingest_folder(root / "jpegs", root / "store")
         say(f"corpus: {len(paths)} JPEGs of {plan.image_size} px written and ingested in {time.monotonic() - began:.1f} s")
-        from store.catalog import Catalog
+        from synthwatch.store.catalog import Catalog
 
         paths_by_id = {image_id: Path(path) for image_id, path in
                        Catalog(layout).query("SELECT image_id, original_path FROM images")}

@@ -22,9 +22,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
-from heads.dataset import REAL, EmbeddingSet  # noqa: E402
-from heads.detector import HeadSpec, fit_head  # noqa: E402
-from heads.evaluation import EvalOptions, calibrate, evaluate_protocol, make_fold, scorer  # noqa: E402
+from synthwatch.heads.dataset import REAL, EmbeddingSet  # noqa: E402
+from synthwatch.heads.detector import HeadSpec, fit_head  # noqa: E402
+from synthwatch.heads.evaluation import EvalOptions, calibrate, evaluate_protocol, make_fold, scorer  # noqa: E402
 
 
 def simulated(n: int, dim: int, generators: int, seed: int = 0) -> EmbeddingSet:

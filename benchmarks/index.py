@@ -20,7 +20,7 @@ import time
 import faiss
 import numpy as np
 
-from store.index import EXACT_SCAN_FLOATS, IndexPlan, build_index
+from synthwatch.store.index import EXACT_SCAN_FLOATS, IndexPlan, build_index
 
 
 def clustered(n: int, dim: int, *, centres: int, seed: int) -> np.ndarray:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from store.ingest import IngestOptions, ingest
-from store.layout import StoreLayout
-from store.sources import plan_sources
+from synthwatch.store.ingest import IngestOptions, ingest
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.sources import plan_sources
 from synthwatch.corpus.photos import write_jpeg_corpus
 
 

@@ -22,10 +22,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
-from store.catalog import Catalog  # noqa: E402
-from store.id_directory import IdDirectory  # noqa: E402
-from store.index import KEY_DIGITS, image_keys  # noqa: E402
-from store.layout import StoreLayout  # noqa: E402
+from synthwatch.store.catalog import Catalog  # noqa: E402
+from synthwatch.store.id_directory import IdDirectory  # noqa: E402
+from synthwatch.store.index import KEY_DIGITS, image_keys  # noqa: E402
+from synthwatch.store.layout import StoreLayout  # noqa: E402
 
 EXACT = "SELECT image_id, label, generator, original_path FROM images WHERE image_id = ANY(?::VARCHAR[])"
 PREFIX = ("SELECT image_id, label, generator, original_path FROM images "

@@ -7,10 +7,10 @@ import re
 import torch
 from torch import nn
 
-from embeddings.errors import EmbeddingError
-from embeddings.loading import RANDOM, load_model
-from embeddings.registry import BackboneSpec, resolve_spec
-from embeddings.views import normalise
+from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.embeddings.loading import RANDOM, load_model
+from synthwatch.embeddings.registry import BackboneSpec, resolve_spec
+from synthwatch.embeddings.views import normalise
 
 MODES = ("crop", "resize")
 

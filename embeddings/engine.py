@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from embeddings.backbone import Backbone
-from embeddings.decode import STORED_IMAGE_LIMITS, ImageRejected, decode_image, read_image_file
-from embeddings.errors import EmbeddingError
-from embeddings.views import make_views
-from embeddings.workers import dying_with_this_process
+from synthwatch.embeddings.backbone import Backbone
+from synthwatch.embeddings.decode import STORED_IMAGE_LIMITS, ImageRejected, decode_image, read_image_file
+from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.embeddings.views import make_views
+from synthwatch.embeddings.workers import dying_with_this_process
 
 # Workers hand over views in chunks this small, so the first model batch need not wait for one
 # worker to decode a whole batch alone (0.9 s at 256 images of 512 px); the main process joins

@@ -8,14 +8,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
-from embeddings.backbone import Backbone
-from embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
-from embeddings.views import ROBUSTNESS_VIEWS
-from store.catalog import Batch, Catalog, QuarantineRecord
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.lock import job_lock
-from store.vectors import VectorStore
+from synthwatch.embeddings.backbone import Backbone
+from synthwatch.embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
+from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
+from synthwatch.store.catalog import Batch, Catalog, QuarantineRecord
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import job_lock
+from synthwatch.store.vectors import VectorStore
 
 
 @dataclass
@@ -131,9 +131,9 @@ def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None,
                               allow_random_weights: bool = False) -> Backbone:
     """The backbone a pipeline cycle embeds with: ``requested``, else the champion head's, else
     the only one the store has vectors of, else the default (``dinov2-small``)."""
-    from embeddings.backbone import backbone_from_description, create_backbone
-    from embeddings.registry import DEFAULT_BACKBONE
-    from store.registry import HeadRegistry
+    from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
+    from synthwatch.embeddings.registry import DEFAULT_BACKBONE
+    from synthwatch.store.registry import HeadRegistry
 
     if requested:
         return create_backbone(requested, allow_random_weights=allow_random_weights)
@@ -162,8 +162,8 @@ def reembed_set_aside(layout: StoreLayout, backbone_id: str, set_aside: list, *,
     image missing one of the views they held."""
     import pyarrow.parquet as pq
 
-    from embeddings.backbone import backbone_from_description
-    from store.vectors import METADATA_KEY
+    from synthwatch.embeddings.backbone import backbone_from_description
+    from synthwatch.store.vectors import METADATA_KEY
 
     description, ids, views = None, set(), set()
     for shard in [*set_aside, *VectorStore(layout, backbone_id).shards()]:

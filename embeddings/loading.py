@@ -14,8 +14,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from embeddings.errors import EmbeddingError, WeightsUnavailable
-from embeddings.registry import BackboneSpec, spec_from_hf_config
+from synthwatch.embeddings.errors import EmbeddingError, WeightsUnavailable
+from synthwatch.embeddings.registry import BackboneSpec, spec_from_hf_config
 
 HUB_HOST = "huggingface.co"
 PRETRAINED, RANDOM, BUILTIN = "pretrained", "random", "builtin-seeded"

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embeddings.backbone import Backbone
-from embeddings.decode import DecodeLimits, decode_image
-from embeddings.views import prepare
+from synthwatch.embeddings.backbone import Backbone
+from synthwatch.embeddings.decode import DecodeLimits, decode_image
+from synthwatch.embeddings.views import prepare
 
 
 def embed_query(backbone: Backbone, data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from embeddings.registry import BackboneSpec
+from synthwatch.embeddings.registry import BackboneSpec
 
 _RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows import tasks
-from heads.gate import GatePolicy
+from synthwatch.flows import tasks
+from synthwatch.heads.gate import GatePolicy
 
 DEFAULT_GATE = GatePolicy().as_dict()
 
@@ -36,8 +36,8 @@ def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bo
     if not fan_out:
         report = tasks.embed_missing(store, description, views)
         return {"backbone_id": backbone_id, "embedded": report["embedded"], "failed": report["failed"], "chunks": 1}
-    from store.layout import StoreLayout
-    from store.lock import job_lock
+    from synthwatch.store.layout import StoreLayout
+    from synthwatch.store.lock import job_lock
 
     with job_lock(StoreLayout(Path(store)), f"embed-{backbone_id}"):
         chunks = tasks.plan_chunks(store, backbone_id, views, chunk_images)

@@ -10,10 +10,10 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
-from flows.cycle import DEFAULT_GATE, continual_flow, embed_flow, index_flow, ingest_flow, retrain_flow
-from flows.tasks import store_resource
-from store.layout import StoreLayout
-from store.watched import list_sources
+from synthwatch.flows.cycle import DEFAULT_GATE, continual_flow, embed_flow, index_flow, ingest_flow, retrain_flow
+from synthwatch.flows.tasks import store_resource
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.watched import list_sources
 
 RETRAIN_EVENTS = ("synthwatch.generator.new", "synthwatch.drift.detected")
 

@@ -22,7 +22,7 @@ def reap_children_on_exit() -> None:
     if _WRITE_END:
         return
     read, write = os.pipe()
-    subprocess.Popen([sys.executable, "-m", "flows.reaper", str(os.getpid())], stdin=read,
+    subprocess.Popen([sys.executable, "-m", "synthwatch.flows.reaper", str(os.getpid())], stdin=read,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(read)
     _WRITE_END.append(write)  # never closed by us: the OS closes it when we are gone

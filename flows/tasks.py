@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 from prefect.events import emit_event
 
-from store.layout import StoreLayout
+from synthwatch.store.layout import StoreLayout
 
 
 
@@ -18,7 +18,7 @@ def transient(task, task_run, state) -> bool:
     """Retry on I/O errors and busy locks; a wrong input fails the same way every time."""
     import duckdb
 
-    from store.errors import StoreBusy
+    from synthwatch.store.errors import StoreBusy
 
     try:
         state.result()
@@ -44,14 +44,14 @@ def store_resource(store: str) -> dict[str, str]:
 
 @task(**IO_RETRIES)
 def watched_sources(store: str, only: list[str] | None = None) -> list[str]:
-    from store.watched import list_sources
+    from synthwatch.store.watched import list_sources
 
     return [s.uri for s in list_sources(_layout(store)) if only is None or s.uri in only]
 
 
 @task(**IO_RETRIES)
 def ingest_source(store: str, uri: str) -> dict:
-    from store.watched import ingest_watched, list_sources
+    from synthwatch.store.watched import ingest_watched, list_sources
 
     watched = next(s for s in list_sources(_layout(store)) if s.uri == uri)
     report = ingest_watched(_layout(store), watched)
@@ -61,7 +61,7 @@ def ingest_source(store: str, uri: str) -> dict:
 @task
 def forward_events(store: str) -> list[str]:
     """Emit the catalog's not yet forwarded events as Prefect events, then mark them forwarded."""
-    from store.catalog import Catalog
+    from synthwatch.store.catalog import Catalog
 
     catalog = Catalog(_layout(store))
     pending = catalog.pending_events()
@@ -74,15 +74,15 @@ def forward_events(store: str) -> list[str]:
 @task(**IO_RETRIES)
 def pipeline_backbone(store: str, backbone: str | None, allow_random_weights: bool) -> dict:
     """The description of the backbone this cycle embeds with (see ``resolve_pipeline_backbone``)."""
-    from embeddings.job import resolve_pipeline_backbone
+    from synthwatch.embeddings.job import resolve_pipeline_backbone
 
     return resolve_pipeline_backbone(_layout(store), backbone, allow_random_weights=allow_random_weights).describe()
 
 
 @task(**IO_RETRIES)
 def embed_missing(store: str, description: dict, views: int = 0) -> dict:
-    from embeddings.engine import EngineOptions
-    from embeddings.job import embed_store
+    from synthwatch.embeddings.engine import EngineOptions
+    from synthwatch.embeddings.job import embed_store
 
     report = embed_store(_layout(store), _backbone(description), views=views, options=EngineOptions())
     return {k: v for k, v in report.as_dict().items() if k != "failures"}
@@ -90,7 +90,7 @@ def embed_missing(store: str, description: dict, views: int = 0) -> dict:
 
 @task
 def plan_chunks(store: str, backbone_id: str, views: int, chunk_images: int) -> list[list[str]]:
-    from embeddings.job import plan_chunks as plan
+    from synthwatch.embeddings.job import plan_chunks as plan
 
     return plan(_layout(store), backbone_id, views=views, chunk_images=chunk_images)
 
@@ -98,8 +98,8 @@ def plan_chunks(store: str, backbone_id: str, views: int, chunk_images: int) -> 
 @task(**IO_RETRIES)
 def embed_chunk(store: str, description: dict, image_ids: list[str], views: int = 0) -> dict:
     """Embed some images; for workers of a fan-out whose flow holds the embedding lock."""
-    from embeddings.engine import EngineOptions
-    from embeddings.job import embed_store
+    from synthwatch.embeddings.engine import EngineOptions
+    from synthwatch.embeddings.job import embed_store
 
     report = embed_store(_layout(store), _backbone(description), views=views, only=set(image_ids),
                          options=EngineOptions(workers=0), lock=False)
@@ -110,11 +110,11 @@ def embed_chunk(store: str, description: dict, image_ids: list[str], views: int 
 def update_index(store: str, backbone_id: str | None = None) -> dict:
     """Bring the index of ``backbone_id`` (default: the champion's backbone, else the only one
     with vectors) up to date."""
-    from store.indexing import sync_index
+    from synthwatch.store.indexing import sync_index
 
     layout = _layout(store)
     if backbone_id is None:
-        from heads.jobs import resolve_backbone_id
+        from synthwatch.heads.jobs import resolve_backbone_id
 
         backbone_id = resolve_backbone_id(layout, None)
     return sync_index(layout, backbone_id)
@@ -122,14 +122,14 @@ def update_index(store: str, backbone_id: str | None = None) -> dict:
 
 @task
 def check_drift(store: str, alpha: float) -> dict:
-    from heads.promotion import check_drift as check
+    from synthwatch.heads.promotion import check_drift as check
 
     return check(_layout(store), alpha=alpha)
 
 
 @task
 def retrain_needed(store: str, drift: dict) -> dict:
-    from heads.promotion import retrain_needed as needed
+    from synthwatch.heads.promotion import retrain_needed as needed
 
     wanted, why = needed(_layout(store), drift)
     return {"retrain": wanted, "why": why}
@@ -137,10 +137,10 @@ def retrain_needed(store: str, drift: dict) -> dict:
 
 @task
 def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift: dict | None = None) -> dict:
-    from heads.detector import HeadSpec
-    from heads.gate import GatePolicy
-    from heads.jobs import TrainOptions
-    from heads.promotion import retrain as run
+    from synthwatch.heads.detector import HeadSpec
+    from synthwatch.heads.gate import GatePolicy
+    from synthwatch.heads.jobs import TrainOptions
+    from synthwatch.heads.promotion import retrain as run
 
     result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason), policy=GatePolicy(**gate),
                  alpha=alpha, drift=drift)
@@ -149,7 +149,7 @@ def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift:
 
 @task
 def champion(store: str) -> str | None:
-    from store.registry import HeadRegistry
+    from synthwatch.store.registry import HeadRegistry
 
     return HeadRegistry(_layout(store)).champion()
 
@@ -159,6 +159,6 @@ _BACKBONES: dict[str, object] = {}
 
 def _backbone(description: dict):
     """One model per backbone id and process (tasks on one worker share it)."""
-    from embeddings.backbone import cached_backbone
+    from synthwatch.embeddings.backbone import cached_backbone
 
     return cached_backbone(description, _BACKBONES)

@@ -101,7 +101,7 @@ def split_of_rows(data: EmbeddingSet, *, seed: int = 0) -> np.ndarray:
 def split_of_images(layout, backbone_id: str, *, seed: int = 0) -> dict[str, str]:
     """``{image_id: split}`` for the catalog images with vectors of ``backbone_id``, as evaluation
     splits them (by source group)."""
-    from store.training_data import labelled_sources
+    from synthwatch.store.training_data import labelled_sources
 
     table = labelled_sources(layout, backbone_id)
     ids, sources = table.column("image_id").to_pylist(), table.column("source").to_pylist()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from embeddings.decode import DecodeLimits, ImageRejected, decode_image
-from heads.detector import attribute
-from heads.jobs import LoadedHead, load_registered
-from store.layout import StoreLayout
+from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, decode_image
+from synthwatch.heads.detector import attribute
+from synthwatch.heads.jobs import LoadedHead, load_registered
+from synthwatch.store.layout import StoreLayout
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Detector:
         return self.loaded.record.get("backbone_id")
 
     def backbone(self, description: dict):
-        from embeddings.backbone import cached_backbone
+        from synthwatch.embeddings.backbone import cached_backbone
 
         return cached_backbone(description, self.backbones)
 
@@ -43,7 +43,7 @@ class Detector:
         """One result per ``(name, bytes)``: score, decision, attribution and nearest known fakes
         (from ``neighbors``, a ``store.neighbors.NeighborIndex``); an image that cannot be decoded
         gets ``error`` with the reason instead."""
-        from embeddings.query import embed_images
+        from synthwatch.embeddings.query import embed_images
 
         results, decoded = [], []
         for name, data in images:
@@ -62,7 +62,7 @@ class Detector:
             scores = self.loaded.scores(vectors)
             attributions = attribute(self.loaded.attribution, vectors)
         else:
-            from heads.finetune import score_images
+            from synthwatch.heads.finetune import score_images
 
             scores = score_images(self.loaded.network, self.loaded.network_spec, decoded)
             attributions = [{"generator": None, "probability": None, "real_probability": None, "top": [],

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heads.base import EmbeddingHead
-from heads.dataset import REAL, EmbeddingSet
-from heads.knn import KNNHead
-from heads.linear import LinearSVMHead, LogisticHead
-from heads.mlp import MLPHead
+from synthwatch.heads.base import EmbeddingHead
+from synthwatch.heads.dataset import REAL, EmbeddingSet
+from synthwatch.heads.knn import KNNHead
+from synthwatch.heads.linear import LinearSVMHead, LogisticHead
+from synthwatch.heads.mlp import MLPHead
 
 HEAD_TYPES: dict[str, type[EmbeddingHead]] = {
     "logreg": LogisticHead,

@@ -15,11 +15,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from embeddings.views import ROBUSTNESS_VIEWS
-from heads.base import EmbeddingHead
-from heads.dataset import CLEAN_VIEW, REAL, ROBUSTNESS_FROM, EmbeddingSet, split_of_rows
-from heads.detector import HeadSpec, fit_head, synthetic_scores
-from heads.metrics import evaluate_scores, threshold_at_fpr
+from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
+from synthwatch.heads.base import EmbeddingHead
+from synthwatch.heads.dataset import CLEAN_VIEW, REAL, ROBUSTNESS_FROM, EmbeddingSet, split_of_rows
+from synthwatch.heads.detector import HeadSpec, fit_head, synthetic_scores
+from synthwatch.heads.metrics import evaluate_scores, threshold_at_fpr
 
 PROTOCOLS = ("logo", "holdout")
 ScoreFn = Callable[[np.ndarray], np.ndarray]

@@ -25,12 +25,12 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from embeddings.decode import STORED_IMAGE_LIMITS, decode_image, read_image_file
-from embeddings.engine import resolve_device
-from embeddings.registry import BackboneSpec, resolve_spec
-from embeddings.views import augment, perturb, prepare, view_rng
-from embeddings.workers import dying_with_this_process
-from store.atomic import atomic_write_bytes
+from synthwatch.embeddings.decode import STORED_IMAGE_LIMITS, decode_image, read_image_file
+from synthwatch.embeddings.engine import resolve_device
+from synthwatch.embeddings.registry import BackboneSpec, resolve_spec
+from synthwatch.embeddings.views import augment, perturb, prepare, view_rng
+from synthwatch.embeddings.workers import dying_with_this_process
+from synthwatch.store.atomic import atomic_write_bytes
 
 FINETUNE_KIND = "convnext-finetune"
 
@@ -86,7 +86,7 @@ def convnext_spec(name: str) -> BackboneSpec:
 
 def build_network(spec: BackboneSpec, *, pretrained: bool, allow_random_weights: bool = False) -> ConvNeXtDetector:
     """The network to train (pretrained trunk) or to load saved weights into (seeded trunk)."""
-    from embeddings.loading import build_architecture, load_model
+    from synthwatch.embeddings.loading import build_architecture, load_model
 
     trunk = load_model(spec, allow_random_weights=allow_random_weights)[0] if pretrained else build_architecture(spec)
     return ConvNeXtDetector(trunk, spec.widths[-1])

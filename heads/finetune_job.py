@@ -10,18 +10,18 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from embeddings.views import ROBUSTNESS_VIEWS
-from heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_rows
-from heads.evaluation import Evaluation, evaluate_fitted
-from heads.finetune import (
+from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
+from synthwatch.heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_rows
+from synthwatch.heads.evaluation import Evaluation, evaluate_fitted
+from synthwatch.heads.finetune import (
     FINETUNE_KIND, FinetuneOptions, ImageItem, network_bytes, score_items, train_network,
 )
-from heads.jobs import NETWORK_FILE, LoadedHead, TrainOptions, _write
-from heads.metrics import threshold_at_fpr
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.lock import write_lock
-from store.training_data import catalog_images
+from synthwatch.heads.jobs import NETWORK_FILE, LoadedHead, TrainOptions, _write
+from synthwatch.heads.metrics import threshold_at_fpr
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import write_lock
+from synthwatch.store.training_data import catalog_images
 
 
 def _images(layout: StoreLayout) -> tuple[EmbeddingSet, list[str]]:

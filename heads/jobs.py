@@ -8,18 +8,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_rows
-from heads.detector import HeadSpec, fit_head
-from heads.evaluation import EvalOptions, Evaluation, calibrate, evaluate_fitted, evaluate_protocol, make_fold, scorer
-from heads.finetune import FINETUNE_KIND, convnext_spec, network_from_bytes
-from heads.persist import decode_arrays, decode_head, encode_arrays, encode_head
-from store.errors import StoreError
-from store.index import IndexStore
-from store.indexing import choose_backbone, open_current_index, sync_index
-from store.layout import StoreLayout
-from store.registry import HeadRegistry
-from store.training_data import labelled_vectors
-from store.vectors import VectorStore
+from synthwatch.heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_rows
+from synthwatch.heads.detector import HeadSpec, fit_head
+from synthwatch.heads.evaluation import EvalOptions, Evaluation, calibrate, evaluate_fitted, evaluate_protocol, make_fold, scorer
+from synthwatch.heads.finetune import FINETUNE_KIND, convnext_spec, network_from_bytes
+from synthwatch.heads.persist import decode_arrays, decode_head, encode_arrays, encode_head
+from synthwatch.store.errors import StoreError
+from synthwatch.store.index import IndexStore
+from synthwatch.store.indexing import choose_backbone, open_current_index, sync_index
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import HeadRegistry
+from synthwatch.store.training_data import labelled_vectors
+from synthwatch.store.vectors import VectorStore
 
 DEFAULT_DEDUP_THRESHOLD = 0.95
 REFERENCE_SAMPLE = 2000  # training fakes kept with a head, the reference of embedding drift checks
@@ -119,10 +119,10 @@ def embed_robustness_views(layout: StoreLayout, data: EmbeddingSet, description:
     """Embed the JPEG and 0.5x views of every image of ``data`` (the stored vectors of the
     backbone ``description`` names) that evaluation may test on: all synthetic images, and real
     images outside the training split. Returns the rows added."""
-    from embeddings.backbone import backbone_from_description
-    from embeddings.engine import EngineOptions
-    from embeddings.job import embed_store
-    from embeddings.views import ROBUSTNESS_VIEWS
+    from synthwatch.embeddings.backbone import backbone_from_description
+    from synthwatch.embeddings.engine import EngineOptions
+    from synthwatch.embeddings.job import embed_store
+    from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
 
     clean = data.take(data.views == CLEAN_VIEW)
     wanted = (clean.generators != REAL) | (split_of_rows(clean, seed=seed) != "train")
@@ -321,7 +321,7 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
     loaded = load_registered(layout, version)
     record = loaded.record
     if not loaded.embeds:
-        from heads.finetune_job import evaluate_network
+        from synthwatch.heads.finetune_job import evaluate_network
 
         if protocol == "logo":
             raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "

@@ -13,8 +13,8 @@ import weakref
 import faiss
 import numpy as np
 
-from heads.base import EmbeddingHead
-from store.index import IndexPlan, build_index
+from synthwatch.heads.base import EmbeddingHead
+from synthwatch.store.index import IndexPlan, build_index
 
 _INDEXES: dict[int, faiss.Index] = {}  # id(fit_vectors_) -> its index, dropped with the array
 

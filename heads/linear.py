@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_sample_weight
 
-from heads.base import EmbeddingHead, linear_proba, standardise
+from synthwatch.heads.base import EmbeddingHead, linear_proba, standardise
 
 
 class LogisticHead(EmbeddingHead):

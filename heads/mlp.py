@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from heads.base import EmbeddingHead, softmax, standardise
+from synthwatch.heads.base import EmbeddingHead, softmax, standardise
 
 
 class MLPHead(EmbeddingHead):

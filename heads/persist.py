@@ -10,8 +10,8 @@ import numpy as np
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
-from heads.base import EmbeddingHead
-from heads.detector import HEAD_TYPES
+from synthwatch.heads.base import EmbeddingHead
+from synthwatch.heads.detector import HEAD_TYPES
 
 
 def encode_head(head: EmbeddingHead) -> tuple[dict, bytes]:

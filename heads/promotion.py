@@ -11,15 +11,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from heads.dataset import CLEAN_VIEW, REAL, assign_splits
-from heads.detector import HeadSpec
-from heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
-from heads.gate import GatePolicy, judge, reasons
-from heads.jobs import TrainOptions, evaluate_registered, load_embedding_set, load_registered, train_and_register
-from store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog, utc_now
-from store.layout import StoreLayout
-from store.registry import ChampionChanged, HeadRegistry
-from store.training_data import catalog_images
+from synthwatch.heads.dataset import CLEAN_VIEW, REAL, assign_splits
+from synthwatch.heads.detector import HeadSpec
+from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
+from synthwatch.heads.gate import GatePolicy, judge, reasons
+from synthwatch.heads.jobs import TrainOptions, evaluate_registered, load_embedding_set, load_registered, train_and_register
+from synthwatch.store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog, utc_now
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import ChampionChanged, HeadRegistry
+from synthwatch.store.training_data import catalog_images
 
 
 def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy(),

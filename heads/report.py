@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heads.evaluation import Evaluation, GeneratorResult
-from heads.metrics import roc_curve
-from store.atomic import atomic_write_bytes
+from synthwatch.heads.evaluation import Evaluation, GeneratorResult
+from synthwatch.heads.metrics import roc_curve
+from synthwatch.store.atomic import atomic_write_bytes
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
             "#bcbd22", "#7f7f7f")

@@ -18,8 +18,8 @@ from typing import Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from store.errors import StoreError
-from store.layout import StoreLayout
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
 
 SCHEMA_VERSION = 1
 GENERATOR_NEW = "synthwatch.generator.new"
@@ -192,7 +192,7 @@ class Catalog:
             con.close()
 
     def _damaged(self, error: Exception) -> StoreError:
-        from store.snapshots import list_snapshots
+        from synthwatch.store.snapshots import list_snapshots
 
         snapshots = list_snapshots(self.layout)
         remedy = (f"Run `synthwatch restore` to rebuild it from the latest snapshot ({snapshots[-1].name}); the "
@@ -244,7 +244,7 @@ class Catalog:
     def finish_run(self, run_id: str, summary: dict, *, snapshot: bool = True) -> None:
         """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)
         unless ``snapshot`` is False (the many workers of one fan-out)."""
-        from store.snapshots import write_snapshot
+        from synthwatch.store.snapshots import write_snapshot
 
         with self.transaction() as con:
             con.execute(

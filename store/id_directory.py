@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from store.index import image_keys
+from synthwatch.store.index import image_keys
 
 ID_DIGITS = 64  # a sha256 in hexadecimal
 _CHUNK = 65_536  # ids decoded at once, to bound temporaries

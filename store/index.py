@@ -23,10 +23,10 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from store.atomic import atomic_write_bytes
-from store.catalog import utc_now
-from store.errors import StoreError
-from store.layout import StoreLayout
+from synthwatch.store.atomic import atomic_write_bytes
+from synthwatch.store.catalog import utc_now
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
 
 # Exact search scans every vector: up to about 12 M floats (48 MB; 31,250 vectors of width 384)
 # one query takes about 5 ms on 2 cores (benchmarks/index.py); beyond that, IVF.

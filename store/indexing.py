@@ -8,14 +8,14 @@ import faiss
 import numpy as np
 import pyarrow.compute as pc
 
-from store.catalog import Catalog
-from store.errors import StoreError
-from store.index import (
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.index import (
     IndexFileDamaged, IndexPlan, IndexStore, add_batches, image_keys, index_keys, keys_checksum, new_index,
 )
-from store.layout import StoreLayout
-from store.lock import write_lock
-from store.vectors import VectorStore
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import write_lock
+from synthwatch.store.vectors import VectorStore
 
 CLEAN_VIEW = 0
 RETRAIN_GROWTH = 4  # IVF lists are re-trained once the index holds 4x what they were sized for
@@ -204,7 +204,7 @@ def open_current_index(layout: StoreLayout, requested: str | None, *, preferred:
     A stale index (count or key checksum differs) is updated, a damaged one rebuilt. Returns
     ``(NeighborIndex, notice)`` where the notice says what was repaired, or None.
     """
-    from store.neighbors import NeighborIndex
+    from synthwatch.store.neighbors import NeighborIndex
 
     backbone_id = choose_backbone(layout, requested, among="indexes", preferred=preferred)
     current, why = index_is_current(layout, backbone_id)

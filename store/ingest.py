@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from embeddings.decode import DecodeLimits, ImageInfo, ImageRejected, decode_image, read_image_file
-from store.atomic import atomic_write_bytes, remove_stale_temporaries, sync_filesystem
-from store.catalog import Batch, Catalog, ImageRecord, KnownImage, QuarantineRecord, utc_now
-from store.layout import StoreLayout
-from store.lock import write_lock
-from store.sources import Candidate, Plan
+from synthwatch.embeddings.decode import DecodeLimits, ImageInfo, ImageRejected, decode_image, read_image_file
+from synthwatch.store.atomic import atomic_write_bytes, remove_stale_temporaries, sync_filesystem
+from synthwatch.store.catalog import Batch, Catalog, ImageRecord, KnownImage, QuarantineRecord, utc_now
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import write_lock
+from synthwatch.store.sources import Candidate, Plan
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.errors import StoreError
+from synthwatch.store.errors import StoreError
 
 
 @dataclass(frozen=True)

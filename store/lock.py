@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from store.errors import StoreBusy
+from synthwatch.store.errors import StoreBusy
 
 
 class _Held:

@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pyarrow.parquet as pq
 
-from store.errors import StoreError
-from store.sources import Candidate, Invalid, Plan, check_label, check_source, is_image_name
+from synthwatch.store.errors import StoreError
+from synthwatch.store.sources import Candidate, Invalid, Plan, check_label, check_source, is_image_name
 
 REQUIRED_COLUMNS = ("path", "label")
 KNOWN_COLUMNS = ("path", "label", "generator", "source")

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 import faiss
 import numpy as np
 
-from store.catalog import Catalog
-from store.id_directory import IdDirectory
-from store.index import IndexStore, image_keys
-from store.errors import StoreError
-from store.layout import StoreLayout
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.id_directory import IdDirectory
+from synthwatch.store.index import IndexStore, image_keys
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
 
 # Inner products of unit vectors lie in [-1, 1]; 8-bit and product-quantiser codes approximate
 # them by a few hundredths. Anything past this bound is damage, not a neighbour.
@@ -141,8 +141,8 @@ class NeighborIndex:
         """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,
         as ``(image_id, image_id, score)`` with the ids in sorted order; reads Parquet a shard
         at a time."""
-        from store.indexing import clean_vector_batches
-        from store.vectors import VectorStore
+        from synthwatch.store.indexing import clean_vector_batches
+        from synthwatch.store.vectors import VectorStore
 
         pairs: dict[tuple[str, str], float] = {}
         for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys):

@@ -24,11 +24,11 @@ import socket
 import uuid
 from pathlib import Path
 
-from store.atomic import atomic_write_bytes, fsync_folder
-from store.catalog import utc_now
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.lock import write_lock
+from synthwatch.store.atomic import atomic_write_bytes, fsync_folder
+from synthwatch.store.catalog import utc_now
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import write_lock
 
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RECORD = "record.json"

@@ -14,11 +14,11 @@ import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from embeddings.decode import DecodeLimits
-from store.atomic import atomic_write_bytes
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.sources import is_image_name
+from synthwatch.embeddings.decode import DecodeLimits
+from synthwatch.store.atomic import atomic_write_bytes
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.sources import is_image_name
 
 INDEX = ".staged.json"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import duckdb
 
-from store.catalog import _SCHEMA, utc_now
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.lock import write_lock
+from synthwatch.store.catalog import _SCHEMA, utc_now
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.lock import write_lock
 
 SNAPSHOTS_KEPT = 3
 _MANIFEST = "snapshot.json"

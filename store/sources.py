@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from store.errors import StoreError
+from synthwatch.store.errors import StoreError
 
 LABELS = ("real", "synthetic")
 IMAGE_SUFFIXES = frozenset({
@@ -116,7 +116,7 @@ def plan_sources(
     ``generator``). A ``.csv``, ``.jsonl`` or ``.parquet`` file is a manifest. Raises
     ``StoreError`` when an argument cannot be used at all (missing path, no label).
     """
-    from store.manifests import plan_manifest  # manifests build on this module
+    from synthwatch.store.manifests import plan_manifest  # manifests build on this module
 
     if label is not None:
         try:

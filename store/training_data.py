@@ -6,10 +6,10 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from store.catalog import Catalog
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.vectors import VectorStore
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.vectors import VectorStore
 
 
 def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all") -> pa.Table:

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store.atomic import atomic_write_bytes, remove_stale_temporaries
-from store.catalog import utc_now
-from store.errors import StoreError
-from store.layout import StoreLayout
+from synthwatch.store.atomic import atomic_write_bytes, remove_stale_temporaries
+from synthwatch.store.catalog import utc_now
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
 
 METADATA_KEY = b"synthwatch.backbone"
 

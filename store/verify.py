@@ -7,10 +7,10 @@ import hashlib
 
 from pathlib import Path
 
-from store.catalog import Catalog
-from store.index import IndexStore
-from store.layout import StoreLayout
-from store.vectors import VectorStore
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.index import IndexStore
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.vectors import VectorStore
 
 
 def verify_store(layout: StoreLayout, *, rehash: bool = True) -> list[str]:

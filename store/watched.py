@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 
-from store.catalog import Catalog, utc_now
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.sources import MANIFEST_SUFFIXES, check_label
+from synthwatch.store.catalog import Catalog, utc_now
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.sources import MANIFEST_SUFFIXES, check_label
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -108,7 +108,7 @@ def add_source(layout: StoreLayout, location: str, *, label: str | None = None, 
         except ValueError as error:
             raise StoreError(f"Expected --label real, or --label synthetic with --generator NAME, but {error}.") from None
     if is_uri(location):
-        from store.remote import open_prefix
+        from synthwatch.store.remote import open_prefix
 
         open_prefix(location)  # raises StoreError naming the URI if pyarrow cannot open it
         uri = location.rstrip("/")
@@ -150,14 +150,14 @@ def ingest_watched(layout: StoreLayout, watched: WatchedSource, options=None) ->
     it looked. Object-store prefixes are staged first and only new objects are downloaded."""
     from dataclasses import replace
 
-    from store.ingest import IngestOptions, ingest
-    from store.sources import plan_sources
+    from synthwatch.store.ingest import IngestOptions, ingest
+    from synthwatch.store.sources import plan_sources
 
     options = options or IngestOptions()
     if watched.kind != "prefix":
         plan = plan_sources([watched.uri], label=watched.label, generator=watched.generator, source=watched.source)
         return {"source": watched.uri, **ingest(layout, plan, options).as_dict()}
-    from store.remote import commit_staged, stage
+    from synthwatch.store.remote import commit_staged, stage
 
     folder, staged, counts = stage(layout, watched.uri, limits=options.limits)
     index = counts.pop("index")

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.layout import StoreLayout
+from synthwatch.store.layout import StoreLayout
 
 FIRST_GENERATORS = ("ae-tconv", "ae-nearest", "ae-bilinear")
 NEW_GENERATOR = "ae-pixelshuffle"
@@ -35,10 +35,10 @@ def demo_weights(backbone: str, say=print) -> tuple[bool, bool, dict]:
     """``(pretrained, allow_random_weights, gate)`` for the demo's backbone: pretrained weights when
     they can be had, else random weights of the same architecture, announced loudly, with the
     gate's floors at 0."""
-    from embeddings.backbone import create_backbone
-    from embeddings.errors import WeightsUnavailable
-    from embeddings.loading import PRETRAINED
-    from flows.cycle import DEFAULT_GATE
+    from synthwatch.embeddings.backbone import create_backbone
+    from synthwatch.embeddings.errors import WeightsUnavailable
+    from synthwatch.embeddings.loading import PRETRAINED
+    from synthwatch.flows.cycle import DEFAULT_GATE
 
     try:
         pretrained = create_backbone(backbone).weights == PRETRAINED
@@ -62,8 +62,8 @@ def demo_weights(backbone: str, say=print) -> tuple[bool, bool, dict]:
 
 def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
-    from flows.cycle import continual_flow
-    from store.watched import add_source
+    from synthwatch.flows.cycle import continual_flow
+    from synthwatch.store.watched import add_source
     from synthwatch.corpus import build_corpus
 
     corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
@@ -113,10 +113,10 @@ def _say_cycle(say, number: int, cycle: dict) -> None:
 
 
 def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
-    from embeddings.backbone import backbone_from_description
-    from embeddings.query import embed_query
-    from store.indexing import open_current_index
-    from store.registry import HeadRegistry
+    from synthwatch.embeddings.backbone import backbone_from_description
+    from synthwatch.embeddings.query import embed_query
+    from synthwatch.store.indexing import open_current_index
+    from synthwatch.store.registry import HeadRegistry
 
     query = sorted((inbox / "synthetic" / NEW_GENERATOR).rglob("*.*"))[0]
     neighbors, _ = open_current_index(layout, None, preferred=HeadRegistry(layout).champion_backbone())
@@ -130,9 +130,9 @@ def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
 
 
 def _report(layout: StoreLayout, path: Path, say) -> str | None:
-    from heads.jobs import evaluate_registered
-    from heads.report import write_report
-    from store.registry import HeadRegistry
+    from synthwatch.heads.jobs import evaluate_registered
+    from synthwatch.heads.report import write_report
+    from synthwatch.store.registry import HeadRegistry
 
     champion = HeadRegistry(layout).champion()
     if champion is None:

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from embeddings.decode import DecodeLimits, ImageRejected
-from embeddings.errors import EmbeddingError
-from store.errors import StoreError
-from store.layout import StoreLayout
+from synthwatch.embeddings.decode import DecodeLimits, ImageRejected
+from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
 from synthwatch import __version__
 from synthwatch.limits import SERVICE_MAX_PIXELS
 
@@ -102,7 +102,7 @@ class _State:
         self.lock = threading.Lock()
 
     def neighbors(self, backbone_id: str):
-        from store.neighbors import NeighborIndex
+        from synthwatch.store.neighbors import NeighborIndex
 
         index = self.indexes.get(backbone_id)
         if index is None:
@@ -112,13 +112,13 @@ class _State:
         return index
 
     def backbone(self, description: dict):
-        from embeddings.backbone import cached_backbone
+        from synthwatch.embeddings.backbone import cached_backbone
 
         return cached_backbone(description, self.backbones)
 
     def default_backbone_id(self) -> str:
-        from store.indexing import choose_backbone
-        from store.registry import HeadRegistry
+        from synthwatch.store.indexing import choose_backbone
+        from synthwatch.store.registry import HeadRegistry
 
         preferred = HeadRegistry(self.layout).champion_backbone()
         return choose_backbone(self.layout, self.requested, among="indexes", preferred=preferred)
@@ -131,8 +131,8 @@ class _State:
 
     def for_detect(self):
         """``(Detector, NeighborIndex or None)`` of the current champion."""
-        from heads.detection import Detector
-        from store.registry import HeadRegistry
+        from synthwatch.heads.detection import Detector
+        from synthwatch.store.registry import HeadRegistry
 
         with self.lock:
             champion = HeadRegistry(self.layout).champion()
@@ -180,7 +180,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     @app.get("/health")
     def health(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
         """Liveness for anyone; with the token, what is loaded (champion, index, size)."""
-        from store.registry import HeadRegistry
+        from synthwatch.store.registry import HeadRegistry
 
         try:
             neighbors, _ = state.for_similar()
@@ -208,7 +208,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         label: Literal["real", "synthetic"] | None = Query(None),
         generator: str | None = Query(None),
     ) -> dict:
-        from embeddings.query import embed_query
+        from synthwatch.embeddings.query import embed_query
 
         data = _read_limited(request, file, max_upload_bytes)
         neighbors, model = _ready(state.for_similar)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.layout import StoreLayout
+from synthwatch.store.layout import StoreLayout
 
 STORE_ENV = "SYNTHWATCH_STORE"
 DEFAULT_STORE = "synthwatch-store"

@@ -14,7 +14,7 @@ INFRA = Path(__file__).resolve().parents[1] / "infra"
 def test_prefect_yaml_entrypoints_are_flows_and_the_trigger_listens_for_our_events():
     from prefect import Flow
 
-    from flows.deploy import RETRAIN_EVENTS
+    from synthwatch.flows.deploy import RETRAIN_EVENTS
 
     spec = yaml.safe_load((INFRA / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}

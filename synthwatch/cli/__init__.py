@@ -6,8 +6,8 @@ import os
 import sys
 from typing import Sequence
 
-from embeddings.errors import EmbeddingError
-from store.errors import StoreError
+from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.store.errors import StoreError
 from synthwatch.cli.parser import build_parser
 from synthwatch.cli.store_commands import open_neighbor_index
 from synthwatch.settings import Settings

@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from store.errors import StoreError
+from synthwatch.store.errors import StoreError
 from synthwatch.cli.model_commands import gate_policy
 from synthwatch.cli.output import print_decision, print_drift, print_json
 from synthwatch.settings import Settings
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.reaper import reap_children_on_exit
+    from synthwatch.flows.reaper import reap_children_on_exit
     from synthwatch.demo import DemoOptions, run_demo
 
     reap_children_on_exit()  # Prefect's temporary server must not outlive a killed demo
@@ -26,8 +26,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.cycle import continual_flow
-    from flows.reaper import reap_children_on_exit
+    from synthwatch.flows.cycle import continual_flow
+    from synthwatch.flows.reaper import reap_children_on_exit
 
     reap_children_on_exit()  # Prefect's temporary server must not outlive a killed run
     gate = gate_policy(args).as_dict()
@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    from store.watched import add_source, list_sources, remove_source
+    from synthwatch.store.watched import add_source, list_sources, remove_source
 
     if args.sources_command == "add":
         watched = add_source(settings.layout, args.location, label=args.label, generator=args.generator,
@@ -73,7 +73,7 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.deploy import serve_store
+    from synthwatch.flows.deploy import serve_store
 
     gate = gate_policy(args).as_dict()
     serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,

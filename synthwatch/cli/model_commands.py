@@ -8,16 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from store.errors import StoreError
+from synthwatch.store.errors import StoreError
 from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes, read_query_file
 from synthwatch.cli.store_commands import open_neighbor_index
 from synthwatch.settings import Settings
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from heads.detector import HeadSpec
-    from heads.jobs import train_and_register
-    from heads.promotion import decide
+    from synthwatch.heads.detector import HeadSpec
+    from synthwatch.heads.jobs import train_and_register
+    from synthwatch.heads.promotion import decide
 
     options = _train_options(args)
     if args.head == "convnext":
@@ -38,8 +38,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    from heads.detector import HeadSpec
-    from heads.promotion import retrain
+    from synthwatch.heads.detector import HeadSpec
+    from synthwatch.heads.promotion import retrain
 
     result = retrain(settings.layout, spec=HeadSpec(args.head), options=_train_options(args), policy=gate_policy(args),
                      alpha=args.alpha)
@@ -55,8 +55,8 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from heads.promotion import force_promote
-    from store.registry import HeadRegistry
+    from synthwatch.heads.promotion import force_promote
+    from synthwatch.store.registry import HeadRegistry
 
     registry = HeadRegistry(settings.layout)
     if args.models_command == "list":
@@ -118,8 +118,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
-    from heads.finetune import FinetuneOptions
-    from heads.finetune_job import finetune_and_register
+    from synthwatch.heads.finetune import FinetuneOptions
+    from synthwatch.heads.finetune_job import finetune_and_register
 
     options = FinetuneOptions(
         backbone=args.backbone or "convnext-tiny", steps=args.steps, batch_size=args.batch_size,
@@ -138,8 +138,8 @@ def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from heads.jobs import evaluate_registered
-    from heads.report import write_report
+    from synthwatch.heads.jobs import evaluate_registered
+    from synthwatch.heads.report import write_report
 
     payload, evaluation = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
                                               options=_train_options(args))
@@ -160,7 +160,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from heads.detection import Detector
+    from synthwatch.heads.detection import Detector
 
     detector = Detector.open(settings.layout, args.head)
     neighbors = None
@@ -211,8 +211,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train_options(args: argparse.Namespace):
-    from heads.evaluation import EvalOptions
-    from heads.jobs import TrainOptions
+    from synthwatch.heads.evaluation import EvalOptions
+    from synthwatch.heads.jobs import TrainOptions
 
     holdout = tuple(name for name in (getattr(args, "holdout", None) or "").split(",") if name)
     evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
@@ -221,7 +221,7 @@ def _train_options(args: argparse.Namespace):
 
 
 def gate_policy(args: argparse.Namespace):
-    from heads.gate import GatePolicy
+    from synthwatch.heads.gate import GatePolicy
 
     return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
                       regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound)

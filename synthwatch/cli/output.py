@@ -10,8 +10,8 @@ from synthwatch.settings import Settings
 
 def read_query_file(path) -> bytes:
     """The bytes of an image file named on the command line (a regular file, bounded read)."""
-    from embeddings.decode import ImageRejected, read_image_file
-    from store.errors import StoreError
+    from synthwatch.embeddings.decode import ImageRejected, read_image_file
+    from synthwatch.store.errors import StoreError
 
     try:
         return read_image_file(path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
-from embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
 from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train

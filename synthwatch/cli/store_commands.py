@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from embeddings.decode import DecodeLimits
-from embeddings.errors import EmbeddingError
-from store.catalog import Catalog
-from store.errors import StoreError
-from store.ingest import IngestOptions, ingest
-from store.sources import plan_sources
-from store.vectors import embedding_counts
-from store.verify import verify_store
+from synthwatch.embeddings.decode import DecodeLimits
+from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.ingest import IngestOptions, ingest
+from synthwatch.store.sources import plan_sources
+from synthwatch.store.vectors import embedding_counts
+from synthwatch.store.verify import verify_store
 from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status, read_query_file
 from synthwatch.settings import Settings
 
@@ -52,9 +52,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _repair(layout) -> list[str]:
     """Set damaged vector shards aside and re-embed their images; rebuild damaged indexes."""
-    from embeddings.job import reembed_set_aside
-    from store.indexing import sync_index
-    from store.verify import damaged_indexes, set_aside_damaged_shards
+    from synthwatch.embeddings.job import reembed_set_aside
+    from synthwatch.store.indexing import sync_index
+    from synthwatch.store.verify import damaged_indexes, set_aside_damaged_shards
 
     done = []
     for backbone_id, moved in set_aside_damaged_shards(layout).items():
@@ -68,7 +68,7 @@ def _repair(layout) -> list[str]:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from store.snapshots import restore_catalog
+    from synthwatch.store.snapshots import restore_catalog
 
     result = restore_catalog(settings.layout, Path(args.snapshot) if args.snapshot else None)
     if args.json:
@@ -95,9 +95,9 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
-    from embeddings.backbone import create_backbone
-    from embeddings.engine import EngineOptions
-    from embeddings.job import embed_store
+    from synthwatch.embeddings.backbone import create_backbone
+    from synthwatch.embeddings.engine import EngineOptions
+    from synthwatch.embeddings.job import embed_store
 
     backbone = create_backbone(args.backbone, layers=_parse_layers(args.layers), mode=args.mode,
                                revision=args.revision, allow_random_weights=args.allow_random_weights)
@@ -124,7 +124,7 @@ def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from store.indexing import choose_backbone, sync_index
+    from synthwatch.store.indexing import choose_backbone, sync_index
 
     backbone_id = choose_backbone(settings.layout, args.backbone, among="vectors")
     result = sync_index(settings.layout, backbone_id, codes=args.codes, rebuild=args.rebuild)
@@ -138,9 +138,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
-    from embeddings.backbone import backbone_from_description
-    from embeddings.decode import ImageRejected
-    from embeddings.query import embed_query
+    from synthwatch.embeddings.backbone import backbone_from_description
+    from synthwatch.embeddings.decode import ImageRejected
+    from synthwatch.embeddings.query import embed_query
 
     neighbors = open_neighbor_index(settings.layout, args.backbone)
     backbone = backbone_from_description(neighbors.description)
@@ -170,10 +170,10 @@ def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
-    from store.neighbors import near_duplicate_groups
+    from synthwatch.store.neighbors import near_duplicate_groups
 
-    from heads.dataset import split_of_images
-    from store.registry import HeadRegistry
+    from synthwatch.heads.dataset import split_of_images
+    from synthwatch.store.registry import HeadRegistry
 
     neighbors = open_neighbor_index(settings.layout, args.backbone)
     pairs = neighbors.pairs_above(args.threshold)
@@ -207,8 +207,8 @@ def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
 def open_neighbor_index(layout, requested: str | None):
     """The store's index for the chosen backbone (default: the champion's, else the only one),
     brought up to date first (with a notice)."""
-    from store.indexing import open_current_index
-    from store.registry import HeadRegistry
+    from synthwatch.store.indexing import open_current_index
+    from synthwatch.store.registry import HeadRegistry
 
     neighbors, notice = open_current_index(layout, requested, preferred=HeadRegistry(layout).champion_backbone())
     if notice:

@@ -26,7 +26,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from store.atomic import atomic_write_bytes
+from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.corpus.generators import (
     GENERATORS, build_autoencoder, reconstruct, train_autoencoder,
 )

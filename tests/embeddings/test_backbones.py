@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings.backbone import create_backbone
-from embeddings.errors import EmbeddingError, WeightsUnavailable
-from embeddings.registry import REGISTRY, resolve_spec
-from embeddings.views import prepare
+from synthwatch.embeddings.backbone import create_backbone
+from synthwatch.embeddings.errors import EmbeddingError, WeightsUnavailable
+from synthwatch.embeddings.registry import REGISTRY, resolve_spec
+from synthwatch.embeddings.views import prepare
 from PIL import Image
 
 # Building these with random weights works offline but costs GBs and minutes on 2 cores;
@@ -137,7 +137,7 @@ def test_mode_is_part_of_the_backbone_id():
 def test_crops_normalised_by_the_backbone_give_the_vectors_of_prepared_pixels(name):
     """Workers send uint8 crops and the backbone normalises them (padding included) exactly as
     ``prepare`` does for a query image."""
-    from embeddings.views import crop
+    from synthwatch.embeddings.views import crop
 
     backbone = create_backbone(name)
     rng = np.random.default_rng(3)
@@ -155,7 +155,7 @@ def test_the_hub_probe_goes_where_the_hub_libraries_would(monkeypatch):
     behind a proxy or with a mirror are not told their weights are unreachable."""
     import socket
 
-    from embeddings.loading import hub_address, hub_reachable
+    from synthwatch.embeddings.loading import hub_address, hub_reachable
 
     for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

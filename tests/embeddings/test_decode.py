@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embeddings.decode import DecodeLimits, ImageRejected, decode_image
+from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, decode_image
 from tests.conftest import image_bytes
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from store.catalog import Catalog
-from store.layout import StoreLayout
-from store.watched import add_source
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.watched import add_source
 
 NO_FLOORS = {"auroc_floor": 0.0, "tpr_floor": 0.0, "regression_tolerance": 0.02}
 TINY = {"backbone": "test-tiny-dinov2", "gate": NO_FLOORS, "alpha": 0.05}
@@ -15,7 +15,7 @@ RUN_KEYS = {"ingested", "embedded", "new_generators", "drift", "retrained", "can
 
 
 def test_a_full_cycle_then_a_new_generator_then_nothing_new(prefect_server, inbox):
-    from flows.cycle import continual_flow
+    from synthwatch.flows.cycle import continual_flow
 
     store, folder, corpus = inbox
     layout = StoreLayout(store)
@@ -45,10 +45,10 @@ def test_embedding_fanned_out_on_a_dask_cluster_gives_the_vectors_of_a_local_run
     from distributed import LocalCluster
     from prefect_dask import DaskTaskRunner
 
-    from flows.cycle import embed_flow
-    from heads.jobs import load_embedding_set
-    from store.ingest import ingest
-    from store.sources import plan_sources
+    from synthwatch.flows.cycle import embed_flow
+    from synthwatch.heads.jobs import load_embedding_set
+    from synthwatch.store.ingest import ingest
+    from synthwatch.store.sources import plan_sources
 
     store, folder, _ = inbox
     local_store = tmp_path / "local"

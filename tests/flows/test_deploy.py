@@ -3,10 +3,10 @@ events, and the options given on the command line."""
 
 from __future__ import annotations
 
-from flows.deploy import RETRAIN_EVENTS, build_deployments
-from flows.tasks import store_resource
-from store.layout import StoreLayout
-from store.watched import add_source
+from synthwatch.flows.deploy import RETRAIN_EVENTS, build_deployments
+from synthwatch.flows.tasks import store_resource
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.watched import add_source
 
 
 def test_each_watched_source_schedules_a_cycle_over_itself(tmp_path):

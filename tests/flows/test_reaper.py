@@ -15,7 +15,7 @@ import pytest
 
 PARENT = """
 import subprocess, sys, time
-from flows.reaper import reap_children_on_exit
+from synthwatch.flows.reaper import reap_children_on_exit
 reap_children_on_exit()
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
 print(child.pid, flush=True)

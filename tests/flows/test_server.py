@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store.catalog import Catalog
-from store.layout import StoreLayout
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.layout import StoreLayout
 
 BIN = Path(sys.executable).parent
 NO_FLOORS = ("--auroc-floor", "0", "--tpr-floor", "0")
@@ -26,7 +26,7 @@ EMIT_DRIFT = """
 import asyncio, sys
 from prefect.events import Event
 from prefect.events.clients import get_events_client
-from flows.tasks import store_resource
+from synthwatch.flows.tasks import store_resource
 
 async def main():
     async with get_events_client() as client:
@@ -95,9 +95,15 @@ def test_new_generator_and_drift_events_trigger_the_retrain_deployment(server, i
     api, env = server
     store, folder, _ = inbox
     assert _synthwatch(store, "sources", "add", folder, env=env).returncode == 0
-    deploy = subprocess.Popen([str(BIN / "synthwatch"), "--store", str(store), "deploy", "--backbone", "test-tiny-dinov2",
-                               *NO_FLOORS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    # Served from a folder that holds the store as ./store beside packages named like the rooms:
+    # installed, the project takes only the name `synthwatch`, so none of them can stand in for it.
+    workdir = store.parent
+    for room in ("embeddings", "heads", "flows"):
+        (workdir / room).mkdir()
+        (workdir / room / "__init__.py").write_text("")
+    deploy = subprocess.Popen([str(BIN / "synthwatch"), "deploy", "--backbone", "test-tiny-dinov2", *NO_FLOORS],
+                              env={**env, "SYNTHWATCH_STORE": "./store"}, cwd=workdir, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait("the deployments", lambda: {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
               >= {"continual", "retrain", "ingest", "embed", "index"}, 120)

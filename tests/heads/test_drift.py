@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heads.drift import mmd_test, score_drift
+from synthwatch.heads.drift import mmd_test, score_drift
 
 ALPHA = 0.05
 

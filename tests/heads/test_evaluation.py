@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from heads.dataset import REAL, EmbeddingSet, assign_splits, split_of_rows
-from heads.detector import HeadSpec
-from heads.evaluation import EvalOptions, evaluate_protocol, make_fold
+from synthwatch.heads.dataset import REAL, EmbeddingSet, assign_splits, split_of_rows
+from synthwatch.heads.detector import HeadSpec
+from synthwatch.heads.evaluation import EvalOptions, evaluate_protocol, make_fold
 
 DIM = 16
 FAST = EvalOptions(n_boot=200)

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from heads.finetune import FinetuneOptions, ImageItem, train_network
-from store.training_data import catalog_images
-from store.layout import StoreLayout
+from synthwatch.heads.finetune import FinetuneOptions, ImageItem, train_network
+from synthwatch.store.training_data import catalog_images
+from synthwatch.store.layout import StoreLayout
 
 TINY = ("--head", "convnext", "--backbone", "test-tiny-convnext", "--steps", "4", "--batch-size", "8",
         "--n-boot", "50")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from heads.gate import GatePolicy, judge, reasons
+from synthwatch.heads.gate import GatePolicy, judge, reasons
 
 
 def metrics(auroc, low=None, tpr=0.5, tpr_low=0.3, fpr=0.01, fpr_low=0.0, held_out=True):

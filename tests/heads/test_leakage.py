@@ -8,12 +8,12 @@ import io
 import numpy as np
 from PIL import Image
 
-from heads.dataset import assign_splits
-from heads.evaluation import make_fold
-from heads.jobs import load_embedding_set
-from store.catalog import Catalog
-from store.indexing import open_current_index
-from store.layout import StoreLayout
+from synthwatch.heads.dataset import assign_splits
+from synthwatch.heads.evaluation import make_fold
+from synthwatch.heads.jobs import load_embedding_set
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.indexing import open_current_index
+from synthwatch.store.layout import StoreLayout
 from synthwatch.corpus.photos import bundled_photos, random_crops
 
 BACKBONE = "test-tiny-dinov2@main.crop32.L4"

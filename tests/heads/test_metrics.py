@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from heads.metrics import evaluate_scores, roc_curve, threshold_at_fpr
+from synthwatch.heads.metrics import evaluate_scores, roc_curve, threshold_at_fpr
 
 
 def test_hand_computed_auroc_ap_and_rates():

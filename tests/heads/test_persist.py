@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from heads.detector import HEAD_TYPES
-from heads.persist import decode_head, encode_head
+from synthwatch.heads.detector import HEAD_TYPES
+from synthwatch.heads.persist import decode_head, encode_head
 
 
 @pytest.mark.parametrize("kind", sorted(HEAD_TYPES))

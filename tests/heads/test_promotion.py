@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from store.catalog import Catalog
-from store.layout import StoreLayout
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.layout import StoreLayout
 
 NO_FLOORS = ("--auroc-floor", "0", "--tpr-floor", "0", "--n-boot", "200")
 
@@ -91,11 +91,11 @@ def test_retrain_checks_drift_when_a_new_generator_arrives(cli, proxy_store, tmp
 
 
 def test_a_candidate_killed_before_its_decision_does_not_stop_the_loop(proxy_store):
-    from heads.detector import HeadSpec
-    from heads.evaluation import EvalOptions
-    from heads.jobs import TrainOptions, train_and_register
-    from heads.promotion import check_drift, retrain, retrain_needed
-    from heads.gate import GatePolicy
+    from synthwatch.heads.detector import HeadSpec
+    from synthwatch.heads.evaluation import EvalOptions
+    from synthwatch.heads.jobs import TrainOptions, train_and_register
+    from synthwatch.heads.promotion import check_drift, retrain, retrain_needed
+    from synthwatch.heads.gate import GatePolicy
 
     store, _ = proxy_store
     layout = StoreLayout(store)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from store.layout import StoreLayout
-from store.verify import verify_store
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.verify import verify_store
 from tests.conftest import write_image
 
 COUNT = 240
@@ -99,7 +99,7 @@ def test_two_threads_of_one_process_do_not_hold_a_write_lock_together(tmp_path):
     """lockf is per process: without the in-process lock both threads would be inside at once."""
     import threading
 
-    from store.lock import write_lock
+    from synthwatch.store.lock import write_lock
 
     inside, overlaps = [], []
 
@@ -121,7 +121,7 @@ def test_two_threads_of_one_process_do_not_hold_a_write_lock_together(tmp_path):
 
 
 def test_a_nested_write_lock_keeps_other_processes_out_until_the_outer_block_ends(tmp_path):
-    from store.lock import write_lock
+    from synthwatch.store.lock import write_lock
 
     probe = [sys.executable, "-c", "import sys; from pathlib import Path; from store.lock import write_lock\n"
              "from store.errors import StoreBusy\n"
@@ -172,7 +172,7 @@ def test_a_damaged_catalog_says_so_in_one_line_and_is_restored_with_nothing_lost
 
 
 def test_only_the_newest_snapshots_are_kept(cli, store, tmp_path):
-    from store.snapshots import SNAPSHOTS_KEPT, list_snapshots
+    from synthwatch.store.snapshots import SNAPSHOTS_KEPT, list_snapshots
 
     for index in range(SNAPSHOTS_KEPT + 2):
         write_image(tmp_path / f"in{index}" / "a.png", seed=200 + index)

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from store.catalog import Catalog
-from store.errors import StoreError
-from store.index import IndexStore, image_key, image_keys
-from store.indexing import choose_backbone, open_current_index, sync_index
-from store.layout import StoreLayout
-from store.neighbors import group_pairs, straddling_pairs
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.index import IndexStore, image_key, image_keys
+from synthwatch.store.indexing import choose_backbone, open_current_index, sync_index
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.neighbors import group_pairs, straddling_pairs
 from synthwatch.corpus.photos import bundled_photos, random_crops
 
 BACKBONE = "test-tiny-dinov2@main.crop32.L4"
@@ -89,7 +89,7 @@ def test_images_removed_after_indexing_are_skipped_and_k_still_found(indexed):
 
 
 def _stored_vector(layout: StoreLayout) -> np.ndarray:
-    from store.vectors import VectorStore
+    from synthwatch.store.vectors import VectorStore
 
     table = next(VectorStore(layout, BACKBONE).read(["vector"]))
     return np.asarray(table.column("vector")[0].as_py(), np.float32)[None]
@@ -202,7 +202,7 @@ def test_default_backbone_is_the_only_indexed_one_or_the_choices_are_listed(cli,
 
 
 def test_the_id_directory_gives_back_full_ids_by_key():
-    from store.id_directory import IdDirectory
+    from synthwatch.store.id_directory import IdDirectory
 
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(70_000)]  # more than one chunk
     directory = IdDirectory(pa.array(ids))
@@ -302,7 +302,7 @@ def _damage_a_page(shard):
 def test_a_damaged_shard_is_named_found_by_verify_and_repaired(cli, indexed, tmp_path):
     store, _ = indexed
     layout = StoreLayout(store)
-    from store.vectors import VectorStore
+    from synthwatch.store.vectors import VectorStore
 
     shard = VectorStore(layout, BACKBONE).shards()[0]
     _damage_a_page(shard)

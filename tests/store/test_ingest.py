@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from embeddings.decode import DecodeLimits, ImageRejected, read_image_file
-from store.catalog import GENERATOR_NEW, Catalog
-from store.layout import StoreLayout
-from store.verify import verify_store
+from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, read_image_file
+from synthwatch.store.catalog import GENERATOR_NEW, Catalog
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.verify import verify_store
 from tests.conftest import image_bytes, write_image
 from tests.embeddings.test_decode import _png_header_only
 

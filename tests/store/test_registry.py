@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.registry import HeadRegistry
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import HeadRegistry
 
 WRITER = """
 import sys
-from store.layout import StoreLayout
-from store.registry import HeadRegistry
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import HeadRegistry
 registry = HeadRegistry(StoreLayout(__import__("pathlib").Path(sys.argv[1])))
 for number in range(100000):
     version = registry.new_version() + f"-{number}"
@@ -115,7 +115,7 @@ def test_version_names_cannot_point_outside_the_registry(store, tmp_path, versio
 
 
 def test_a_promotion_judged_against_an_old_champion_is_refused(store):
-    from store.registry import ChampionChanged
+    from synthwatch.store.registry import ChampionChanged
 
     registry = HeadRegistry(StoreLayout(store))
     first, second, candidate = _version(registry), _version(registry), _version(registry)

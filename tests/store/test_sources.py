@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from store.errors import StoreError
-from store.sources import plan_sources
+from synthwatch.store.errors import StoreError
+from synthwatch.store.sources import plan_sources
 from tests.conftest import write_image
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from store.catalog import Catalog
-from store.errors import StoreError
-from store.layout import StoreLayout
-from store.watched import add_source, ingest_watched, list_sources, parse_duration
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.watched import add_source, ingest_watched, list_sources, parse_duration
 from tests.conftest import write_image
 
 
@@ -89,8 +89,8 @@ def test_a_prefix_is_ingested_through_a_relative_or_symlinked_store_root(store, 
 
 
 def test_objects_over_the_byte_limit_are_refused_before_download(store, tmp_path):
-    from embeddings.decode import DecodeLimits
-    from store.ingest import IngestOptions
+    from synthwatch.embeddings.decode import DecodeLimits
+    from synthwatch.store.ingest import IngestOptions
 
     bucket = tmp_path / "bucket"
     write_image(bucket / "real" / "shoot" / "a.png", seed=1)

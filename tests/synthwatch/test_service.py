@@ -181,8 +181,8 @@ def test_refuses_to_start_without_a_token_or_off_loopback_without_auth(store):
 
 
 def test_detect_follows_the_champion_without_restart(proxy_store, cli):
-    from store.registry import HeadRegistry
-    from store.layout import StoreLayout
+    from synthwatch.store.registry import HeadRegistry
+    from synthwatch.store.layout import StoreLayout
 
     store, corpus = proxy_store
     _, first, _ = cli("--store", store, "train", "--n-boot", "50", "--auroc-floor", "0", "--tpr-floor", "0", "--json")

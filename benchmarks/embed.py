@@ -175,7 +175,7 @@ def rss_child(folder: Path, backbone_name: str, device: str, batch: int) -> dict
     """One end-to-end embed in a fresh process; its peak RSS (main process and largest worker)."""
     code = (
         "import json, resource, sys; from pathlib import Path; sys.path.insert(0, 'benchmarks');"
-        "from embed import end_to_end, ingest_folder; from embeddings.backbone import create_backbone;"
+        "from embed import end_to_end, ingest_folder; from synthwatch.embeddings.backbone import create_backbone;"
         f"layout = ingest_folder(Path({str(folder)!r}), Path({str(folder) + '-store'!r}));"
         f"r = end_to_end(layout, create_backbone({backbone_name!r}, allow_random_weights=True), {device!r}, {batch}, None);"
         "print(json.dumps({'self_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"

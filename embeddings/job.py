@@ -48,7 +48,8 @@ def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int, *, ext
     """Work items for images lacking any of views 0..``views`` or ``extra_views``, and the rows
     already stored; ``only`` restricts the plan to those image ids."""
     present = vectors.present_views()
-    rows = Catalog(layout).query("SELECT image_id, stored, original_path FROM images ORDER BY image_id")
+    files = Catalog(layout).image_files()
+    rows = zip(*(files.column(name).to_pylist() for name in ("image_id", "stored", "original_path")))
     wanted_views = tuple(range(views + 1)) + tuple(extra_views)
     items, skipped = [], 0
     for image_id, stored, original in rows:

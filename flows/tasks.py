@@ -110,14 +110,11 @@ def embed_chunk(store: str, description: dict, image_ids: list[str], views: int 
 def update_index(store: str, backbone_id: str | None = None) -> dict:
     """Bring the index of ``backbone_id`` (default: the champion's backbone, else the only one
     with vectors) up to date."""
+    from synthwatch.store.backbones import resolve_backbone
     from synthwatch.store.indexing import sync_index
 
     layout = _layout(store)
-    if backbone_id is None:
-        from synthwatch.heads.jobs import resolve_backbone_id
-
-        backbone_id = resolve_backbone_id(layout, None)
-    return sync_index(layout, backbone_id)
+    return sync_index(layout, resolve_backbone(layout, backbone_id))
 
 
 @task
@@ -139,7 +136,7 @@ def retrain_needed(store: str, drift: dict) -> dict:
 def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift: dict | None = None) -> dict:
     from synthwatch.heads.detector import HeadSpec
     from synthwatch.heads.gate import GatePolicy
-    from synthwatch.heads.jobs import TrainOptions
+    from synthwatch.heads.training import TrainOptions
     from synthwatch.heads.promotion import retrain as run
 
     result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason), policy=GatePolicy(**gate),

@@ -1,8 +1,8 @@
-"""Labelled embeddings and their train / validation / test splits by source group.
+"""Labelled embeddings with the train / validation / test split of each row.
 
-Images are split by group (their ``source``: the photo, shoot or site they came from), never
-one by one, so near-identical pictures of one group cannot sit on both sides of a split. A
-group's split depends only on its name and the seed, so it stays put as the store grows.
+Rows from a store carry the splits the catalog holds for their source groups
+(``synthwatch.store.splits``: assigned once, never moved). Sets built in memory without splits
+(tests, benchmarks) get them from the same rule, over their own groups in sorted order.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
-DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
+from synthwatch.store.splits import SPLITS, assign_splits
+
 REAL = ""  # the generator of real images (generator names are never empty)
 CLEAN_VIEW = 0
 ROBUSTNESS_FROM = 1000  # views from here on are evaluation perturbations, never trained on
@@ -24,7 +24,8 @@ class EmbeddingSet:
     """Rows of vectors with what the catalog says about their images.
 
     ``vectors`` is (n, dim) float32; the other fields are (n,) arrays: ``image_ids`` and
-    ``sources`` (str), ``generators`` (str, ``REAL`` for real images), ``views`` (int).
+    ``sources`` (str), ``generators`` (str, ``REAL`` for real images), ``views`` (int), and
+    ``splits`` (str: train, val or test; from the catalog, or None to derive them in memory).
     """
 
     image_ids: np.ndarray
@@ -32,6 +33,7 @@ class EmbeddingSet:
     generators: np.ndarray
     sources: np.ndarray
     views: np.ndarray
+    splits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.image_ids)
@@ -53,7 +55,7 @@ class EmbeddingSet:
 
     def take(self, mask: np.ndarray) -> "EmbeddingSet":
         return EmbeddingSet(self.image_ids[mask], self.vectors[mask], self.generators[mask],
-                            self.sources[mask], self.views[mask])
+                            self.sources[mask], self.views[mask], None if self.splits is None else self.splits[mask])
 
     def generator_names(self) -> list[str]:
         return sorted(set(self.generators.tolist()) - {REAL})
@@ -67,43 +69,13 @@ class EmbeddingSet:
         return digest.hexdigest()
 
 
-def assign_splits(groups: list[str], *, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> dict[str, str]:
-    """``{group: "train" | "val" | "test"}``, decided by a seeded hash of each group's name.
-
-    With three groups or more, every split gets at least one: the groups of the fullest split
-    with the highest hashes move to an empty one.
-    """
-    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"Expected three positive split fractions summing to 1, but got {fractions}.")
-    position = {group: _unit_hash(seed, group) for group in groups}
-    bounds = np.cumsum(fractions)
-    chosen = {group: SPLITS[int(np.searchsorted(bounds, u, side="right"))] for group, u in position.items()}
-    if len(position) >= 3:
-        for empty in [split for split in ("test", "val", "train") if split not in chosen.values()]:
-            members = {split: [g for g in chosen if chosen[g] == split] for split in SPLITS}
-            fullest = max(SPLITS, key=lambda split: (len(members[split]), split == "train"))
-            chosen[max(members[fullest], key=lambda g: position[g])] = empty
-    return chosen
-
-
-def _unit_hash(seed: int, group: str) -> float:
-    digest = hashlib.sha256(f"{seed}\0{group}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def split_of_rows(data: EmbeddingSet, *, seed: int = 0) -> np.ndarray:
-    """The split of every row, (n,) str, from the groups of real and synthetic images alike."""
-    groups = sorted(set(data.sources.tolist()))
-    chosen = assign_splits(groups, seed=seed)
+def split_of_rows(data: EmbeddingSet) -> np.ndarray:
+    """The split of every row, (n,) str: the stored one, or for a set built in memory without
+    splits, :func:`assign_splits` over its groups in sorted order."""
+    if data.splits is not None:
+        return data.splits
+    chosen = assign_splits(sorted(set(data.sources.tolist())))
     return np.array([chosen[source] for source in data.sources.tolist()], dtype=object)
 
 
-def split_of_images(layout, backbone_id: str, *, seed: int = 0) -> dict[str, str]:
-    """``{image_id: split}`` for the catalog images with vectors of ``backbone_id``, as evaluation
-    splits them (by source group)."""
-    from synthwatch.store.training_data import labelled_sources
-
-    table = labelled_sources(layout, backbone_id)
-    ids, sources = table.column("image_id").to_pylist(), table.column("source").to_pylist()
-    chosen = assign_splits(sorted(set(sources)), seed=seed)
-    return {image_id: chosen[source] for image_id, source in zip(ids, sources)}
+__all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "EmbeddingSet", "assign_splits", "split_of_rows"]

@@ -6,43 +6,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, decode_image
-from synthwatch.heads.detector import attribute
-from synthwatch.heads.jobs import LoadedHead, load_registered
+from synthwatch.heads.scorers import EmbeddingScorer, NetworkScorer, load_scorer
 from synthwatch.store.layout import StoreLayout
 
 
 @dataclass
 class Detector:
-    """A loaded head, and the backbones that embed queries: the head's own (embedding heads), and
-    the evidence index's (for the nearest known fakes; the same one unless the head is a
-    fine-tuned network). Backbones are built on first use, or set by the caller from a cache."""
+    """A registered head (any :class:`~synthwatch.heads.scorers.Scorer`) and the backbones that
+    embed queries: the head's own, and the evidence index's (for the nearest known fakes).
+    Backbones are built on first use, or shared by the caller through ``backbones``."""
 
-    loaded: LoadedHead
+    scorer: EmbeddingScorer | NetworkScorer
     backbones: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, layout: StoreLayout, version: str | None = None) -> "Detector":
-        return cls(load_registered(layout, version))
+        return cls(load_scorer(layout, version))
 
     @property
     def version(self) -> str:
-        return self.loaded.version
+        return self.scorer.version
 
     @property
     def backbone_id(self) -> str | None:
         """The backbone the head scores embeddings of (None for a fine-tuned network)."""
-        return self.loaded.record.get("backbone_id")
-
-    def backbone(self, description: dict):
-        from synthwatch.embeddings.backbone import cached_backbone
-
-        return cached_backbone(description, self.backbones)
+        return self.scorer.record.backbone_id
 
     def detect(self, images: list[tuple[str, bytes]], *, k: int = 5, neighbors=None,
                limits: DecodeLimits = DecodeLimits()) -> list[dict]:
         """One result per ``(name, bytes)``: score, decision, attribution and nearest known fakes
         (from ``neighbors``, a ``store.neighbors.NeighborIndex``); an image that cannot be decoded
         gets ``error`` with the reason instead."""
+        from synthwatch.embeddings.backbone import cached_backbone
         from synthwatch.embeddings.query import embed_images
 
         results, decoded = [], []
@@ -55,24 +50,13 @@ class Detector:
         good = [entry for entry in results if "error" not in entry]
         if not decoded:
             return results
-        record = self.loaded.record
-        vectors = None
-        if self.loaded.embeds:
-            vectors = embed_images(self.backbone(record["backbone"]), decoded)
-            scores = self.loaded.scores(vectors)
-            attributions = attribute(self.loaded.attribution, vectors)
-        else:
-            from synthwatch.heads.finetune import score_images
-
-            scores = score_images(self.loaded.network, self.loaded.network_spec, decoded)
-            attributions = [{"generator": None, "probability": None, "real_probability": None, "top": [],
-                             "note": "a fine-tuned network does not attribute generators"}] * len(decoded)
+        scores, attributions, vectors = self.scorer.score_images(decoded, self.backbones)
         evidence = None
         if neighbors is not None and k > 0:
             if vectors is None or neighbors.backbone_id != self.backbone_id:
-                vectors = embed_images(self.backbone(neighbors.description), decoded)
+                vectors = embed_images(cached_backbone(neighbors.description, self.backbones), decoded)
             evidence = neighbors.search(vectors, k, label="synthetic")[0]
-        threshold = self.loaded.threshold
+        threshold = self.scorer.threshold
         for position, entry in enumerate(good):
             entry.update({
                 "score": round(float(scores[position]), 6),

@@ -27,8 +27,8 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """Target false-positive rate, bootstrap resamples, seed of splits and resamples, and the
-    fewest test images a generator needs to be measured."""
+    """Target false-positive rate, bootstrap resamples and their seed, and the fewest test images
+    a generator needs to be measured. (Splits are not seeded here: they are stored data.)"""
 
     target_fpr: float = 0.01
     n_boot: int = 1000
@@ -103,7 +103,7 @@ class Fold:
     dropped: int
 
 
-def make_fold(data: EmbeddingSet, holdout: Iterable[str], *, seed: int = 0,
+def make_fold(data: EmbeddingSet, holdout: Iterable[str], *,
               near_duplicates: Iterable[tuple[str, str]] = ()) -> Fold:
     """Split ``data`` for a fold holding out the generators in ``holdout``.
 
@@ -112,7 +112,7 @@ def make_fold(data: EmbeddingSet, holdout: Iterable[str], *, seed: int = 0,
     Held-out generators are tested on all their images, known ones on their test split.
     """
     holdout = frozenset(holdout)
-    split = split_of_rows(data, seed=seed)
+    split = split_of_rows(data)
     generators = data.generators
     held = np.isin(generators, list(holdout)) if holdout else np.zeros(len(data), bool)
     trainable = data.views < ROBUSTNESS_FROM
@@ -204,7 +204,7 @@ def evaluate_protocol(spec: HeadSpec, data: EmbeddingSet, *, protocol: str, hold
     evaluation = Evaluation(protocol, options.target_fpr, None, [])
     folds = [[name] for name in names] if protocol == "logo" else [holdout]
     for held in folds:
-        fold = make_fold(data, held, seed=options.seed, near_duplicates=pairs)
+        fold = make_fold(data, held, near_duplicates=pairs)
         if not (fold.train.labels == 1).any() or not (fold.train.labels == 0).any():
             for name in held:
                 evaluation.skipped[name] = "no other generator (or no real image) left to train on"
@@ -231,7 +231,7 @@ def evaluate_fitted(score: ScoreFn, threshold: float, data: EmbeddingSet, *, see
     """Measure an already trained head on the splits it was trained with: generators it never
     saw (held out, or new since) on all their images, the ``seen`` ones on their test split."""
     holdout = sorted(set(data.generator_names()) - set(seen))
-    fold = make_fold(data, holdout, seed=options.seed, near_duplicates=near_duplicates)
+    fold = make_fold(data, holdout, near_duplicates=near_duplicates)
     names = data.generator_names()
     held, skipped = measure(fold, score, threshold, [n for n in names if n in holdout], held_out=True,
                             options=options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 
@@ -16,7 +16,9 @@ from synthwatch.heads.evaluation import Evaluation, evaluate_fitted
 from synthwatch.heads.finetune import (
     FINETUNE_KIND, FinetuneOptions, ImageItem, network_bytes, score_items, train_network,
 )
-from synthwatch.heads.jobs import NETWORK_FILE, LoadedHead, TrainOptions, _write
+from synthwatch.heads.records import NETWORK_FILE, HeadRecord, register
+from synthwatch.heads.training import TrainOptions, TrainResult
+from synthwatch.store.catalog import Catalog
 from synthwatch.heads.metrics import threshold_at_fpr
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
@@ -27,6 +29,7 @@ from synthwatch.store.training_data import catalog_images
 def _images(layout: StoreLayout) -> tuple[EmbeddingSet, list[str]]:
     """Catalog images as rows whose single "vector" column is the row number (scores come later)."""
     table = catalog_images(layout)
+    splits = Catalog(layout).group_splits()
     n = table.num_rows
     if n == 0:
         raise StoreError(f"Expected images in {layout.root}, but the catalog has none. Run `synthwatch ingest`.")
@@ -34,16 +37,18 @@ def _images(layout: StoreLayout) -> tuple[EmbeddingSet, list[str]]:
                         np.arange(n, dtype=np.float32)[:, None],
                         np.asarray(table.column("generator").to_pylist(), object),
                         np.asarray(table.column("source").to_pylist(), object),
-                        np.zeros(n, np.int64)), table.column("path").to_pylist()
+                        np.zeros(n, np.int64),
+                        np.asarray([splits[s] for s in table.column("source").to_pylist()], object)), \
+        table.column("path").to_pylist()
 
 
 def finetune_and_register(layout: StoreLayout, finetune: FinetuneOptions, options: TrainOptions,
-                          progress=None) -> tuple[dict, Evaluation]:
+                          progress=None) -> tuple[TrainResult, Evaluation]:
     """Train the network on the training split of generators not held out, set its threshold on
     validation real images, measure it, and register it (not promoted)."""
     images, paths = _images(layout)
     seed = options.evaluation.seed
-    split = split_of_rows(images, seed=seed)
+    split = split_of_rows(images)
     held = np.isin(images.generators, list(options.holdout))
     train_rows = np.flatnonzero((split == "train") & ~held)
     items = [ImageItem(images.image_ids[i], paths[i], int(images.generators[i] != REAL)) for i in train_rows]
@@ -53,7 +58,7 @@ def finetune_and_register(layout: StoreLayout, finetune: FinetuneOptions, option
     with write_lock(layout.lock_for("finetune")):
         network, spec, info = train_network(items, finetune, checkpoint_dir=checkpoints, progress=progress)
     scored = _score_for_evaluation(network, spec, images, paths, split, held, seed=seed, device=finetune.device)
-    val_real = scored.take((split_of_rows(scored, seed=seed) == "val") & (scored.generators == REAL)
+    val_real = scored.take((split_of_rows(scored) == "val") & (scored.generators == REAL)
                            & (scored.views == CLEAN_VIEW))
     if len(val_real) == 0:
         raise StoreError("Expected validation real images to set the threshold on, but the validation split has "
@@ -61,19 +66,17 @@ def finetune_and_register(layout: StoreLayout, finetune: FinetuneOptions, option
     threshold = threshold_at_fpr(val_real.vectors[:, 0], options.evaluation.target_fpr)
     seen = sorted(set(images.generator_names()) - set(options.holdout))
     evaluation = evaluate_fitted(lambda scores: scores[:, 0], threshold, scored, seen=seen, options=options.evaluation)
-    record = {
-        "kind": FINETUNE_KIND, "target": "binary", "threshold": threshold, "backbone_id": None,
-        "network": {"backbone": spec.name, "mode": "crop", "input_size": spec.input_size, **info,
-                    "options": asdict(finetune)},
-        "generators_seen": seen, "data_fingerprint": run_key,
-        "counts": {"train_images": len(items)},
-        "train_groups": sorted(set(images.sources[train_rows].tolist())),
-    }
-    version = _write(layout, record, {NETWORK_FILE: network_bytes(network)}, options, evaluation)
+    record = HeadRecord(
+        kind=FINETUNE_KIND, target="binary", threshold=threshold, target_fpr=options.evaluation.target_fpr,
+        generators_seen=seen, holdout=sorted(options.holdout), train_groups=sorted(set(images.sources[train_rows].tolist())),
+        counts={"train_images": len(items)}, metrics=evaluation.as_dict(), data_fingerprint=run_key,
+        split_seed=Catalog(layout).split_seed(), resample_seed=seed, reason=options.reason,
+        network={"backbone": spec.name, "mode": "crop", "input_size": spec.input_size, **info,
+                 "options": asdict(finetune)})
+    version = register(layout, record, {NETWORK_FILE: network_bytes(network)})
     shutil.rmtree(checkpoints, ignore_errors=True)  # registered: nothing left to resume
-    return {"version": version, "head": "convnext", "backbone_id": None, "threshold": round(threshold, 6),
-            "target_fpr": options.evaluation.target_fpr, "generators_seen": seen, "holdout": sorted(options.holdout),
-            "counts": record["counts"], "training": info, "metrics": evaluation.as_dict(), "notes": []}, evaluation
+    return TrainResult(version, "convnext", None, threshold, options.evaluation.target_fpr, seen, sorted(options.holdout),
+                       record.counts, evaluation.as_dict(), [], training=info), evaluation
 
 
 def _score_for_evaluation(network, spec, images: EmbeddingSet, paths: list[str], split: np.ndarray,
@@ -86,18 +89,17 @@ def _score_for_evaluation(network, spec, images: EmbeddingSet, paths: list[str],
     scores = score_items(network, spec, items, seed=seed, device=device)
     index = np.repeat(rows, len(views))
     return EmbeddingSet(images.image_ids[index], scores.astype(np.float32)[:, None], images.generators[index],
-                        images.sources[index], np.tile(np.array(views, np.int64), len(rows)))
+                        images.sources[index], np.tile(np.array(views, np.int64), len(rows)), images.splits[index])
 
 
-def evaluate_network(layout: StoreLayout, loaded: LoadedHead, options: TrainOptions) -> Evaluation:
-    """The registered network on generators it never saw (all images) and the test split of the rest."""
-    record = loaded.record
+def evaluate_network(layout: StoreLayout, scorer, options) -> Evaluation:
+    """A registered network (a ``NetworkScorer``) on generators it never saw (all images) and the
+    test split of the rest; ``options`` are its evaluation options."""
+    record = scorer.record
     images, paths = _images(layout)
-    seed = record["split_seed"]
-    split = split_of_rows(images, seed=seed)
-    held = ~np.isin(images.generators, record["generators_seen"]) & (images.generators != REAL)
-    scored = _score_for_evaluation(loaded.network, loaded.network_spec, images, paths, split, held, seed=seed,
+    split = split_of_rows(images)
+    held = ~np.isin(images.generators, record.generators_seen) & (images.generators != REAL)
+    scored = _score_for_evaluation(scorer.network, scorer.spec, images, paths, split, held, seed=options.seed,
                                    device="auto")
-    evaluation_options = replace(options.evaluation, target_fpr=record["target_fpr"], seed=seed)
-    return evaluate_fitted(lambda scores: scores[:, 0], loaded.threshold, scored, seen=record["generators_seen"],
-                           options=evaluation_options)
+    return evaluate_fitted(lambda scores: scores[:, 0], scorer.threshold, scored, seen=record.generators_seen,
+                           options=options)

@@ -7,72 +7,108 @@ event, and a promotion moves the champion alias through the audit log.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from synthwatch.heads.dataset import CLEAN_VIEW, REAL, assign_splits
+from synthwatch.heads.dataset import CLEAN_VIEW, EmbeddingSet, REAL
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
 from synthwatch.heads.gate import GatePolicy, judge, reasons
-from synthwatch.heads.jobs import TrainOptions, evaluate_registered, load_embedding_set, load_registered, train_and_register
-from synthwatch.store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog, utc_now
+from synthwatch.heads.pipeline import evaluate_registered, prepare_for, train_and_register
+from synthwatch.heads.prepare import EvaluationData
+from synthwatch.heads.records import HeadRecord, read_record
+from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
+from synthwatch.heads.training import TrainOptions
+from synthwatch.store.catalog import DRIFT_DETECTED, HEAD_PROMOTED, HEAD_REJECTED, Catalog
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.registry import ChampionChanged, HeadRegistry
-from synthwatch.store.training_data import catalog_images
+from synthwatch.store.schema import utc_now
+from synthwatch.store.training_data import labelled_vectors
+
+__all__ = ["Decision", "check_drift", "decide", "decided_versions", "force_promote", "retrain", "retrain_needed"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict on a candidate; :meth:`as_dict` is what is stored beside it (plus the
+    champion after it took effect)."""
+
+    decision: str
+    candidate: str
+    champion_before: str | None
+    reasons: list[str]
+    checks: list[dict]
+    policy: dict
+    drift: dict = field(default_factory=dict)
+    decided_at: str = ""
+    champion: str | None = None
+    forced: bool = False
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
+
+    def stored(self) -> dict:
+        return {"decision": self.decision, "candidate": self.candidate, "champion_before": self.champion_before,
+                "reasons": self.reasons, "checks": self.checks, "policy": self.policy, "forced": self.forced,
+                "drift": self.drift, "decided_at": self.decided_at}
+
+    def as_dict(self) -> dict:
+        return {**self.stored(), "champion": self.champion}
 
 
 def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy(),
-           options: TrainOptions = TrainOptions(), drift: dict | None = None) -> dict:
+           options: TrainOptions = TrainOptions(), drift: dict | None = None,
+           prepared: EvaluationData | None = None) -> Decision:
     """Run the gate on ``version`` against the current champion; promote it if every check
-    passes. Returns the stored decision (``decision``, ``reasons``, ``checks``, ``champion``...)."""
+    passes. Both are measured on ``prepared`` (the candidate's training data; prepared here if
+    not given), so one decision prepares its data once."""
     registry = HeadRegistry(layout)
     champion = registry.champion()
-    candidate = registry.record(version)
-    prepared: dict = {}  # both heads are measured on the same data, prepared once when they can be
+    candidate = read_record(registry, version)
+    if prepared is None and candidate.embeds:
+        prepared = prepare_for(layout, candidate.backbone_id, replace(options, dedup_threshold=candidate.dedup_threshold))
     _, candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options,
-                                            prepared_cache=prepared)
+                                                  prepared=prepared)
     champion_eval, champion_record = None, None
     if champion is not None and champion != version:
-        champion_record = registry.record(champion)
+        champion_record = read_record(registry, champion)
         _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout",
-                                               options=replace(options, holdout=()),
-                                               split_seed=candidate["split_seed"], prepared_cache=prepared)
-    trained_groups = set(candidate.get("train_groups", [])) | set((champion_record or {}).get("train_groups", []))
+                                               options=TrainOptions(evaluation=options.evaluation,
+                                                                    robustness=options.robustness),
+                                               prepared=prepared)
+    trained_groups = set(candidate.train_groups) | set(champion_record.train_groups if champion_record else [])
     leaking = sorted(trained_groups & _test_groups(layout, candidate))
-    same_splits = champion_record is None or champion_record["split_seed"] == candidate["split_seed"]
-    checks = judge(candidate["metrics"]["per_generator"], candidate_eval.per_generator(),
-                   champion_eval.per_generator() if champion_eval else None, target_fpr=candidate["target_fpr"],
+    same_splits = champion_record is None or champion_record.split_seed == candidate.split_seed
+    checks = judge(candidate.metrics["per_generator"], candidate_eval.per_generator(),
+                   champion_eval.per_generator() if champion_eval else None, target_fpr=candidate.target_fpr,
                    leaking_groups=leaking, same_splits=same_splits, policy=policy)
     passed = all(check.passed for check in checks)
-    decision = {
-        "decision": "promoted" if passed else "rejected", "candidate": version, "champion_before": champion,
-        "reasons": reasons(checks) if champion is not None or not passed else
-        ["first head in an empty registry: judged on floors, false-positive rate and leakage", *reasons(checks)],
-        "checks": [check.as_dict() for check in checks], "policy": policy.as_dict(), "forced": False,
-        "drift": drift or {}, "decided_at": utc_now().isoformat(),
-    }
+    why = reasons(checks) if champion is not None or not passed else \
+        ["first head in an empty registry: judged on floors, false-positive rate and leakage", *reasons(checks)]
+    decision = Decision("promoted" if passed else "rejected", version, champion, why,
+                        [check.as_dict() for check in checks], policy.as_dict(), drift or {}, utc_now().isoformat())
     if passed:
         try:
             registry.promote(version, reason=options.reason or "passed the gate", expected_before=champion)
         except ChampionChanged as changed:
-            passed = False
-            decision.update(decision="rejected", reasons=[str(changed)])
-    registry.set_decision(version, decision)  # once, with the verdict that took effect
-    decision["champion"] = registry.champion()
-    Catalog(layout).log_event(HEAD_PROMOTED if passed else HEAD_REJECTED, {
-        "candidate": version, "champion": decision["champion"], "reasons": decision["reasons"]})
+            decision = Decision("rejected", version, champion, [str(changed)], decision.checks, decision.policy,
+                                decision.drift, decision.decided_at)
+    registry.set_decision(version, decision.stored())  # once, with the verdict that took effect
+    decision = Decision(**{**decision.__dict__, "champion": registry.champion()})
+    Catalog(layout).log_event(HEAD_PROMOTED if decision.promoted else HEAD_REJECTED, {
+        "candidate": version, "champion": decision.champion, "reasons": decision.reasons})
     return decision
 
 
-def _test_groups(layout: StoreLayout, record: dict) -> set[str]:
+def _test_groups(layout: StoreLayout, record: HeadRecord) -> set[str]:
     """Source groups of the real and known-generator images that evaluation tests on."""
-    table = catalog_images(layout)
-    sources = np.asarray(table.column("source").to_pylist(), object)
-    generators = np.asarray(table.column("generator").to_pylist(), object)
-    chosen = assign_splits(sorted(set(sources.tolist())), seed=record["split_seed"])
-    seen = set(record["generators_seen"]) | {REAL}
-    return {s for s, g in zip(sources.tolist(), generators.tolist()) if g in seen and chosen[s] == "test"}
+    catalog = Catalog(layout)
+    splits = catalog.group_splits()
+    seen = set(record.generators_seen) | {REAL}
+    return {group for group, generators in catalog.generators_by_group().items()
+            if splits.get(group) == "test" and generators & seen}
 
 
 def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutations: int = 500) -> dict:
@@ -82,25 +118,22 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
     champion = registry.champion()
     if champion is None:
         return {"checked": False, "detected": False, "reason": "no champion yet"}
-    loaded = load_registered(layout, champion)
-    if not loaded.embeds:
+    scorer = load_scorer(layout, champion)
+    if not isinstance(scorer, EmbeddingScorer):
         return {"checked": False, "detected": False,
                 "reason": "the champion is a fine-tuned network: drift checks need an embedding head"}
-    since = max(record["created_at"] for record in decided_versions(registry) or [loaded.record])
-    new_ids = {row[0] for row in Catalog(layout).query(
-        "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
-    data = load_embedding_set(layout, loaded.record["backbone_id"])
-    new = data.take(np.isin(data.image_ids, list(new_ids)) & (data.views == CLEAN_VIEW))
+    since = max(record["created_at"] for record in decided_versions(registry) or [scorer.record.as_dict()])
+    new = _vectors_of(labelled_vectors(layout, scorer.record.backbone_id, views="clean", synthetic_since=since))
     result = {"checked": False, "detected": False, "champion": champion, "new_synthetic": len(new),
               "generators": sorted(set(new.generators.tolist())), "alpha": alpha}
     if len(new) < 2:
         return {**result, "reason": f"{len(new)} new synthetic images with vectors since the last head was trained"}
-    reference = loaded.reference(registry)
+    reference = scorer.reference()
     checks = []
     if len(reference["train_fake_vectors"]) >= 2:
         checks.append(mmd_test(new.vectors, reference["train_fake_vectors"], alpha=alpha, permutations=permutations))
     if len(reference["val_fake_scores"]):
-        checks.append(score_drift(loaded.scores(new.vectors), reference["val_fake_scores"], loaded.threshold,
+        checks.append(score_drift(scorer.scores(new.vectors), reference["val_fake_scores"], scorer.threshold,
                                   alpha=alpha))
     detected = any(check.drift for check in checks)
     result.update(checked=True, detected=detected, checks=[check.as_dict() for check in checks])
@@ -108,6 +141,16 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
         Catalog(layout).log_event(DRIFT_DETECTED, {"champion": champion, "checks": result["checks"],
                                                    "generators": result["generators"]})
     return result
+
+
+def _vectors_of(table) -> EmbeddingSet:
+    n = table.num_rows
+    vectors = table.column("vector").combine_chunks().flatten().to_numpy().astype(np.float32)
+    return EmbeddingSet(np.asarray(table.column("image_id").to_pylist(), object),
+                        vectors.reshape(n, -1) if n else np.zeros((0, 0), np.float32),
+                        np.asarray(table.column("generator").to_pylist(), object),
+                        np.asarray(table.column("source").to_pylist(), object),
+                        np.full(n, CLEAN_VIEW, np.int64))
 
 
 def decided_versions(registry: HeadRegistry) -> list[dict]:
@@ -151,19 +194,11 @@ def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
 def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainOptions = TrainOptions(),
             policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None) -> dict:
     """Check drift (unless ``drift`` is already known), train a candidate on everything the store
-    holds, and gate it."""
+    holds, and gate it on the data it was trained with (the splits are the store's, so the
+    champion is measured on the same test images)."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
-    champion = HeadRegistry(layout).champion()
-    notes = []
-    if champion is not None:  # compare on the champion's splits: a test set stays one test set
-        seed = HeadRegistry(layout).record(champion)["split_seed"]
-        if seed != options.evaluation.seed:
-            notes.append(f"split seed {seed} (the champion's) used instead of {options.evaluation.seed}, so both "
-                         "heads are measured on the same test images")
-        options = replace(options, evaluation=replace(options.evaluation, seed=seed))
-    payload, _ = train_and_register(layout, spec, options=options)
-    payload["notes"] = notes + payload["notes"]
-    decision = decide(layout, payload["version"], policy=policy, options=options, drift=drift)
-    return {"candidate": payload["version"], "decision": decision["decision"], "reasons": decision["reasons"],
-            "checks": decision["checks"], "drift": drift, "champion": decision["champion"],
-            "champion_before": decision["champion_before"], "metrics": payload["metrics"], "notes": payload["notes"]}
+    trained, _ = train_and_register(layout, spec, options=options)
+    decision = decide(layout, trained.version, policy=policy, options=options, drift=drift, prepared=trained.prepared)
+    return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
+            "checks": decision.checks, "drift": drift, "champion": decision.champion,
+            "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes}

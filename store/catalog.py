@@ -12,7 +12,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterator, Sequence
 
 import duckdb
@@ -20,72 +20,14 @@ import pyarrow as pa
 
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.schema import SCHEMA_SQL, SCHEMA_VERSION, utc_now
+from synthwatch.store.splits import adopt_legacy_splits, assign_new_groups, split_seed
 
-SCHEMA_VERSION = 1
 GENERATOR_NEW = "synthwatch.generator.new"
 DRIFT_DETECTED = "synthwatch.drift.detected"
 HEAD_PROMOTED = "synthwatch.head.promoted"
 HEAD_REJECTED = "synthwatch.head.rejected"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    image_id VARCHAR PRIMARY KEY,
-    label VARCHAR NOT NULL CHECK (label IN ('real', 'synthetic')),
-    generator VARCHAR,
-    source VARCHAR NOT NULL,
-    original_path VARCHAR NOT NULL,
-    stored BOOLEAN NOT NULL,
-    size_bytes BIGINT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    format VARCHAR NOT NULL,
-    mode VARCHAR NOT NULL,
-    frames INTEGER NOT NULL,
-    ingested_at TIMESTAMP NOT NULL,
-    run_id VARCHAR NOT NULL,
-    CHECK ((label = 'real') = (generator IS NULL))
-);
-CREATE TABLE IF NOT EXISTS generators (
-    name VARCHAR PRIMARY KEY,
-    first_seen TIMESTAMP NOT NULL,
-    image_count BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    path VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL CHECK (kind IN ('rejected', 'conflict')),
-    image_id VARCHAR,
-    first_seen TIMESTAMP NOT NULL,
-    last_seen TIMESTAMP NOT NULL,
-    run_id VARCHAR NOT NULL,
-    PRIMARY KEY (path, reason)
-);
-CREATE TABLE IF NOT EXISTS events (
-    event_id VARCHAR PRIMARY KEY,
-    name VARCHAR NOT NULL,
-    payload VARCHAR NOT NULL,
-    occurred_at TIMESTAMP NOT NULL,
-    forwarded_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS watched_sources (
-    uri VARCHAR PRIMARY KEY,
-    label VARCHAR,
-    generator VARCHAR,
-    source VARCHAR,
-    cron VARCHAR,
-    every_s BIGINT,
-    added_at TIMESTAMP NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY,
-    command VARCHAR NOT NULL,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP,
-    status VARCHAR NOT NULL,
-    summary VARCHAR
-);
-"""
 
 # Column order of ``images``; ImageRecord fields follow it.
 IMAGE_COLUMNS = (
@@ -97,11 +39,6 @@ _IMAGE_TYPES = (
     pa.int32(), pa.int32(), pa.string(), pa.string(), pa.int32(), pa.timestamp("us"), pa.string(),
 )
 _IMAGE_SCHEMA = pa.schema(list(zip(IMAGE_COLUMNS, _IMAGE_TYPES)))
-
-
-def utc_now() -> datetime:
-    """Naive UTC timestamp, as the catalog stores them."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -214,21 +151,33 @@ class Catalog:
             con.execute("COMMIT")
 
     def create(self) -> None:
-        """Create the store and its tables if they are missing (idempotent)."""
+        """Create the store and its tables if they are missing, or migrate an older catalog
+        (idempotent)."""
         self.layout.ensure_writable()
         with self.transaction() as con:
-            con.execute(_SCHEMA)
+            con.execute(SCHEMA_SQL)
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
-                con.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
+                con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            elif int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(
-                    f"Expected catalog schema version {SCHEMA_VERSION}, but "
+                    f"Expected catalog schema version {SCHEMA_VERSION} or older, but "
                     f"{self.layout.catalog_path} has version {row[0]}. Use the synthwatch "
                     "release that wrote this store."
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                self._migrate(con, int(row[0]))
+            assign_new_groups(con)
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection, version: int) -> None:
+        """Bring a catalog of schema ``version`` up to date, inside the caller's transaction."""
+        if version < 2:  # splits were recomputed on every read: store those the champion used
+            adopt_legacy_splits(con, self.layout)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+    def schema_version(self) -> int:
+        row = self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(row[0][0]) if row else 0
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -282,6 +231,7 @@ class Catalog:
                 con.register("batch_images", table)
                 con.execute("INSERT INTO images SELECT * FROM batch_images")
                 con.unregister("batch_images")
+                assign_new_groups(con)
             counts: dict[str, int] = {}
             for record in batch.images:
                 if record.generator is not None:
@@ -391,6 +341,45 @@ class Catalog:
                 "status": last[4],
             },
         }
+
+    def group_splits(self) -> dict[str, str]:
+        """``{source group: "train" | "val" | "test"}``: the one reader of the stored splits
+        (``store.splits``). A catalog from before splits were stored is migrated first."""
+        if self.schema_version() < SCHEMA_VERSION:
+            self.create()
+        rows = self.query("SELECT source, split FROM splits ORDER BY source")
+        if self.query("SELECT count(*) FROM images WHERE source NOT IN (SELECT source FROM splits)")[0][0]:
+            self.create()  # groups written without a split (by hand): assign them once, now
+            rows = self.query("SELECT source, split FROM splits ORDER BY source")
+        return dict(rows)
+
+    def split_seed(self) -> int:
+        """The seed the store assigns new groups' splits with."""
+        with self.connect(read_only=True) as con:
+            return split_seed(con)
+
+    def generators_by_group(self) -> dict[str, set[str]]:
+        """``{source group: generators of its images}``, ``''`` standing for real images."""
+        groups: dict[str, set[str]] = {}
+        for source, generator in self.query("SELECT DISTINCT source, coalesce(generator, '') FROM images"):
+            groups.setdefault(source, set()).add(generator)
+        return groups
+
+    def synthetic_ids_since(self, since: str) -> set[str]:
+        """Ids of synthetic images ingested after the ISO timestamp ``since``."""
+        return {row[0] for row in self.query(
+            "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
+
+    def image_files(self) -> pa.Table:
+        """``image_id``, ``generator`` ('' for real), ``source``, ``stored`` and ``original_path``
+        of every image, ordered by id."""
+        return self.arrow("SELECT image_id, coalesce(generator, '') AS generator, source, stored, original_path "
+                          "FROM images ORDER BY image_id")
+
+    def image_labels(self) -> dict[str, tuple[str, str | None, str, str]]:
+        """``{image_id: (label, generator, original_path, source)}`` of every image."""
+        return {row[0]: row[1:] for row in self.query(
+            "SELECT image_id, label, generator, original_path, source FROM images")}
 
     def arrow(self, sql: str, params: Sequence | None = None) -> pa.Table:
         """Run a read-only query and return its rows as an Arrow table."""

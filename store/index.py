@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthwatch.store.atomic import atomic_write_bytes
-from synthwatch.store.catalog import utc_now
+from synthwatch.store.schema import utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 

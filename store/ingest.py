@@ -21,7 +21,7 @@ from synthwatch.store.atomic import atomic_write_bytes, remove_stale_temporaries
 from synthwatch.store.catalog import Batch, Catalog, ImageRecord, KnownImage, QuarantineRecord, utc_now
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock
-from synthwatch.store.sources import Candidate, Plan
+from synthwatch.store.candidates import Candidate, Plan
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 
 from synthwatch.store.errors import StoreError
-from synthwatch.store.sources import Candidate, Invalid, Plan, check_label, check_source, is_image_name
+from synthwatch.store.candidates import Candidate, Invalid, Plan, check_label, check_source, is_image_name
 
 REQUIRED_COLUMNS = ("path", "label")
 KNOWN_COLUMNS = ("path", "label", "generator", "source")

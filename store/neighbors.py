@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass
 import faiss
 import numpy as np
 
+from synthwatch.store.backbones import resolve_backbone
 from synthwatch.store.catalog import Catalog
-from synthwatch.store.id_directory import IdDirectory
-from synthwatch.store.index import IndexStore, image_keys
 from synthwatch.store.errors import StoreError
+from synthwatch.store.id_directory import IdDirectory
+from synthwatch.store.index import IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index
+from synthwatch.store.index_inputs import clean_vector_batches, index_is_current, indexable_keys
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.vectors import VectorStore
 
 # Inner products of unit vectors lie in [-1, 1]; 8-bit and product-quantiser codes approximate
 # them by a few hundredths. Anything past this bound is damage, not a neighbour.
@@ -43,7 +46,8 @@ def _check_scores(scores: np.ndarray, keys: np.ndarray, query_norms: np.ndarray,
 
 
 class NeighborIndex:
-    """A loaded index with catalog lookups; :meth:`refresh` picks up a rebuilt index."""
+    """A loaded index with catalog lookups; :meth:`refresh` picks up a rebuilt index. Nothing
+    here writes the index file (``synthwatch.store.indexing`` does)."""
 
     def __init__(self, layout: StoreLayout, backbone_id: str) -> None:
         self.layout = layout
@@ -53,7 +57,10 @@ class NeighborIndex:
         self._load()
 
     def _load(self) -> None:
-        self.index, self.manifest, keys = self.store.load()
+        self._use(*self.store.load())
+
+    def _use(self, index, manifest: dict, keys: np.ndarray) -> None:
+        self.index, self.manifest = index, manifest
         self.keys = np.sort(keys)
         self.version = self.manifest["file"]
         # Read after the index: the catalog then holds every indexed image not removed since.
@@ -66,6 +73,35 @@ class NeighborIndex:
             self._load()
             return True
         return False
+
+    def catch_up(self) -> tuple[int, int]:
+        """Bring the loaded index in step with the vectors and catalog, in memory only; returns
+        ``(added, removed)``."""
+        wanted = indexable_keys(self.layout, self.backbone_id)
+        added, removed = np.setdiff1d(wanted, self.keys), np.setdiff1d(self.keys, wanted)
+        if len(removed):
+            self.index.remove_ids(faiss.IDSelectorBatch(removed))
+        add_batches(self.index, clean_vector_batches(VectorStore(self.layout, self.backbone_id), added))
+        self.keys = np.sort(index_keys(self.index))
+        self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
+        return len(added), len(removed)
+
+    @classmethod
+    def built_in_memory(cls, layout: StoreLayout, backbone_id: str) -> "NeighborIndex":
+        """An exact index of the clean vectors, built in memory (for a reader whose index file is
+        damaged); the file is left for ``synthwatch index`` to rebuild."""
+        vectors = VectorStore(layout, backbone_id)
+        keys = indexable_keys(layout, backbone_id)
+        dim, description = vectors.shape_and_description()
+        index = new_index(IndexPlan.for_size(0, dim), dim)
+        add_batches(index, clean_vector_batches(vectors, keys))
+        neighbors = cls.__new__(cls)
+        neighbors.layout, neighbors.backbone_id = layout, backbone_id
+        neighbors.store, neighbors.catalog = IndexStore(layout, backbone_id), Catalog(layout)
+        manifest = {"file": None, "backbone": description, "backbone_id": backbone_id, "index_type": "flat",
+                    "nlist": 0, "nprobe": 0}
+        neighbors._use(index, manifest, keys)
+        return neighbors
 
     @property
     def description(self) -> dict:
@@ -141,9 +177,6 @@ class NeighborIndex:
         """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,
         as ``(image_id, image_id, score)`` with the ids in sorted order; reads Parquet a shard
         at a time."""
-        from synthwatch.store.indexing import clean_vector_batches
-        from synthwatch.store.vectors import VectorStore
-
         pairs: dict[tuple[str, str], float] = {}
         for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys):
             for start in range(0, len(keys), 1024):
@@ -156,6 +189,25 @@ class NeighborIndex:
                             pair = tuple(sorted((ids[key], ids[other])))
                             pairs[pair] = max(pairs.get(pair, -1.0), round(float(scores[position]), 6))
         return [(a, b, score) for (a, b), score in sorted(pairs.items())]
+
+
+def open_for_reading(layout: StoreLayout, requested: str | None = None) -> tuple[NeighborIndex, str | None]:
+    """The index of the resolved backbone for a reader, never written: a stale one is brought up
+    to date in memory, a damaged one built in memory. Returns ``(NeighborIndex, notice)``, the
+    notice saying what was done and that ``synthwatch index`` saves it, or None."""
+    backbone_id = resolve_backbone(layout, requested, need="indexes")
+    current, why = index_is_current(layout, backbone_id)
+    save = "run `synthwatch index` to save it"
+    try:
+        neighbors = NeighborIndex(layout, backbone_id)
+    except StoreError as error:
+        neighbors = NeighborIndex.built_in_memory(layout, backbone_id)
+        return neighbors, (f"the index of {backbone_id} was damaged ({error}); rebuilt with {len(neighbors.keys)} "
+                           f"vectors in memory ({save})")
+    if current:
+        return neighbors, None
+    added, removed = neighbors.catch_up()
+    return neighbors, f"the index of {backbone_id} was not current ({why}); updated in memory: +{added} -{removed} ({save})"
 
 
 def group_pairs(pairs: list[tuple[str, str, float]]) -> list[list[str]]:

@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from synthwatch.store.atomic import atomic_write_bytes, fsync_folder
-from synthwatch.store.catalog import utc_now
+from synthwatch.store.schema import utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock

@@ -18,7 +18,7 @@ from synthwatch.embeddings.decode import DecodeLimits
 from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
-from synthwatch.store.sources import is_image_name
+from synthwatch.store.candidates import is_image_name
 
 INDEX = ".staged.json"
 

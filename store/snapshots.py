@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from synthwatch.store.catalog import _SCHEMA, utc_now
+from synthwatch.store.schema import SCHEMA_SQL, utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock
@@ -77,7 +77,7 @@ def restore_catalog(layout: StoreLayout, snapshot: Path | None = None) -> dict:
         try:
             con = duckdb.connect(str(rebuilt))
             try:
-                con.execute(_SCHEMA)
+                con.execute(SCHEMA_SQL)
                 for table in manifest["rows"]:
                     source = str(snapshot / f"{table}.parquet").replace("'", "''")
                     con.execute(f'INSERT INTO "{table}" SELECT * FROM read_parquet(\'{source}\')')

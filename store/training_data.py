@@ -12,30 +12,27 @@ from synthwatch.store.layout import StoreLayout
 from synthwatch.store.vectors import VectorStore
 
 
-def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all") -> pa.Table:
+def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all",
+                     synthetic_since: str | None = None) -> pa.Table:
     """A table of ``image_id``, ``view``, ``vector`` (fixed-size list of float32), ``generator``
     ('' for real images) and ``source``, ordered by image id and view.
 
-    ``views``: ``all``, or ``clean`` for view 0 only.
+    ``views``: ``all``, or ``clean`` for view 0 only. ``synthetic_since`` (an ISO timestamp) keeps
+    only synthetic images ingested after it.
     """
-    where = "WHERE v.view = 0" if views == "clean" else ""
+    conditions = (["v.view = 0"] if views == "clean" else []) + (
+        ["i.label = 'synthetic' AND i.ingested_at > $since::TIMESTAMP"] if synthetic_since else [])
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     return _joined(layout, backbone_id,
                    f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
                    f"FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} "
-                   "ORDER BY v.image_id, v.view")
+                   "ORDER BY v.image_id, v.view", {"since": synthetic_since} if synthetic_since else None)
 
 
-def labelled_sources(layout: StoreLayout, backbone_id: str) -> pa.Table:
-    """``image_id`` and ``source`` of every catalog image with a clean vector of ``backbone_id``."""
-    return _joined(layout, backbone_id,
-                   f"SELECT v.image_id, i.source FROM {_shards_sql(layout, backbone_id)} v JOIN images i "
-                   "USING (image_id) WHERE v.view = 0 ORDER BY v.image_id")
-
-
-def _joined(layout: StoreLayout, backbone_id: str, sql: str) -> pa.Table:
+def _joined(layout: StoreLayout, backbone_id: str, sql: str, params: dict | None = None) -> pa.Table:
     """Run ``sql`` over the shards and the catalog; a damaged shard is named, not a codec error."""
     try:
-        return Catalog(layout).arrow(sql)
+        return Catalog(layout).arrow(sql, params)
     except duckdb.Error:
         damaged = VectorStore(layout, backbone_id).damaged_shards()
         if not damaged:
@@ -61,9 +58,7 @@ def _shards_sql(layout: StoreLayout, backbone_id: str) -> str:
 def catalog_images(layout: StoreLayout) -> pa.Table:
     """Every catalog image with where its bytes are: ``image_id``, ``generator`` ('' for real),
     ``source``, ``path`` (the stored blob, or the original for images ingested with --no-copy)."""
-    table = Catalog(layout).arrow(
-        "SELECT image_id, coalesce(generator, '') AS generator, source, stored, original_path FROM images "
-        "ORDER BY image_id")
+    table = Catalog(layout).image_files()
     paths = [str(layout.blob_path(i)) if stored else original for i, stored, original in zip(
         table.column("image_id").to_pylist(), table.column("stored").to_pylist(),
         table.column("original_path").to_pylist())]

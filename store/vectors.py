@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthwatch.store.atomic import atomic_write_bytes, remove_stale_temporaries
-from synthwatch.store.catalog import utc_now
+from synthwatch.store.schema import utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 

@@ -12,7 +12,7 @@ import duckdb
 from synthwatch.store.catalog import Catalog, utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
-from synthwatch.store.sources import MANIFEST_SUFFIXES, check_label
+from synthwatch.store.candidates import MANIFEST_SUFFIXES, check_label
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -115,11 +115,10 @@ def _say_cycle(say, number: int, cycle: dict) -> None:
 def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
     from synthwatch.embeddings.backbone import backbone_from_description
     from synthwatch.embeddings.query import embed_query
-    from synthwatch.store.indexing import open_current_index
-    from synthwatch.store.registry import HeadRegistry
+    from synthwatch.store.neighbors import open_for_reading
 
     query = sorted((inbox / "synthetic" / NEW_GENERATOR).rglob("*.*"))[0]
-    neighbors, _ = open_current_index(layout, None, preferred=HeadRegistry(layout).champion_backbone())
+    neighbors, _ = open_for_reading(layout)
     vector = embed_query(backbone_from_description(neighbors.description), query.read_bytes())
     found, _ = neighbors.search(vector[None], 6, label="synthetic")
     others = [n.as_dict() for n in found[0] if n.path != str(query)][:5]
@@ -130,7 +129,7 @@ def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
 
 
 def _report(layout: StoreLayout, path: Path, say) -> str | None:
-    from synthwatch.heads.jobs import evaluate_registered
+    from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
     from synthwatch.store.registry import HeadRegistry
 

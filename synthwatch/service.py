@@ -117,11 +117,9 @@ class _State:
         return cached_backbone(description, self.backbones)
 
     def default_backbone_id(self) -> str:
-        from synthwatch.store.indexing import choose_backbone
-        from synthwatch.store.registry import HeadRegistry
+        from synthwatch.store.backbones import resolve_backbone
 
-        preferred = HeadRegistry(self.layout).champion_backbone()
-        return choose_backbone(self.layout, self.requested, among="indexes", preferred=preferred)
+        return resolve_backbone(self.layout, self.requested, need="indexes")
 
     def for_similar(self):
         """``(NeighborIndex, backbone)`` of the default or requested backbone."""

@@ -16,16 +16,18 @@ from synthwatch.settings import Settings
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.detector import HeadSpec
-    from synthwatch.heads.jobs import train_and_register
+    from synthwatch.heads.pipeline import train_and_register
     from synthwatch.heads.promotion import decide
 
     options = _train_options(args)
     if args.head == "convnext":
-        payload = _finetune(args, settings)
+        trained = _finetune(args, settings)
     else:
-        payload, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone, options=options)
-    decision = decide(settings.layout, payload["version"], policy=gate_policy(args), options=options)
-    payload.update({key: decision[key] for key in ("decision", "reasons", "checks", "champion")})
+        trained, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone, options=options)
+    decision = decide(settings.layout, trained.version, policy=gate_policy(args), options=options,
+                      prepared=trained.prepared)
+    payload = trained.as_dict()
+    payload.update({key: decision.as_dict()[key] for key in ("decision", "reasons", "checks", "champion")})
     if args.json:
         print_json(payload)
     else:
@@ -117,7 +119,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
+def _finetune(args: argparse.Namespace, settings: Settings):
     from synthwatch.heads.finetune import FinetuneOptions
     from synthwatch.heads.finetune_job import finetune_and_register
 
@@ -131,14 +133,14 @@ def _finetune(args: argparse.Namespace, settings: Settings) -> dict:
 
         bar = tqdm(total=options.steps, unit="step", desc="fine-tune", file=sys.stderr)
     progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
-    payload, _ = finetune_and_register(settings.layout, options, _train_options(args), progress=progress)
+    trained, _ = finetune_and_register(settings.layout, options, _train_options(args), progress=progress)
     if bar:
         bar.close()
-    return payload
+    return trained
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.heads.jobs import evaluate_registered
+    from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
 
     payload, evaluation = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
@@ -212,7 +214,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _train_options(args: argparse.Namespace):
     from synthwatch.heads.evaluation import EvalOptions
-    from synthwatch.heads.jobs import TrainOptions
+    from synthwatch.heads.training import TrainOptions
 
     holdout = tuple(name for name in (getattr(args, "holdout", None) or "").split(",") if name)
     evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)

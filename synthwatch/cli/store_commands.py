@@ -124,9 +124,10 @@ def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.store.indexing import choose_backbone, sync_index
+    from synthwatch.store.backbones import resolve_backbone
+    from synthwatch.store.indexing import sync_index
 
-    backbone_id = choose_backbone(settings.layout, args.backbone, among="vectors")
+    backbone_id = resolve_backbone(settings.layout, args.backbone)
     result = sync_index(settings.layout, backbone_id, codes=args.codes, rebuild=args.rebuild)
     if args.json:
         print_json(result)
@@ -172,20 +173,14 @@ def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.store.neighbors import near_duplicate_groups
 
-    from synthwatch.heads.dataset import split_of_images
-    from synthwatch.store.registry import HeadRegistry
-
     neighbors = open_neighbor_index(settings.layout, args.backbone)
     pairs = neighbors.pairs_above(args.threshold)
-    info = {row[0]: row[1:] for row in neighbors.catalog.query(
-        "SELECT image_id, label, generator, original_path FROM images")}
-    champion = HeadRegistry(settings.layout).champion()
-    seed = HeadRegistry(settings.layout).record(champion)["split_seed"] if champion else 0
-    split = split_of_images(settings.layout, neighbors.backbone_id, seed=seed)
+    info = neighbors.catalog.image_labels()
+    splits, seed = neighbors.catalog.group_splits(), neighbors.catalog.split_seed()
     groups = []
     for group in near_duplicate_groups(pairs):
         images = [{"image_id": i, "label": info[i][0], "generator": info[i][1], "path": info[i][2],
-                   "split": split.get(i)} for i in group["image_ids"]]
+                   "split": splits.get(info[i][3])} for i in group["image_ids"]]
         groups.append({"images": images, "min_score": group["min_score"],
                        "straddles_splits": len({image["split"] for image in images}) > 1})
     payload = {"backbone_id": neighbors.backbone_id, "threshold": args.threshold, "split_seed": seed,
@@ -207,10 +202,9 @@ def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
 def open_neighbor_index(layout, requested: str | None):
     """The store's index for the chosen backbone (default: the champion's, else the only one),
     brought up to date first (with a notice)."""
-    from synthwatch.store.indexing import open_current_index
-    from synthwatch.store.registry import HeadRegistry
+    from synthwatch.store.neighbors import open_for_reading
 
-    neighbors, notice = open_current_index(layout, requested, preferred=HeadRegistry(layout).champion_backbone())
+    neighbors, notice = open_for_reading(layout, requested)
     if notice:
         print(f"synthwatch: {notice}", file=sys.stderr)
     return neighbors

@@ -156,7 +156,7 @@ def test_pillows_bomb_warning_is_not_switched_off_for_the_whole_process():
     import subprocess
     import sys
 
-    code = ("import warnings; from PIL import Image; import embeddings.decode; "
+    code = ("import warnings; from PIL import Image; import synthwatch.embeddings.decode; "
             "print([f[0] for f in warnings.filters if f[2] is Image.DecompressionBombWarning])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ignore" not in done.stdout  # a fresh process: pytest's own warning handling is not in play

@@ -46,7 +46,7 @@ def test_embedding_fanned_out_on_a_dask_cluster_gives_the_vectors_of_a_local_run
     from prefect_dask import DaskTaskRunner
 
     from synthwatch.flows.cycle import embed_flow
-    from synthwatch.heads.jobs import load_embedding_set
+    from synthwatch.heads.prepare import load_embedding_set
     from synthwatch.store.ingest import ingest
     from synthwatch.store.sources import plan_sources
 

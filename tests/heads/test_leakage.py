@@ -10,9 +10,9 @@ from PIL import Image
 
 from synthwatch.heads.dataset import assign_splits
 from synthwatch.heads.evaluation import make_fold
-from synthwatch.heads.jobs import load_embedding_set
+from synthwatch.heads.prepare import load_embedding_set
 from synthwatch.store.catalog import Catalog
-from synthwatch.store.indexing import open_current_index
+from synthwatch.store.neighbors import open_for_reading
 from synthwatch.store.layout import StoreLayout
 from synthwatch.corpus.photos import bundled_photos, random_crops
 
@@ -54,7 +54,7 @@ def test_a_near_duplicate_across_splits_is_flagged_and_dropped(cli, store, tmp_p
 
     layout = StoreLayout(store)
     ids = {path: image_id for image_id, path in Catalog(layout).query("SELECT image_id, original_path FROM images")}
-    neighbors, _ = open_current_index(layout, BACKBONE)
+    neighbors, _ = open_for_reading(layout, BACKBONE)
     fold = make_fold(load_embedding_set(layout, BACKBONE), [], near_duplicates=neighbors.pairs_above(0.995))
     tested = set(fold.test_real.image_ids.tolist()) | set(fold.val_real.image_ids.tolist())
     assert ids[str(copy)] not in tested and ids[str(original)] in set(fold.train.image_ids.tolist())

@@ -93,7 +93,8 @@ def test_retrain_checks_drift_when_a_new_generator_arrives(cli, proxy_store, tmp
 def test_a_candidate_killed_before_its_decision_does_not_stop_the_loop(proxy_store):
     from synthwatch.heads.detector import HeadSpec
     from synthwatch.heads.evaluation import EvalOptions
-    from synthwatch.heads.jobs import TrainOptions, train_and_register
+    from synthwatch.heads.pipeline import train_and_register
+    from synthwatch.heads.training import TrainOptions
     from synthwatch.heads.promotion import check_drift, retrain, retrain_needed
     from synthwatch.heads.gate import GatePolicy
 
@@ -103,5 +104,5 @@ def test_a_candidate_killed_before_its_decision_does_not_stop_the_loop(proxy_sto
     orphan, _ = train_and_register(layout, HeadSpec(), options=fast)  # what a kill between register and decide leaves
     assert retrain_needed(layout, check_drift(layout)) == (True, ["no head has been trained yet"])
     result = retrain(layout, options=fast, policy=GatePolicy(auroc_floor=0, tpr_floor=0))
-    assert result["candidate"] != orphan["version"] and result["decision"] == "promoted"
+    assert result["candidate"] != orphan.version and result["decision"] == "promoted"
     assert retrain_needed(layout, check_drift(layout))[0] is False

@@ -123,8 +123,8 @@ def test_two_threads_of_one_process_do_not_hold_a_write_lock_together(tmp_path):
 def test_a_nested_write_lock_keeps_other_processes_out_until_the_outer_block_ends(tmp_path):
     from synthwatch.store.lock import write_lock
 
-    probe = [sys.executable, "-c", "import sys; from pathlib import Path; from store.lock import write_lock\n"
-             "from store.errors import StoreBusy\n"
+    probe = [sys.executable, "-c", "import sys; from pathlib import Path; from synthwatch.store.lock import write_lock\n"
+             "from synthwatch.store.errors import StoreBusy\n"
              f"try:\n    with write_lock(Path({str(tmp_path / 'write.lock')!r}), timeout_s=0.2): print('took it')\n"
              "except StoreBusy: print('busy')"]
     with write_lock(tmp_path / "write.lock"):

@@ -1,0 +1,89 @@
+"""`synthwatch train` and `synthwatch evaluate` over a store: make the store ready (robustness
+views, index), prepare the evaluation data once, run the protocol, fit and register the head."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from synthwatch.heads.detector import HeadSpec
+from synthwatch.heads.evaluation import Evaluation, evaluate_protocol
+from synthwatch.heads.prepare import EvaluationData, make_ready, prepare_data
+from synthwatch.heads.records import register
+from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
+from synthwatch.heads.training import TrainOptions, TrainResult, fit_final, threshold_notes, use_final_threshold
+from synthwatch.store.backbones import resolve_backbone
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import HeadRegistry
+
+__all__ = ["evaluate_registered", "prepare_for", "train_and_register"]
+
+
+def prepare_for(layout: StoreLayout, backbone_id: str, options: TrainOptions) -> EvaluationData:
+    """The one preparation of a decision: the explicit steps that write (robustness views, the
+    index), then the read."""
+    notes = make_ready(layout, backbone_id, robustness=options.robustness)
+    return prepare_data(layout, backbone_id, dedup_threshold=options.dedup_threshold, seed=options.evaluation.seed,
+                        notes=tuple(notes))
+
+
+def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | None = None,
+                       options: TrainOptions = TrainOptions()) -> tuple[TrainResult, Evaluation]:
+    """Evaluate ``spec`` on held-out generators, fit the final head and register it as a new
+    version (not promoted). The result carries the evaluation data for the gate."""
+    prepared = prepare_for(layout, resolve_backbone(layout, backbone), options)
+    protocol = "holdout" if options.holdout else "logo"
+    evaluation = evaluate_protocol(spec, prepared.data, protocol=protocol, holdout=options.holdout,
+                                   options=options.evaluation, near_duplicates=prepared.pairs)
+    trained = fit_final(spec, prepared, options)
+    use_final_threshold(evaluation, trained.threshold)
+    record, files = trained.record_and_files(prepared, options, evaluation, Catalog(layout).split_seed())
+    version = register(layout, record, files)
+    notes = [*prepared.notes, *threshold_notes(trained.counts["val_real"], options.evaluation.target_fpr)]
+    result = TrainResult(version, spec.kind, prepared.backbone_id, trained.threshold, options.evaluation.target_fpr,
+                         record.generators_seen, record.holdout, trained.counts, evaluation.as_dict(), notes)
+    return replace(result, prepared=prepared), evaluation
+
+
+def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
+                        options: TrainOptions = TrainOptions(),
+                        prepared: EvaluationData | None = None) -> tuple[dict, Evaluation]:
+    """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
+    never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
+    with its kind and parameters. Without a head in the registry, the default head is evaluated.
+    ``prepared`` is the decision's evaluation data when the caller has it (the gate)."""
+    registry = HeadRegistry(layout)
+    version = version or registry.champion() or (registry.versions()[-1]["version"] if registry.versions() else None)
+    if version is None:
+        prepared = prepared or prepare_for(layout, resolve_backbone(layout), options)
+        evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol=protocol or "logo",
+                                       holdout=options.holdout, options=options.evaluation,
+                                       near_duplicates=prepared.pairs)
+        if evaluation.protocol == "logo":
+            use_final_threshold(evaluation, fit_final(HeadSpec(), prepared, options).threshold)
+        return {"head_version": None, "backbone_id": prepared.backbone_id, **evaluation.as_dict(),
+                "notes": list(prepared.notes)}, evaluation
+    scorer = load_scorer(layout, version)
+    record = scorer.record
+    if not isinstance(scorer, EmbeddingScorer):
+        if protocol == "logo":
+            raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "
+                             "fold would fine-tune a network again. Train one per held-out set with --holdout.")
+        evaluation = scorer.evaluate(layout, options.evaluation)
+        return {"head_version": version, "backbone_id": None, **evaluation.as_dict(), "notes": []}, evaluation
+    if options.holdout and sorted(options.holdout) != sorted(record.holdout):
+        raise ValueError(f"Expected --holdout only without a registered head, but head {version} is evaluated on "
+                         f"what it never saw ({', '.join(record.holdout) or 'no held-out generator'} and "
+                         "generators newer than it). To hold out others, train a head with `synthwatch train "
+                         "--holdout G1,G2`.")
+    if prepared is None or prepared.backbone_id != record.backbone_id:
+        prepared = prepare_for(layout, record.backbone_id, replace(options, dedup_threshold=record.dedup_threshold))
+    if (protocol or "holdout") == "holdout":
+        evaluation = scorer.evaluate(layout, options.evaluation, prepared)
+    else:
+        evaluation_options = replace(options.evaluation, target_fpr=record.target_fpr)
+        evaluation = evaluate_protocol(HeadSpec(record.kind, record.head["params"]), prepared.data, protocol="logo",
+                                       options=evaluation_options, near_duplicates=prepared.pairs)
+        use_final_threshold(evaluation, scorer.threshold)
+    return {"head_version": version, "backbone_id": record.backbone_id, **evaluation.as_dict(),
+            "notes": list(prepared.notes)}, evaluation

@@ -1,0 +1,133 @@
+"""One evaluation dataset per decision: what training, evaluation and the gate read from the store.
+
+:func:`make_ready` is the explicit step with side effects (embedding the robustness views of the
+images evaluation tests on, bringing the index up to date); :func:`prepare_data` then only reads
+and returns an immutable :class:`EvaluationData`, which is passed from training to the gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthwatch.heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.errors import StoreError
+from synthwatch.store.indexing import sync_index
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.neighbors import NeighborIndex
+from synthwatch.store.training_data import labelled_vectors
+from synthwatch.store.vectors import VectorStore
+
+DEFAULT_DEDUP_THRESHOLD = 0.95
+
+__all__ = ["DEFAULT_DEDUP_THRESHOLD", "EvaluationData", "load_embedding_set", "make_ready", "prepare_data"]
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """The labelled vectors of one backbone, each row with its stored split, and the
+    near-duplicate pairs among them at ``dedup_threshold``."""
+
+    backbone_id: str
+    description: dict
+    data: EmbeddingSet
+    pairs: tuple[tuple[str, str, float], ...]
+    dedup_threshold: float
+    notes: tuple[str, ...] = ()
+
+    def generators_seen(self, holdout) -> list[str]:
+        return sorted(set(self.data.generator_names()) - set(holdout))
+
+
+def load_embedding_set(layout: StoreLayout, backbone_id: str) -> EmbeddingSet:
+    """Every stored vector of ``backbone_id`` whose image is in the catalog, with the split of its
+    source group as the catalog holds it."""
+    splits = Catalog(layout).group_splits()
+    table = labelled_vectors(layout, backbone_id)
+    n = table.num_rows
+    vectors = table.column("vector").combine_chunks().flatten().to_numpy().astype(np.float32)
+    sources = table.column("source").to_pylist()
+    return EmbeddingSet(
+        np.asarray(table.column("image_id").to_pylist(), dtype=object),
+        vectors.reshape(n, -1) if n else np.zeros((0, 0), np.float32),
+        np.asarray(table.column("generator").to_pylist(), dtype=object),
+        np.asarray(sources, dtype=object),
+        table.column("view").to_numpy().astype(np.int64),
+        np.asarray([splits[source] for source in sources], dtype=object),
+    )
+
+
+def make_ready(layout: StoreLayout, backbone_id: str, *, robustness: bool = True) -> list[str]:
+    """Before preparing: embed the JPEG and 0.5x views of the images evaluation may test on (when
+    ``robustness``), and bring the backbone's index up to date. Returns notes on what was done."""
+    notes = []
+    if robustness:
+        added = _embed_robustness_views(layout, backbone_id)
+        if added:
+            notes.append(f"embedded {added} robustness views (JPEG q50-95, 0.5x) of evaluation images")
+    result = sync_index(layout, backbone_id)
+    if result["action"] == "built":
+        notes.append(f"built the index of {backbone_id} ({result['index_type']}, {result['ntotal']} vectors)")
+    elif result["action"] != "unchanged":
+        notes.append(f"the index of {backbone_id} was not current; {result['action']}: "
+                     f"+{result['added']} -{result['removed']}")
+    return notes
+
+
+def prepare_data(layout: StoreLayout, backbone_id: str, *, dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                 seed: int = 0, notes: tuple[str, ...] = ()) -> EvaluationData:
+    """Read everything evaluation needs (nothing is written): the labelled vectors with their
+    splits, the near-duplicate threshold in force (``dedup_threshold``, raised above what
+    unrelated images reach; ``seed`` draws that sample) and the pairs above it from the index."""
+    _, description = VectorStore(layout, backbone_id).shape_and_description()
+    data = load_embedding_set(layout, backbone_id)
+    if len(data) == 0:
+        raise StoreError(f"Expected labelled vectors for {backbone_id}, but none of its vectors belong to "
+                         "catalog images. Run `synthwatch ingest` and `synthwatch embed`.")
+    threshold, note = effective_dedup_threshold(data, dedup_threshold, seed=seed)
+    pairs = tuple(NeighborIndex(layout, backbone_id).pairs_above(threshold))
+    return EvaluationData(backbone_id, description, data, pairs, threshold, tuple(notes) + ((note,) if note else ()))
+
+
+def effective_dedup_threshold(data: EmbeddingSet, requested: float, *, seed: int = 0) -> tuple[float, str | None]:
+    """``requested``, raised to the 99.9th percentile of similarities between images of different
+    source groups when unrelated images already score that high (random-weight backbones do):
+    a near-duplicate threshold must sit above what unrelated pictures reach."""
+    clean = data.take(data.views == CLEAN_VIEW)
+    if len(clean) < 10:
+        return requested, None
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(clean), 4000), rng.integers(0, len(clean), 4000)
+    unrelated = clean.sources[a] != clean.sources[b]
+    if unrelated.sum() < 100:
+        return requested, None
+    similarity = np.einsum("ij,ij->i", clean.vectors[a[unrelated]], clean.vectors[b[unrelated]])
+    tail = float(np.percentile(similarity, 99.9))
+    if tail <= requested:
+        return requested, None
+    raised = float(min(0.99999, tail))
+    return raised, (f"near-duplicate threshold raised from {requested} to {raised:.5f}: 0.1% of pairs of images "
+                    "from different source groups already score that high with this backbone")
+
+
+def _embed_robustness_views(layout: StoreLayout, backbone_id: str) -> int:
+    """Embed the robustness views of every image evaluation may test on (all synthetic images,
+    and real images outside the training split) that lacks one. Returns the rows added."""
+    from synthwatch.embeddings.backbone import backbone_from_description
+    from synthwatch.embeddings.engine import EngineOptions
+    from synthwatch.embeddings.job import embed_store
+    from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
+
+    data = load_embedding_set(layout, backbone_id)
+    clean = data.take(data.views == CLEAN_VIEW)
+    wanted = (clean.generators != REAL) | (clean.splits != "train")
+    have = {view: set(data.image_ids[data.views == view].tolist()) for view in ROBUSTNESS_VIEWS.values()}
+    missing = {i for i in clean.image_ids[wanted].tolist() if any(i not in ids for ids in have.values())}
+    if not missing:
+        return 0
+    _, description = VectorStore(layout, backbone_id).shape_and_description()
+    report = embed_store(layout, backbone_from_description(description), extra_views=tuple(ROBUSTNESS_VIEWS.values()),
+                         only=missing, options=EngineOptions(workers=0))
+    return report.embedded

@@ -25,13 +25,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 
-# Wheels the bare GPU machine lacks (Python 3.12, x86_64), at the locked versions, into .whl/
-# for benchmarks/gpu_check.sh; everything else it needs is already installed there.
+# Wheels the bare GPU machine lacks (Python 3.12, x86_64), at the locked versions, and synthwatch's
+# own wheel, into .whl/ for benchmarks/gpu_check.sh; everything else it needs is already there.
 GPU_WHEELS := duckdb faiss-cpu
-gpu-wheels:
+gpu-wheels: $(STAMP)
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 	  -d .whl $(foreach name,$(GPU_WHEELS),$$(grep -i '^$(name)==' requirements.lock))
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .whl . 2>&1 | $(QUIET_PIP)
 
 # Re-resolve requirements.in into requirements.lock in a scratch environment.
 lock:

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
+# synthwatch itself comes installed: the .venv's editable install here, its wheel (from
+# `make gpu-wheels`) on the GPU machine. The benchmarks folder is put last, for `embed`.
+sys.path.append(str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

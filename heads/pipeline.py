@@ -3,7 +3,7 @@ views, index), prepare the evaluation data once, run the protocol, fit and regis
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.evaluation import Evaluation, evaluate_protocol
@@ -16,7 +16,21 @@ from synthwatch.store.catalog import Catalog
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.registry import HeadRegistry
 
-__all__ = ["evaluate_registered", "prepare_for", "train_and_register"]
+__all__ = ["EvaluationReport", "evaluate_registered", "prepare_for", "train_and_register"]
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What ``synthwatch evaluate`` measured; :meth:`as_dict` is its ``--json`` (before report paths)."""
+
+    head_version: str | None
+    backbone_id: str | None
+    evaluation: Evaluation
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"head_version": self.head_version, "backbone_id": self.backbone_id, **self.evaluation.as_dict(),
+                "notes": list(self.notes)}
 
 
 def prepare_for(layout: StoreLayout, backbone_id: str, options: TrainOptions) -> EvaluationData:
@@ -47,7 +61,7 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
 
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
                         options: TrainOptions = TrainOptions(),
-                        prepared: EvaluationData | None = None) -> tuple[dict, Evaluation]:
+                        prepared: EvaluationData | None = None) -> EvaluationReport:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
     with its kind and parameters. Without a head in the registry, the default head is evaluated.
@@ -61,8 +75,7 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
                                        near_duplicates=prepared.pairs)
         if evaluation.protocol == "logo":
             use_final_threshold(evaluation, fit_final(HeadSpec(), prepared, options).threshold)
-        return {"head_version": None, "backbone_id": prepared.backbone_id, **evaluation.as_dict(),
-                "notes": list(prepared.notes)}, evaluation
+        return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes)
     scorer = load_scorer(layout, version)
     record = scorer.record
     if not isinstance(scorer, EmbeddingScorer):
@@ -70,7 +83,7 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
             raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "
                              "fold would fine-tune a network again. Train one per held-out set with --holdout.")
         evaluation = scorer.evaluate(layout, options.evaluation)
-        return {"head_version": version, "backbone_id": None, **evaluation.as_dict(), "notes": []}, evaluation
+        return EvaluationReport(version, None, evaluation)
     if options.holdout and sorted(options.holdout) != sorted(record.holdout):
         raise ValueError(f"Expected --holdout only without a registered head, but head {version} is evaluated on "
                          f"what it never saw ({', '.join(record.holdout) or 'no held-out generator'} and "
@@ -85,5 +98,4 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
         evaluation = evaluate_protocol(HeadSpec(record.kind, record.head["params"]), prepared.data, protocol="logo",
                                        options=evaluation_options, near_duplicates=prepared.pairs)
         use_final_threshold(evaluation, scorer.threshold)
-    return {"head_version": version, "backbone_id": record.backbone_id, **evaluation.as_dict(),
-            "notes": list(prepared.notes)}, evaluation
+    return EvaluationReport(version, record.backbone_id, evaluation, prepared.notes)

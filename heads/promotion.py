@@ -69,15 +69,14 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     candidate = read_record(registry, version)
     if prepared is None and candidate.embeds:
         prepared = prepare_for(layout, candidate.backbone_id, replace(options, dedup_threshold=candidate.dedup_threshold))
-    _, candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options,
-                                                  prepared=prepared)
+    candidate_eval = evaluate_registered(layout, version=version, protocol="holdout", options=options,
+                                         prepared=prepared).evaluation
     champion_eval, champion_record = None, None
     if champion is not None and champion != version:
         champion_record = read_record(registry, champion)
-        _, champion_eval = evaluate_registered(layout, version=champion, protocol="holdout",
-                                               options=TrainOptions(evaluation=options.evaluation,
-                                                                    robustness=options.robustness),
-                                               prepared=prepared)
+        champion_options = TrainOptions(evaluation=options.evaluation, robustness=options.robustness)
+        champion_eval = evaluate_registered(layout, version=champion, protocol="holdout", options=champion_options,
+                                            prepared=prepared).evaluation
     trained_groups = set(candidate.train_groups) | set(champion_record.train_groups if champion_record else [])
     leaking = sorted(trained_groups & _test_groups(layout, candidate))
     same_splits = champion_record is None or champion_record.split_seed == candidate.split_seed

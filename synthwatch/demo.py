@@ -137,8 +137,8 @@ def _report(layout: StoreLayout, path: Path, say) -> str | None:
     if champion is None:
         say("demo: no champion, so no report")
         return None
-    payload, evaluation = evaluate_registered(layout, version=champion, protocol="holdout")
-    html_path, _ = write_report(path, evaluation, {"head_version": champion, "backbone_id": payload["backbone_id"]})
+    report = evaluate_registered(layout, version=champion, protocol="holdout")
+    html_path, _ = write_report(path, report.evaluation, {"head_version": champion, "backbone_id": report.backbone_id})
     say(f"demo: report of the champion: {html_path.resolve()}")
     return str(html_path.resolve())
 

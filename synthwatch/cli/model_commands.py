@@ -143,11 +143,12 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
 
-    payload, evaluation = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
-                                              options=_train_options(args))
+    report = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
+                                 options=_train_options(args))
+    payload = report.as_dict()
     if args.report:
         context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}
-        html_path, json_path = write_report(Path(args.report), evaluation, context)
+        html_path, json_path = write_report(Path(args.report), report.evaluation, context)
         payload["report"], payload["report_json"] = str(html_path.resolve()), str(json_path.resolve())
     if args.json:
         print_json(payload)

@@ -13,6 +13,8 @@ from synthwatch.embeddings.registry import BackboneSpec, resolve_spec
 from synthwatch.embeddings.views import normalise
 
 MODES = ("crop", "resize")
+_POOLING = {"dinov2": "class token + mean of patch tokens per block", "convnext": "global average of each stage",
+            "spectrum": "azimuthal average of the log power spectrum per block"}
 
 
 class Backbone:
@@ -35,12 +37,17 @@ class Backbone:
     @property
     def backbone_id(self) -> str:
         """Names model, revision, preprocessing and layers, so differently made vectors never mix."""
-        family_tag = "L" if self.spec.family == "dinov2" else "S"
+        family_tag = {"dinov2": "L", "convnext": "S", "spectrum": "F"}[self.spec.family]
         raw = (f"{self.spec.name}@{self.spec.revision}.{self.mode}{self.spec.input_size}."
                f"{family_tag}{'-'.join(map(str, self.layers))}")
         if self.weights == RANDOM:
             raw += "+random-weights"
         return re.sub(r"[^A-Za-z0-9._@+-]", "_", raw.replace("/", "__"))
+
+    @property
+    def random_parts(self) -> list[str]:
+        """Names of the parts running on random weights (this backbone, or none)."""
+        return [self.spec.name] if self.weights == RANDOM else []
 
     def describe(self) -> dict:
         """What made these vectors, for Parquet metadata and reports."""
@@ -52,8 +59,7 @@ class Backbone:
             "layers": list(self.layers), "mode": self.mode, "input_size": spec.input_size,
             "mean": list(spec.mean), "std": list(spec.std), "interpolation": spec.interpolation,
             "dim": self.dim,
-            "pooling": "class token + mean of patch tokens per block" if spec.family == "dinov2"
-            else "global average of each stage",
+            "pooling": _POOLING[spec.family],
         }
 
     def to(self, device: torch.device | str) -> "Backbone":
@@ -82,7 +88,10 @@ class Backbone:
         torch.Tensor
             (N, dim) float32 on the CPU, each row of unit L2 norm.
         """
-        return self._vectors(pixels.to(self.device, non_blocking=True)).cpu()
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.spec.family == "spectrum":
+            return self._spectrum(pixels.permute(0, 2, 3, 1), None).cpu()
+        return self._vectors(pixels).cpu()
 
     @torch.inference_mode()
     def embed_crops(self, pixels: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
@@ -90,7 +99,13 @@ class Backbone:
         (N, 2) sizes), normalised on the model's device; (N, dim) float32 left on that device,
         so the caller decides when to wait for the copy back."""
         pixels = pixels.to(self.device, non_blocking=True)
+        if self.spec.family == "spectrum":
+            return self._spectrum(pixels, sizes)
         return self._vectors(normalise(pixels, sizes.to(self.device, non_blocking=True), self.spec))
+
+    def _spectrum(self, crops: torch.Tensor, sizes: torch.Tensor | None) -> torch.Tensor:
+        """Spectral blocks of (N, S, S, 3) crops over their valid ``sizes``; FFTs in float32."""
+        return nn.functional.normalize(torch.cat(self.model(crops, sizes, self.layers), dim=1), dim=1)
 
     def _vectors(self, pixels: torch.Tensor) -> torch.Tensor:
         autocast = self.mixed_precision and self.device.type == "cuda"
@@ -122,9 +137,18 @@ def create_backbone(
     revision: str | None = None,
     allow_random_weights: bool = False,
 ) -> Backbone:
-    """Build a backbone by registry name, Hugging Face id, or local directory."""
+    """Build a backbone by registry name, Hugging Face id, or local directory; names joined by
+    ``+`` build a fused backbone (``synthwatch.embeddings.fused``)."""
     if mode not in MODES:
         raise EmbeddingError(f"Expected --mode in {', '.join(MODES)}, but got {mode!r}.")
+    if "+" in name:
+        from synthwatch.embeddings.fused import FusedBackbone
+
+        if layers or revision:
+            raise EmbeddingError(f"Expected no --layers or --revision with the fused backbone {name}, but got some: "
+                                 "each part uses its defaults.")
+        return FusedBackbone([create_backbone(part, mode=mode, allow_random_weights=allow_random_weights)
+                              for part in name.split("+")])
     spec = resolve_spec(name, revision=revision)
     model, spec, weights = load_model(spec, allow_random_weights=allow_random_weights)
     return Backbone(spec, model, spec.check_layers(layers), mode, weights)
@@ -132,21 +156,29 @@ def create_backbone(
 
 def backbone_from_description(description: dict) -> Backbone:
     """Rebuild the backbone that made stored vectors, from the description stored with them."""
+    backbone = _rebuilt(description)
+    if backbone.backbone_id != description["backbone_id"]:
+        raise EmbeddingError(
+            f"Expected to rebuild backbone {description['backbone_id']} to embed queries as the "
+            f"stored vectors were made, but got {backbone.backbone_id}: the model at "
+            f"{description.get('source', description['name'])} changed. Re-embed the store with the current model."
+        )
+    return backbone
+
+
+def _rebuilt(description: dict) -> Backbone:
+    if description.get("family") == "fused":
+        from synthwatch.embeddings.fused import FusedBackbone
+
+        return FusedBackbone([_rebuilt(part) for part in description["parts"]])
     local = description.get("local", False)
-    backbone = create_backbone(
+    return create_backbone(
         description["source"] if local else description["name"],
         layers=tuple(description["layers"]),
         mode=description["mode"],
         revision=None if local else description["revision"],
         allow_random_weights=description["weights"] == RANDOM,
     )
-    if backbone.backbone_id != description["backbone_id"]:
-        raise EmbeddingError(
-            f"Expected to rebuild backbone {description['backbone_id']} to embed queries as the "
-            f"stored vectors were made, but got {backbone.backbone_id}: the model at "
-            f"{description['source']} changed. Re-embed the store with the current model."
-        )
-    return backbone
 
 
 def cached_backbone(description: dict, cache: dict[str, Backbone]) -> Backbone:

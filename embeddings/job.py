@@ -134,20 +134,19 @@ def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None,
     the only one the store has vectors of, else the default (``dinov2-small``)."""
     from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
     from synthwatch.embeddings.registry import DEFAULT_BACKBONE
+    from synthwatch.store.backbones import resolve_backbone
     from synthwatch.store.registry import HeadRegistry
 
     if requested:
         return create_backbone(requested, allow_random_weights=allow_random_weights)
-    registry = HeadRegistry(layout)
-    champion = registry.champion()
-    description = registry.record(champion).get("backbone") if champion else None
-    if not description and layout.vectors_dir.exists():
-        folders = [p.name for p in layout.vectors_dir.iterdir() if p.is_dir() and any(p.glob("*.parquet"))]
-        if len(folders) == 1:
-            description = VectorStore(layout, folders[0]).shape_and_description()[1]
-    if description:
-        return backbone_from_description(description)
-    return create_backbone(DEFAULT_BACKBONE, allow_random_weights=allow_random_weights)
+    champion = HeadRegistry(layout).champion()
+    description = HeadRegistry(layout).record(champion).get("backbone") if champion else None
+    if not description:
+        try:
+            description = VectorStore(layout, resolve_backbone(layout)).shape_and_description()[1]
+        except StoreError:  # no vectors yet, or several backbones' and no champion to choose
+            return create_backbone(DEFAULT_BACKBONE, allow_random_weights=allow_random_weights)
+    return backbone_from_description(description)
 
 
 def _record_failures(catalog: Catalog, failures: list[QuarantineRecord], run_id: str) -> None:

@@ -18,7 +18,7 @@ from synthwatch.embeddings.errors import EmbeddingError, WeightsUnavailable
 from synthwatch.embeddings.registry import BackboneSpec, spec_from_hf_config
 
 HUB_HOST = "huggingface.co"
-PRETRAINED, RANDOM, BUILTIN = "pretrained", "random", "builtin-seeded"
+PRETRAINED, RANDOM, BUILTIN, COMPUTED = "pretrained", "random", "builtin-seeded", "none (computed features)"
 
 
 def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tuple[nn.Module, BackboneSpec, str]:
@@ -27,6 +27,10 @@ def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tup
     Raises ``WeightsUnavailable`` when pretrained weights are neither cached nor reachable and
     random weights were not allowed.
     """
+    if spec.weightless:
+        from synthwatch.embeddings.spectrum import SpectrumFeatures
+
+        return SpectrumFeatures(spec.arch["bins"]).eval(), spec, COMPUTED
     if spec.builtin:
         return _seeded(spec).eval(), spec, BUILTIN
     if spec.family == "convnext":

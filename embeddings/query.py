@@ -10,7 +10,7 @@ from PIL import Image
 
 from synthwatch.embeddings.backbone import Backbone
 from synthwatch.embeddings.decode import DecodeLimits, decode_image
-from synthwatch.embeddings.views import prepare
+from synthwatch.embeddings.views import crop
 
 
 def embed_query(backbone: Backbone, data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
@@ -21,5 +21,7 @@ def embed_query(backbone: Backbone, data: bytes, limits: DecodeLimits = DecodeLi
 
 def embed_images(backbone: Backbone, images: Sequence[Image.Image]) -> np.ndarray:
     """Clean-view vectors (n, dim) float32 of decoded RGB images, in one batch."""
-    pixels = np.stack([prepare(image, backbone.spec, backbone.mode)[0] for image in images])
-    return backbone.embed(torch.from_numpy(pixels)).numpy()
+    crops = [crop(image, backbone.spec, backbone.mode) for image in images]
+    pixels = torch.from_numpy(np.stack([pixels for pixels, _, _ in crops]))
+    sizes = torch.tensor([size for _, size, _ in crops])
+    return backbone.embed_crops(pixels, sizes).cpu().numpy()

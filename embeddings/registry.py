@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.embeddings.spectrum import BINS as SPECTRUM_BINS
+from synthwatch.embeddings.spectrum import BLOCKS as SPECTRUM_BLOCKS
+from synthwatch.embeddings.spectrum import FEATURE_VERSION as SPECTRUM_VERSION
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,8 +25,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class BackboneSpec:
     """Where a backbone comes from and what it expects.
 
-    ``family`` is ``dinov2`` (tokens from transformer blocks 1..depth) or ``convnext``
-    (pooled stages 0..3). ``arch`` holds the architecture's hyper-parameters, enough to build
+    ``family`` is ``dinov2`` (tokens from transformer blocks 1..depth), ``convnext``
+    (pooled stages 0..3) or ``spectrum`` (training-free spectral blocks 1..depth, see
+    ``synthwatch.embeddings.spectrum``). ``arch`` holds the architecture's hyper-parameters, enough to build
     it with random weights offline. ``widths`` is the token width per block (DINOv2: one
     value) or the channel width per stage (ConvNeXt: four values).
     """
@@ -46,20 +50,30 @@ class BackboneSpec:
 
     @property
     def default_layers(self) -> tuple[int, ...]:
+        if self.family == "spectrum":
+            return tuple(range(1, self.depth + 1))
         return (self.depth,) if self.family == "dinov2" else (3,)
 
+    @property
+    def weightless(self) -> bool:
+        """Computed, not learned: no weights to load, the same on every machine."""
+        return self.family == "spectrum"
+
     def embedding_dim(self, layers: tuple[int, ...]) -> int:
-        """Width of the vector for ``layers``: DINOv2 2 x hidden per block, ConvNeXt stage widths."""
+        """Width of the vector for ``layers``: DINOv2 2 x hidden per block, ConvNeXt stage widths,
+        spectrum block widths."""
         if self.family == "dinov2":
             return 2 * self.widths[0] * len(layers)
+        if self.family == "spectrum":
+            return sum(self.widths[block - 1] for block in layers)
         return sum(self.widths[stage] for stage in layers)
 
     def check_layers(self, layers: tuple[int, ...] | None) -> tuple[int, ...]:
         """Normalise ``layers`` (negative counts from the end) or raise ``EmbeddingError``."""
         if not layers:
             return self.default_layers
-        lowest, top = (1, self.depth) if self.family == "dinov2" else (0, 3)
-        what = "blocks" if self.family == "dinov2" else "stages"
+        lowest, top = (1, self.depth) if self.family in ("dinov2", "spectrum") else (0, 3)
+        what = "stages" if self.family == "convnext" else "blocks"
         normalised = []
         for layer in layers:
             value = layer + top + 1 if layer < 0 else layer
@@ -126,6 +140,12 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
 }
 
+REGISTRY["spectrum"] = BackboneSpec(
+    name="spectrum", family="spectrum", source="computed", depth=len(SPECTRUM_BLOCKS),
+    widths=(SPECTRUM_BINS,) * len(SPECTRUM_BLOCKS), revision=SPECTRUM_VERSION, input_size=224, patch_size=1,
+    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), arch={"bins": SPECTRUM_BINS, "blocks": list(SPECTRUM_BLOCKS)},
+)
+
 DEFAULT_BACKBONE = "dinov2-small"
 
 
@@ -133,7 +153,7 @@ def resolve_spec(name: str, *, revision: str | None = None) -> BackboneSpec:
     """The spec for a registry name, a local model directory, or a Hugging Face id."""
     if name in REGISTRY:
         spec = REGISTRY[name]
-        return replace(spec, revision=revision) if revision and not spec.builtin else spec
+        return replace(spec, revision=revision) if revision and not (spec.builtin or spec.weightless) else spec
     path = Path(name).expanduser()
     if path.is_dir():
         return _local_spec(path.resolve())

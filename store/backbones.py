@@ -3,6 +3,8 @@ heads call."""
 
 from __future__ import annotations
 
+import re
+
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.registry import HeadRegistry
@@ -29,8 +31,7 @@ def choose_backbone(layout: StoreLayout, requested: str | None, *, among: str = 
     what = "an index" if among == "indexes" else "vectors"
     hint = "Run `synthwatch index`." if among == "indexes" else "Run `synthwatch embed`."
     if requested:
-        matches = [c for c in candidates if c == requested] or \
-                  [c for c in candidates if c.startswith(requested + "@")]
+        matches = [c for c in candidates if c == requested] or [c for c in candidates if _named(c, requested)]
     elif preferred in candidates:
         matches = [preferred]
     else:
@@ -45,6 +46,12 @@ def choose_backbone(layout: StoreLayout, requested: str | None, *, among: str = 
         f"Expected one backbone, but {len(matches)} have {what}: {', '.join(matches)}. "
         "Choose one with --backbone."
     )
+
+
+def _named(backbone_id: str, name: str) -> bool:
+    """Whether ``backbone_id`` was made by the backbone ``name`` (fused: ``a+b``, part by part)."""
+    part = r"@[^+]*(\+random-weights)?"
+    return re.fullmatch(r"\+".join(re.escape(piece) + part for piece in name.split("+")), backbone_id) is not None
 
 
 def resolve_backbone(layout: StoreLayout, requested: str | None = None, *, need: str = "vectors") -> str:

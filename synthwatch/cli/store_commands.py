@@ -101,9 +101,9 @@ def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
 
     backbone = create_backbone(args.backbone, layers=_parse_layers(args.layers), mode=args.mode,
                                revision=args.revision, allow_random_weights=args.allow_random_weights)
-    if backbone.weights == "random":
+    if backbone.random_parts:
         print("synthwatch: WARNING: no pretrained weights for "
-              f"{backbone.spec.name}; embedding with RANDOM weights (--allow-random-weights). "
+              f"{', '.join(backbone.random_parts)}; embedding with RANDOM weights (--allow-random-weights). "
               f"These vectors are kept apart under {backbone.backbone_id} and are useless for "
               "detection.", file=sys.stderr)
     options = EngineOptions(seed=args.seed, batch_size=args.batch_size, workers=args.workers,

@@ -94,7 +94,7 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
     events = tasks.forward_events(store)
     champion = tasks.champion(store)
     return {
-        "ingested": ingested["ingested"], "embedded": embedded["embedded"],
+        "ingested": ingested["ingested"], "embedded": embedded["embedded"], "backbone_id": embedded["backbone_id"],
         "new_generators": ingested["new_generators"], "drift": drift, "retrained": result is not None,
         "retrain_wanted": needed["why"], "candidate": result["candidate"] if result else None,
         "decision": result["decision"] if result else "none", "reasons": result["reasons"] if result else [],

@@ -1,10 +1,10 @@
 """`synthwatch demo`: the whole loop on the embedded proxy corpus, offline, in a few minutes.
 
 Cycle 1 watches an inbox holding real photos and three generators, and promotes a first champion
-through the gate. Then a fourth generator's images land in the inbox; cycle 2 sees the new
+through the gate at its default floors. Then a fourth generator's images land in the inbox; cycle 2 sees the new
 generator, checks drift, retrains, and the gate promotes or rejects the candidate with its
 reasons. Finally one of the new fakes is looked up among the known fakes, and the champion's
-evaluation report is written.
+evaluation report (leave-one-generator-out: every generator held out in turn) is written.
 """
 
 from __future__ import annotations
@@ -18,46 +18,73 @@ from synthwatch.store.layout import StoreLayout
 
 FIRST_GENERATORS = ("ae-tconv", "ae-nearest", "ae-bilinear")
 NEW_GENERATOR = "ae-pixelshuffle"
-DEMO_BACKBONE = "dinov2-small"
-# With random weights nothing clears real floors; the other checks still run.
-RANDOM_WEIGHTS_GATE = {"auroc_floor": 0.0, "tpr_floor": 0.0, "regression_tolerance": 0.02}
+DEMO_BACKBONE = "dinov2-small+spectrum"  # with DINOv2's pretrained weights on the machine
+OFFLINE_BACKBONE = "spectrum"  # without them: see README, "The demo without weights"
+# Where no part of the backbone means anything (an explicit random or seeded test model), nothing
+# clears real floors: they are set to 0 and the other checks still run.
+NO_FLOORS_GATE = {"auroc_floor": 0.0, "tpr_floor": 0.0, "regression_tolerance": 0.02}
 
 
 @dataclass
 class DemoOptions:
     data: Path
     seed: int = 0
-    backbone: str = DEMO_BACKBONE
+    backbone: str | None = None  # None: DEMO_BACKBONE, else OFFLINE_BACKBONE without weights
     quiet: bool = False
 
 
-def demo_weights(backbone: str, say=print) -> tuple[bool, bool, dict]:
-    """``(pretrained, allow_random_weights, gate)`` for the demo's backbone: pretrained weights when
-    they can be had, else random weights of the same architecture, announced loudly, with the
-    gate's floors at 0."""
+@dataclass(frozen=True)
+class DemoBackbone:
+    """The backbone the demo embeds with, whether random weights stand in for missing ones, the
+    gate it runs, and which parts are random."""
+
+    name: str
+    allow_random_weights: bool
+    gate: dict
+    random_parts: tuple[str, ...]
+    meaningful: bool  # some part carries information: pretrained weights, or computed features
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "allow_random_weights": self.allow_random_weights, "gate": self.gate,
+                "random_parts": list(self.random_parts), "meaningful": self.meaningful}
+
+
+def demo_backbone(requested: str | None = None, say=print) -> DemoBackbone:
+    """The demo's backbone: ``requested``, else ``dinov2-small+spectrum`` when DINOv2's weights are
+    here, else the training-free ``spectrum``. An explicit backbone whose weights are missing runs
+    with random weights, announced loudly. The gate runs at its default floors whenever some part
+    of the backbone means something, else at 0."""
     from synthwatch.embeddings.backbone import create_backbone
     from synthwatch.embeddings.errors import WeightsUnavailable
-    from synthwatch.embeddings.loading import PRETRAINED
+    from synthwatch.embeddings.loading import BUILTIN, RANDOM
     from synthwatch.flows.cycle import DEFAULT_GATE
 
+    name, allow_random = requested or DEMO_BACKBONE, False
     try:
-        pretrained = create_backbone(backbone).weights == PRETRAINED
-        allow_random = False
+        backbone = create_backbone(name)
     except WeightsUnavailable:
-        pretrained, allow_random = False, True
-    gate = DEFAULT_GATE if pretrained else RANDOM_WEIGHTS_GATE
-    if allow_random:
+        if requested is None:
+            say(f"demo: no pretrained DINOv2 weights here: the demo detects with the training-free {OFFLINE_BACKBONE} "
+                "backbone (frequency statistics, no download). Point at real weights (HF_HOME with a cached "
+                f"dinov2-small, or --backbone DIR) to run {DEMO_BACKBONE}.")
+            name = OFFLINE_BACKBONE
+        else:
+            allow_random = True
+        backbone = create_backbone(name, allow_random_weights=allow_random)
+    parts = getattr(backbone, "parts", [backbone])
+    random_parts = tuple(part.spec.name for part in parts if part.weights in (RANDOM, BUILTIN))
+    meaningful = len(random_parts) < len(parts)
+    if random_parts:
         say("demo: " + "!" * 78)
-        say(f"demo: NO PRETRAINED WEIGHTS for {backbone}: running the same architecture with RANDOM "
-            "weights.\ndemo: Scores, AUROCs and verdicts below are NOT meaningful; the gate's floors are set to 0 "
-            "for this run\ndemo: (backward transfer, false-positive rate and leakage are still checked).\n"
-            f"demo: Point at real weights (HF_HOME with a cached {backbone}, or --backbone DIR) for a "
-            "meaningful run.")
+        say(f"demo: RANDOM WEIGHTS for {', '.join(random_parts)}: no pretrained weights, so "
+            f"{'that part' if meaningful else 'the backbone'} carries no information.")
+        say("demo: " + ("Its share of each vector is noise; the rest of the backbone does the detecting, and the gate "
+                        "keeps its default floors." if meaningful else
+                        "Scores, AUROCs and verdicts below are NOT meaningful; the gate's floors are set to 0 for "
+                        "this run\ndemo: (backward transfer, false-positive rate and leakage are still checked)."))
+        say("demo: Point at real weights (HF_HOME with a cached model, or --backbone DIR) for a meaningful run.")
         say("demo: " + "!" * 78)
-    elif not pretrained:
-        say(f"demo: {backbone} has seeded random weights (a test model): scores are not meaningful and the "
-            "gate's floors are set to 0")
-    return pretrained, allow_random, gate
+    return DemoBackbone(name, allow_random, DEFAULT_GATE if meaningful else NO_FLOORS_GATE, random_parts, meaningful)
 
 
 def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
@@ -68,7 +95,8 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
 
     corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
     say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
-    pretrained, allow_random, gate = demo_weights(options.backbone, say)
+    chosen = demo_backbone(options.backbone, say)
+    say(f"demo: backbone {chosen.name}; gate floors: AUROC {chosen.gate['auroc_floor']}, TPR {chosen.gate['tpr_floor']}")
     inbox = options.data / "inbox"
     if inbox.exists():
         shutil.rmtree(inbox)
@@ -76,8 +104,8 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     for name in FIRST_GENERATORS:
         _copy(corpus.out / "synthetic" / name, inbox / "synthetic" / name)
     add_source(layout, str(inbox))
-    common = {"store": str(layout.root), "backbone": options.backbone, "allow_random_weights": allow_random,
-              "gate": gate}
+    common = {"store": str(layout.root), "backbone": chosen.name, "allow_random_weights": chosen.allow_random_weights,
+              "gate": chosen.gate}
     say(f"demo: cycle 1: real photos and {', '.join(FIRST_GENERATORS)} land in {inbox}")
     first = continual_flow(**common)
     _say_cycle(say, 1, first)
@@ -87,8 +115,8 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     _say_cycle(say, 2, second)
     lookup = _lookup(layout, inbox, say)
     report = _report(layout, options.data / "report.html", say)
-    return {"cycles": [first, second], "report": report, "lookup": lookup, "pretrained_weights": pretrained,
-            "corpus": str(corpus.out)}
+    return {"cycles": [first, second], "report": report, "lookup": lookup, "backbone": chosen.as_dict(),
+            "backbone_id": second.get("backbone_id") or first.get("backbone_id"), "corpus": str(corpus.out)}
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -137,7 +165,7 @@ def _report(layout: StoreLayout, path: Path, say) -> str | None:
     if champion is None:
         say("demo: no champion, so no report")
         return None
-    report = evaluate_registered(layout, version=champion, protocol="holdout")
+    report = evaluate_registered(layout, version=champion, protocol="logo")  # every generator held out in turn
     html_path, _ = write_report(path, report.evaluation, {"head_version": champion, "backbone_id": report.backbone_id})
     say(f"demo: report of the champion: {html_path.resolve()}")
     return str(html_path.resolve())

@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
                           help="where to write the corpus, the inbox and the report (default ./demo-data)")
     demo_cmd.add_argument("--seed", type=int, default=0)
-    demo_cmd.add_argument("--backbone", default="dinov2-small",
-                          help="backbone (default dinov2-small; random weights with a notice when none are found)")
+    demo_cmd.add_argument("--backbone", default=None,
+                          help="backbone (default dinov2-small+spectrum, or the training-free spectrum when DINOv2's "
+                               "weights are not here; a named backbone without weights runs on random ones, said loudly)")
 
     pipeline_flags = argparse.ArgumentParser(add_help=False)
     pipeline_flags.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only "

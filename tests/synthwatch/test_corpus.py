@@ -12,6 +12,7 @@ from PIL import Image, ImageFilter
 
 from synthwatch.corpus import build_corpus
 from synthwatch.corpus.build import CorpusSize
+from synthwatch.demo import FIRST_GENERATORS, NEW_GENERATOR
 
 TINY = CorpusSize(side=64, real=18, fakes_per_generator=4, train_steps=5)
 
@@ -124,24 +125,35 @@ def test_corpus_ingests_cleanly_by_folder_and_by_manifest(small, cli, tmp_path):
     assert one["generators"] == two["generators"] == small.synthetic
 
 
-def test_demo_runs_two_cycles_gates_looks_up_and_reports(small, cache, cli, tmp_path, monkeypatch, prefect_server):
+def test_the_demo_detects_offline_at_the_gates_default_floors(small, cache, cli, tmp_path, monkeypatch, prefect_server):
+    from synthwatch.heads.gate import GatePolicy
+
     monkeypatch.setenv("SYNTHWATCH_CACHE", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no DINOv2 weights: the demo's offline path, as on a fresh machine
     store = tmp_path / "store"
-    code, out, err = cli("--store", store, "demo", "--data", tmp_path / "data", "--backbone", "test-tiny-dinov2",
-                         "--json")
+    code, out, err = cli("--store", store, "demo", "--data", tmp_path / "data", "--json")
     assert code == 0, err
+    defaults = GatePolicy()
+    assert out["backbone"]["name"] == "spectrum" and out["backbone"]["meaningful"]
+    assert (out["backbone"]["gate"]["auroc_floor"], out["backbone"]["gate"]["tpr_floor"]) == \
+        (defaults.auroc_floor, defaults.tpr_floor) and defaults.auroc_floor > 0 and defaults.tpr_floor > 0
+    assert out["backbone_id"].startswith("spectrum@")
     first, second = out["cycles"]
     assert first["new_generators"] == ["ae-bilinear", "ae-nearest", "ae-tconv"] and first["decision"] == "promoted"
-    assert second["new_generators"] == ["ae-pixelshuffle"] and second["retrained"]
-    assert second["decision"] in ("promoted", "rejected") and second["reasons"] and second["drift"]["checked"]
+    assert second["new_generators"] == ["ae-pixelshuffle"] and second["retrained"] and second["drift"]["checked"]
+    assert second["decision"] == "promoted", second["reasons"]
     assert out["lookup"]["neighbors"] and all(n["label"] == "synthetic" for n in out["lookup"]["neighbors"])
-    assert Path(out["report"]).read_text().count("<svg") >= 2
-    assert "seeded random weights" in err  # said loudly
+    report = Path(out["report"]).read_text()
+    assert "Held-out generators: ROC curves" in report and "No held-out generator" not in report
+    assert "training-free spectrum" in err
+    code, logo, _ = cli("--store", store, "evaluate", "--protocol", "logo", "--json")
+    assert code == 0 and set(logo["per_generator"]) == {*FIRST_GENERATORS, NEW_GENERATOR}
+    assert all(m["auroc_ci"][0] >= 0.85 for m in logo["per_generator"].values()), logo["per_generator"]
     code, again, _ = cli("--store", store, "run", "--json")
     assert code == 0 and (again["ingested"], again["retrained"], again["decision"]) == (0, False, "none")
 
 
-def test_the_demo_without_weights_falls_back_to_random_ones_and_says_so(tmp_path):
+def test_the_demo_says_which_part_is_random_and_keeps_floors_only_where_something_is_meaningful(tmp_path):
     import json
     import os
     import subprocess
@@ -150,13 +162,18 @@ def test_the_demo_without_weights_falls_back_to_random_ones_and_says_so(tmp_path
     # A fresh process, so the Hugging Face libraries read this empty cache: what `make demo` meets
     # on a fresh machine, whatever this machine has cached.
     env = {**os.environ, "HF_HOME": str(tmp_path / "empty-hf-cache"), "HF_HUB_OFFLINE": "1"}
-    script = ("import json, sys\nfrom synthwatch.demo import RANDOM_WEIGHTS_GATE, demo_weights\n"
-              "said = []\nresult = demo_weights('dinov2-small', said.append)\n"
-              "print(json.dumps({'result': list(result), 'random_gate': RANDOM_WEIGHTS_GATE, 'said': said}))")
+    script = ("import json\nfrom synthwatch.demo import demo_backbone\nout = {}\n"
+              "for name in (None, 'dinov2-small', 'dinov2-small+spectrum'):\n"
+              "    said = []\n    out[str(name)] = {**demo_backbone(name, said.append).as_dict(), 'said': '\\n'.join(said)}\n"
+              "print(json.dumps(out))")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["result"] == [False, True, out["random_gate"]]
-    notice = "\n".join(out["said"])
-    assert "NO PRETRAINED WEIGHTS for dinov2-small" in notice and "NOT meaningful" in notice
-    assert "--backbone DIR" in notice
+    default, alone, fused = out["None"], out["dinov2-small"], out["dinov2-small+spectrum"]
+    assert default["name"] == "spectrum" and default["random_parts"] == [] and default["gate"]["auroc_floor"] > 0
+    assert "RANDOM" not in default["said"] and "dinov2-small+spectrum" in default["said"]
+    assert alone["allow_random_weights"] and not alone["meaningful"] and alone["gate"]["auroc_floor"] == 0
+    assert "RANDOM WEIGHTS for dinov2-small" in alone["said"] and "NOT meaningful" in alone["said"]
+    assert "--backbone DIR" in alone["said"]
+    assert fused["random_parts"] == ["dinov2-small"] and fused["meaningful"] and fused["gate"]["auroc_floor"] > 0
+    assert "RANDOM WEIGHTS for dinov2-small" in fused["said"] and "that part carries no information" in fused["said"]

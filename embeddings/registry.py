@@ -51,7 +51,7 @@ class BackboneSpec:
     @property
     def default_layers(self) -> tuple[int, ...]:
         if self.family == "spectrum":
-            return tuple(range(1, self.depth + 1))
+            return (2, 3)  # the residual blocks (see synthwatch.embeddings.spectrum)
         return (self.depth,) if self.family == "dinov2" else (3,)
 
     @property

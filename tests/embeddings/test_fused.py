@@ -51,7 +51,7 @@ def test_every_cheap_name_and_its_fusion_with_spectrum_keeps_the_contract(name):
 def test_spectrum_needs_no_weights_and_reads_only_the_valid_region():
     spectrum = create_backbone("spectrum")
     assert spectrum.weights.startswith("none") and spectrum.random_parts == []
-    assert spectrum.backbone_id == "spectrum@v1.crop224.F1-2-3" and spectrum.dim == 96
+    assert spectrum.backbone_id == "spectrum@v1.crop224.F2-3" and spectrum.dim == 64
     pixels, _ = _crops(1, 224, seed=3)
     padded = torch.zeros_like(pixels)
     padded[:, :100, :80] = pixels[:, :100, :80]
@@ -59,7 +59,7 @@ def test_spectrum_needs_no_weights_and_reads_only_the_valid_region():
     noisy[:, 100:, :] = 255  # whatever lies outside the valid region is not image
     sizes = torch.tensor([[100, 80]])
     assert torch.equal(spectrum.embed_crops(padded, sizes), spectrum.embed_crops(noisy, sizes))
-    assert create_backbone("spectrum", layers=(2,)).dim == 32
+    assert create_backbone("spectrum", layers=(1, 2, 3)).dim == 96
 
 
 def test_fused_parts_must_agree_on_size_and_mode():
@@ -74,7 +74,7 @@ def test_a_fused_id_flows_through_embed_index_train_detect_similar_and_the_servi
     code, embedded, err = cli("--store", store, "embed", "--backbone", FUSED, "--workers", "0", "--json")
     assert code == 0, err
     backbone_id = embedded["backbone_id"]
-    assert backbone_id == "test-tiny-dinov2@main.crop32.L4+spectrum@v1.crop32.F1-2-3" and embedded["embedded"] == 168
+    assert backbone_id == "test-tiny-dinov2@main.crop32.L4+spectrum@v1.crop32.F2-3" and embedded["embedded"] == 168
     code, indexed, _ = cli("--store", store, "index", "--backbone", FUSED, "--json")
     assert code == 0 and indexed["backbone_id"] == backbone_id and indexed["ntotal"] == 168
     code, trained, err = cli("--store", store, "train", "--backbone", FUSED, "--auroc-floor", "0", "--tpr-floor", "0",

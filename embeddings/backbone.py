@@ -14,6 +14,8 @@ from synthwatch.embeddings.views import normalise
 
 MODES = ("crop", "resize")
 _POOLING = {"dinov2": "class token + mean of patch tokens per block", "convnext": "global average of each stage",
+            "clip": "class token + mean of patch tokens per block (after the final layer norm)",
+            "siglip": "mean of patch tokens per block (after the final layer norm)",
             "spectrum": "azimuthal average of the log power spectrum per block"}
 
 
@@ -37,7 +39,7 @@ class Backbone:
     @property
     def backbone_id(self) -> str:
         """Names model, revision, preprocessing and layers, so differently made vectors never mix."""
-        family_tag = {"dinov2": "L", "convnext": "S", "spectrum": "F"}[self.spec.family]
+        family_tag = "L" if self.spec.transformer else {"convnext": "S", "spectrum": "F"}[self.spec.family]
         raw = (f"{self.spec.name}@{self.spec.revision}.{self.mode}{self.spec.input_size}."
                f"{family_tag}{'-'.join(map(str, self.layers))}")
         if self.weights == RANDOM:
@@ -110,7 +112,9 @@ class Backbone:
     def _vectors(self, pixels: torch.Tensor) -> torch.Tensor:
         autocast = self.mixed_precision and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            parts = self._dinov2(pixels) if self.spec.family == "dinov2" else self._convnext(pixels)
+            family = self.spec.family
+            parts = (self._dinov2(pixels) if family == "dinov2" else self._convnext(pixels) if family == "convnext"
+                     else self._tower(pixels))
         return nn.functional.normalize(torch.cat(parts, dim=1).float(), dim=1)
 
     def _dinov2(self, pixels: torch.Tensor) -> list[torch.Tensor]:
@@ -120,6 +124,20 @@ class Backbone:
         for layer in self.layers:
             tokens = self.model.layernorm(hidden[layer])
             parts += [tokens[:, 0], tokens[:, first_patch:].mean(dim=1)]
+        return parts
+
+    def _tower(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """CLIP / SigLIP vision towers: each chosen block's tokens through the final layer norm;
+        CLIP's class token and mean patch token, SigLIP's mean token (it has no class token)."""
+        size = self.model.config.image_size
+        hidden = self.model(pixel_values=pixels, output_hidden_states=True,
+                            interpolate_pos_encoding=pixels.shape[-1] != size).hidden_states
+        norm = self.model.post_layernorm if hasattr(self.model, "post_layernorm") else \
+            self.model.vision_model.post_layernorm
+        parts = []
+        for layer in self.layers:
+            tokens = norm(hidden[layer])
+            parts += [tokens[:, 0], tokens[:, 1:].mean(dim=1)] if self.spec.family == "clip" else [tokens.mean(dim=1)]
         return parts
 
     def _convnext(self, pixels: torch.Tensor) -> list[torch.Tensor]:

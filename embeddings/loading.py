@@ -35,7 +35,7 @@ def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tup
         return _seeded(spec).eval(), spec, BUILTIN
     if spec.family == "convnext":
         return _load_convnext(spec, allow_random_weights)
-    return _load_dinov2(spec, allow_random_weights)
+    return _load_transformer(spec, allow_random_weights)
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -76,21 +76,32 @@ def _missing(spec: BackboneSpec, where: str) -> WeightsUnavailable:
     )
 
 
-def _load_dinov2(spec: BackboneSpec, allow_random: bool):
-    from transformers import AutoConfig, AutoModel
+def _model_class(family: str):
+    """The transformers class that loads a family's vision model (CLIP and SigLIP: the vision
+    tower alone, from the image-text checkpoint)."""
+    import transformers
+
+    return {"dinov2": transformers.AutoModel, "clip": transformers.CLIPVisionModel,
+            "siglip": transformers.SiglipVisionModel}[family]
+
+
+def _load_transformer(spec: BackboneSpec, allow_random: bool):
+    from transformers import AutoConfig
 
     for local_only in (True, False):
         if not local_only and (spec.local or not hub_reachable()):
             break
         try:
             config = AutoConfig.from_pretrained(spec.source, revision=spec.revision, local_files_only=local_only)
-            model = AutoModel.from_pretrained(spec.source, revision=spec.revision,
-                                              local_files_only=local_only, attn_implementation="sdpa",
-                                              use_safetensors=True)  # never a pickled .bin
+            model = _model_class(spec.family).from_pretrained(
+                spec.source, revision=spec.revision, local_files_only=local_only, attn_implementation="sdpa",
+                use_safetensors=True)  # never a pickled .bin
         except (OSError, ValueError) as error:
             if spec.local:
                 raise EmbeddingError(f"Expected a loadable model in {spec.source}, but loading failed: {error}") from None
             continue
+        if spec.family != "dinov2":
+            return model.eval(), spec, PRETRAINED
         completed = spec_from_hf_config(config.to_dict(), name=spec.name, source=spec.source)
         completed = replace(spec, depth=completed.depth, widths=completed.widths,
                             patch_size=completed.patch_size, registers=completed.registers)
@@ -131,6 +142,14 @@ def _seeded(spec: BackboneSpec, seed: int = 0) -> nn.Module:
             from timm.models.convnext import ConvNeXt
 
             return ConvNeXt(depths=spec.arch["depths"], dims=spec.arch["dims"], num_classes=0)
+        if spec.family == "clip":
+            from transformers import CLIPVisionConfig, CLIPVisionModel
+
+            return CLIPVisionModel(CLIPVisionConfig(**spec.arch))
+        if spec.family == "siglip":
+            from transformers import SiglipVisionConfig, SiglipVisionModel
+
+            return SiglipVisionModel(SiglipVisionConfig(**spec.arch))
         from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
         if spec.registers:

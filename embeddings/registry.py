@@ -19,15 +19,18 @@ from synthwatch.embeddings.spectrum import FEATURE_VERSION as SPECTRUM_VERSION
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TRANSFORMER_FAMILIES = ("dinov2", "clip", "siglip")
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
     """Where a backbone comes from and what it expects.
 
-    ``family`` is ``dinov2`` (tokens from transformer blocks 1..depth), ``convnext``
-    (pooled stages 0..3) or ``spectrum`` (training-free spectral blocks 1..depth, see
-    ``synthwatch.embeddings.spectrum``). ``arch`` holds the architecture's hyper-parameters, enough to build
+    ``family`` is ``dinov2``, ``clip`` or ``siglip`` (tokens from transformer blocks 1..depth),
+    ``convnext`` (pooled stages 0..3) or ``spectrum`` (training-free spectral blocks 1..depth,
+    see ``synthwatch.embeddings.spectrum``). ``arch`` holds the architecture's hyper-parameters, enough to build
     it with random weights offline. ``widths`` is the token width per block (DINOv2: one
     value) or the channel width per stage (ConvNeXt: four values).
     """
@@ -49,10 +52,15 @@ class BackboneSpec:
     arch: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
+    def transformer(self) -> bool:
+        """A vision transformer: its layers are blocks 1..depth of tokens."""
+        return self.family in TRANSFORMER_FAMILIES
+
+    @property
     def default_layers(self) -> tuple[int, ...]:
         if self.family == "spectrum":
             return (2, 3)  # the residual blocks (see synthwatch.embeddings.spectrum)
-        return (self.depth,) if self.family == "dinov2" else (3,)
+        return (self.depth,) if self.transformer else (3,)
 
     @property
     def weightless(self) -> bool:
@@ -60,10 +68,13 @@ class BackboneSpec:
         return self.family == "spectrum"
 
     def embedding_dim(self, layers: tuple[int, ...]) -> int:
-        """Width of the vector for ``layers``: DINOv2 2 x hidden per block, ConvNeXt stage widths,
-        spectrum block widths."""
-        if self.family == "dinov2":
+        """Width of the vector for ``layers``: DINOv2 and CLIP 2 x hidden per block (class token and
+        mean of patch tokens), SigLIP hidden per block (mean of patch tokens: it has no class token),
+        ConvNeXt stage widths, spectrum block widths."""
+        if self.family in ("dinov2", "clip"):
             return 2 * self.widths[0] * len(layers)
+        if self.family == "siglip":
+            return self.widths[0] * len(layers)
         if self.family == "spectrum":
             return sum(self.widths[block - 1] for block in layers)
         return sum(self.widths[stage] for stage in layers)
@@ -72,7 +83,7 @@ class BackboneSpec:
         """Normalise ``layers`` (negative counts from the end) or raise ``EmbeddingError``."""
         if not layers:
             return self.default_layers
-        lowest, top = (1, self.depth) if self.family in ("dinov2", "spectrum") else (0, 3)
+        lowest, top = (1, self.depth) if self.transformer or self.family == "spectrum" else (0, 3)
         what = "stages" if self.family == "convnext" else "blocks"
         normalised = []
         for layer in layers:
@@ -123,7 +134,39 @@ def _convnext(size: str) -> BackboneSpec:
     )
 
 
+# Vision towers of image-text models: CLIP ViT-L/14 is the backbone of UnivFD (Ojha et al., CVPR
+# 2023), the most cited linear-probe detector; SigLIP is its stronger successor.
+_VISION_TOWERS = {
+    # name: (family, Hugging Face id, input size, patch, hidden, blocks, heads, intermediate, mean, std)
+    "clip-vit-l14": ("clip", "openai/clip-vit-large-patch14", 224, 14, 1024, 24, 16, 4096, CLIP_MEAN, CLIP_STD),
+    "clip-vit-b16": ("clip", "openai/clip-vit-base-patch16", 224, 16, 768, 12, 12, 3072, CLIP_MEAN, CLIP_STD),
+    "siglip-so400m": ("siglip", "google/siglip-so400m-patch14-384", 384, 14, 1152, 27, 16, 4304, (0.5,) * 3, (0.5,) * 3),
+    "siglip-base": ("siglip", "google/siglip-base-patch16-224", 224, 16, 768, 12, 12, 3072, (0.5,) * 3, (0.5,) * 3),
+}
+
+
+def _vision_tower(name: str) -> BackboneSpec:
+    family, repo, size, patch, hidden, blocks, heads, intermediate, mean, std = _VISION_TOWERS[name]
+    arch = {"hidden_size": hidden, "num_hidden_layers": blocks, "num_attention_heads": heads,
+            "intermediate_size": intermediate, "image_size": size, "patch_size": patch}
+    return BackboneSpec(name=name, family=family, source=repo, depth=blocks, widths=(hidden,), input_size=size,
+                        patch_size=patch, mean=mean, std=std, arch=arch)
+
+
+def _tiny_tower(family: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"test-tiny-{family}", family=family, source="builtin", depth=2, widths=(32,), input_size=32,
+        patch_size=8, builtin=True, mean=CLIP_MEAN if family == "clip" else (0.5,) * 3,
+        std=CLIP_STD if family == "clip" else (0.5,) * 3,
+        arch={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+              "image_size": 32, "patch_size": 8},
+    )
+
+
 REGISTRY: dict[str, BackboneSpec] = {
+    **{name: _vision_tower(name) for name in _VISION_TOWERS},
+    "test-tiny-clip": _tiny_tower("clip"),
+    "test-tiny-siglip": _tiny_tower("siglip"),
     **{f"dinov2-{s}": _dinov2(s, False) for s in _DINOV2_SIZES},
     **{f"dinov2-{s}-reg": _dinov2(s, True) for s in _DINOV2_SIZES},
     **{f"convnext-{s}": _convnext(s) for s in _CONVNEXT_SIZES},
@@ -179,13 +222,29 @@ def _local_spec(path: Path) -> BackboneSpec:
     return replace(spec, local=True, revision=digest)
 
 
+_TOWER_TYPES = {"clip": "clip", "clip_vision_model": "clip", "siglip": "siglip", "siglip_vision_model": "siglip"}
+
+
 def spec_from_hf_config(config: dict, *, name: str, source: str) -> BackboneSpec:
-    """A spec for a DINOv2 checkpoint described by its ``config.json`` contents."""
+    """A spec for a DINOv2 checkpoint, or a CLIP / SigLIP one (the image-text model or its vision
+    tower), described by its ``config.json`` contents."""
     model_type = config.get("model_type")
+    if model_type in _TOWER_TYPES:
+        family = _TOWER_TYPES[model_type]
+        vision = config.get("vision_config", config)
+        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
+                "patch_size")
+        clip = family == "clip"
+        return BackboneSpec(
+            name=name, family=family, source=source, depth=int(vision["num_hidden_layers"]),
+            widths=(int(vision["hidden_size"]),), input_size=int(vision["image_size"]),
+            patch_size=int(vision["patch_size"]), mean=CLIP_MEAN if clip else (0.5,) * 3,
+            std=CLIP_STD if clip else (0.5,) * 3, arch={key: vision[key] for key in keys if key in vision})
     if model_type not in ("dinov2", "dinov2_with_registers"):
         raise EmbeddingError(
-            f"Expected a DINOv2 checkpoint (model_type dinov2 or dinov2_with_registers), but "
-            f"{source} has model_type {model_type!r}. Use a registry name for ConvNeXt."
+            f"Expected a DINOv2, CLIP or SigLIP checkpoint (model_type dinov2, dinov2_with_registers, clip, "
+            f"clip_vision_model, siglip or siglip_vision_model), but {source} has model_type {model_type!r}. "
+            "Use a registry name for ConvNeXt."
         )
     return BackboneSpec(
         name=name, family="dinov2", source=source, depth=int(config["num_hidden_layers"]),

@@ -14,7 +14,7 @@ from PIL import Image
 
 # Building these with random weights works offline but costs GBs and minutes on 2 cores;
 # their entries are checked at the configuration level instead.
-EXPENSIVE = {name for name in REGISTRY if "large" in name or "giant" in name}
+EXPENSIVE = {name for name in REGISTRY if "large" in name or "giant" in name or name.startswith(("clip-", "siglip-"))}
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +44,16 @@ def test_contract(name):
 
 @pytest.mark.parametrize("name", sorted(EXPENSIVE))
 def test_expensive_entries_are_consistent(name):
-    from transformers import Dinov2Config, Dinov2WithRegistersConfig
+    from transformers import CLIPVisionConfig, Dinov2Config, Dinov2WithRegistersConfig, SiglipVisionConfig
 
     spec = REGISTRY[name]
-    config = (Dinov2WithRegistersConfig if spec.registers else Dinov2Config)(**spec.arch)
+    config_class = {"clip": CLIPVisionConfig, "siglip": SiglipVisionConfig}.get(
+        spec.family, Dinov2WithRegistersConfig if spec.registers else Dinov2Config)
+    config = config_class(**spec.arch)
     assert (config.hidden_size, config.num_hidden_layers) == (spec.widths[0], spec.depth)
-    assert spec.embedding_dim((spec.depth,)) == 2 * config.hidden_size
+    assert (config.image_size, config.patch_size) == (spec.input_size if spec.family != "dinov2" else 518, spec.patch_size)
+    tokens = 1 if spec.family == "siglip" else 2  # SigLIP has no class token: the mean of patch tokens only
+    assert spec.embedding_dim((spec.depth,)) == tokens * config.hidden_size
 
 
 def test_missing_weights_fail_fast_with_directions(online_loads):
@@ -57,6 +61,10 @@ def test_missing_weights_fail_fast_with_directions(online_loads):
         create_backbone("dinov2-small")
     with pytest.raises(WeightsUnavailable, match=r"convnext-tiny .*timm convnext_tiny"):
         create_backbone("convnext-tiny")
+    with pytest.raises(WeightsUnavailable, match=r"clip-vit-l14 .*openai/clip-vit-large-patch14.*--backbone DIR"):
+        create_backbone("clip-vit-l14")
+    with pytest.raises(WeightsUnavailable, match=r"siglip-so400m .*google/siglip-so400m-patch14-384"):
+        create_backbone("siglip-so400m")
     assert online_loads == []  # never the libraries' retrying online path: the failure comes at once
 
 
@@ -74,6 +82,16 @@ def test_local_directory_of_a_saved_model(tmp_path):
     assert local.dim == builtin.dim and local.backbone_id.startswith("local-my-dino-")
     pixels = _batch(32)
     assert torch.allclose(local.embed(pixels), builtin.embed(pixels), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_a_saved_vision_tower_loads_from_its_directory(family, tmp_path):
+    builtin = create_backbone(f"test-tiny-{family}")
+    builtin.model.save_pretrained(tmp_path / f"my-{family}")
+    local = create_backbone(str(tmp_path / f"my-{family}"))
+    assert local.weights == "pretrained" and local.spec.family == family and local.dim == builtin.dim
+    pixels = _batch(32)
+    assert torch.allclose(local.embed(pixels), builtin.embed(pixels), atol=1e-5)
 
 
 def test_a_directory_without_a_model_is_refused(tmp_path):

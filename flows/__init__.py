@@ -8,3 +8,6 @@ import os
 
 # Nothing leaves the machine unless asked: no usage analytics from a local Prefect server.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary server `run` and `demo` start takes 8-15 s on 2 idle cores and over 20 s (Prefect's
+# default limit) on a busy machine: wait up to 2 minutes before giving up.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -105,3 +105,9 @@ def test_a_fused_id_flows_through_embed_index_train_detect_similar_and_the_servi
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_fused_id_with_a_random_part_says_so_in_the_part():
+    fused = create_backbone("dinov2-small+spectrum", allow_random_weights=True)
+    assert fused.backbone_id == "dinov2-small@main.crop224.L12+random-weights+spectrum@v1.crop224.F2-3"
+    assert fused.random_parts == ["dinov2-small"] and fused.dim == 768 + 64

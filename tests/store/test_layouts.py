@@ -1,0 +1,161 @@
+"""The public benchmarks' layouts: small trees made here in each dataset's shape, with the odd
+cases those datasets really have (upper-case extensions, nested class folders, files without an
+extension, stray metadata), read into labels, generators and source groups."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from synthwatch.store.errors import StoreError
+from synthwatch.store.layouts import plan_layout, summarise
+
+def _image(path):
+    """A small PNG of its own colour (files must differ: ingest keeps one copy of equal bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), tuple(hashlib.sha256(str(path).encode()).digest()[:3])).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def _stray(path, text="metadata"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _genimage(root):
+    for generator, subset in (("ADM", "imagenet_ai_0508_adm"), ("stable_diffusion_v_1_4", None)):
+        top = root / generator / subset if subset else root / generator
+        for split in ("train", "val"):
+            _image(top / split / "nature" / f"n01440764_{split}1.JPEG")
+            _image(top / split / "nature" / f"n02102040_{split}2.JPEG")
+            _image(top / split / "ai" / f"0_adm_{split}.PNG")
+            _image(top / split / "ai" / f"217_sdv4_{split}")  # no extension
+    _stray(root / "ADM" / "README.md")
+    _stray(root / "ADM" / "imagenet_ai_0508_adm" / "train" / "ai" / "metadata.json", "{}")
+    _stray(root / ".DS_Store")
+
+
+def _forensynths(root):
+    for cls in ("airplane", "cat"):  # progan with classes
+        _image(root / "progan" / cls / "0_real" / f"{cls}1.png")
+        _image(root / "progan" / cls / "1_fake" / f"{cls}1.png")
+    _image(root / "biggan" / "0_real" / "a.PNG")  # a generator without classes
+    _image(root / "biggan" / "1_fake" / "a.PNG")
+    _image(root / "biggan" / "1_fake" / "b.png")
+    _stray(root / "biggan" / "1_fake" / "Thumbs.db")
+
+
+def _synthbuster(root):
+    for stem in ("r0a1b2c3d", "r0f9e8d7c"):
+        _image(root / "RAISE" / f"{stem}.TIF".replace(".TIF", ".tif"))
+        _image(root / "dalle3" / f"{stem}.png")
+        _image(root / "midjourney-v5" / f"{stem}.png")
+    _stray(root / "prompts.csv", "name,prompt\n")
+
+
+def _drct(root):
+    for image_id in ("000000000009", "000000000025"):
+        _image(root / "MSCOCO" / "train2017" / f"{image_id}.jpg")
+        _image(root / "stable-diffusion-v1-4" / "train2017" / f"{image_id}.png")
+        _image(root / "lcm-lora-sdxl" / "train2017" / f"{image_id}.png")
+
+
+def _real_fake(root):
+    _image(root / "real" / "street" / "1.jpg")
+    _image(root / "real" / "portrait" / "2.JPG")
+    _image(root / "fake" / "sdxl" / "street" / "1.png")
+    _image(root / "fake" / "loose.png")  # a fake of no named generator: the dataset's name
+    _stray(root / "fake" / "sdxl" / "labels.json", "{}")
+
+
+CASES = {
+    "genimage": (_genimage, {"real": 8, "synthetic": {"ADM": 4, "stable_diffusion_v_1_4": 4}, "skipped": 1},
+                 {"imagenet-n01440764", "imagenet-n02102040", "imagenet-class-0", "imagenet-class-217"}),
+    "forensynths": (_forensynths, {"real": 3, "synthetic": {"biggan": 2, "progan": 2}, "skipped": 1},
+                    {"airplane", "cat", "biggan"}),
+    "synthbuster": (_synthbuster, {"real": 2, "synthetic": {"dalle3": 2, "midjourney-v5": 2}, "skipped": 0},
+                    {"r0a1b2c3d", "r0f9e8d7c"}),
+    "drct": (_drct, {"real": 2, "synthetic": {"lcm-lora-sdxl": 2, "stable-diffusion-v1-4": 2}, "skipped": 0},
+             {"000000000009", "000000000025"}),
+    "real-fake": (_real_fake, {"real": 2, "synthetic": {"chameleon": 1, "sdxl": 1}, "skipped": 1},
+                  {"street", "portrait", "chameleon"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_layout_reads_labels_generators_and_groups_and_auto_recognises_it(name, tmp_path):
+    build, counts, sources = CASES[name]
+    root = tmp_path / "chameleon"
+    build(root)
+    found, plan = plan_layout(root, "auto")
+    assert found == name
+    summary = summarise(found, plan)
+    assert {key: summary[key] for key in counts} == counts
+    assert {c.source for c in plan.candidates} == sources and summary["sources"] == len(sources)
+    assert summary["invalid"] == 0
+    assert all((c.label == "real") == (c.generator is None) for c in plan.candidates)
+    assert plan_layout(root, name)[1].candidates == plan.candidates
+
+
+def test_genimage_groups_follow_imagenet_classes_so_splits_keep_a_class_together(tmp_path):
+    _genimage(tmp_path / "g")
+    _, plan = plan_layout(tmp_path / "g", "genimage")
+    by_source = {}
+    for candidate in plan.candidates:
+        by_source.setdefault(candidate.source, set()).add(candidate.path.parent.parent.name)
+    assert by_source["imagenet-n01440764"] == {"train", "val"}  # one class, both of the dataset's splits
+
+
+def test_a_tree_of_no_known_layout_or_the_wrong_one_is_refused_naming_them(tmp_path):
+    _image(tmp_path / "photos" / "a.png")
+    with pytest.raises(StoreError, match=r"genimage: <generator>/.*but it is none of them"):
+        plan_layout(tmp_path / "photos", "auto")
+    _forensynths(tmp_path / "cnn")
+    with pytest.raises(StoreError, match=r"laid out as genimage .* but it is not"):
+        plan_layout(tmp_path / "cnn", "genimage")
+    with pytest.raises(StoreError, match=r"Expected --layout in auto, genimage"):
+        plan_layout(tmp_path / "cnn", "imagenet")
+
+
+def test_ingest_dry_run_prints_the_mapping_and_writes_nothing(cli, tmp_path):
+    _genimage(tmp_path / "GenImage")
+    store = tmp_path / "store"
+    code, out, err = cli("--store", store, "ingest", tmp_path / "GenImage", "--layout", "auto", "--dry-run", "--json")
+    assert code == 0, err
+    assert out == {"layout": "genimage", "real": 8, "synthetic": {"ADM": 4, "stable_diffusion_v_1_4": 4},
+                   "sources": 4, "skipped": 1, "invalid": 0}
+    assert not store.exists()
+
+
+def test_ingest_with_a_layout_gives_todays_keys_and_the_dataset_names(cli, tmp_path):
+    _genimage(tmp_path / "GenImage")
+    store = tmp_path / "store"
+    code, plain, _ = cli("--store", tmp_path / "other", "ingest", tmp_path / "GenImage" / "ADM" / "imagenet_ai_0508_adm"
+                         / "train" / "nature", "--label", "real", "--json")
+    code, out, err = cli("--store", store, "ingest", tmp_path / "GenImage", "--layout", "genimage", "--json")
+    assert code == 0, err
+    assert set(out) == set(plain)
+    assert (out["ingested"], out["rejected"], out["conflicts"]) == (16, 0, 0)  # files without an extension too
+    code, status, _ = cli("--store", store, "status", "--json")
+    assert set(status["generators"]) == {"ADM", "stable_diffusion_v_1_4"}
+    with pytest.raises(SystemExit):
+        cli("--store", store, "ingest", tmp_path / "GenImage", "--layout", "imagenet", "--json")
+    code, _, err = cli("--store", store, "ingest", tmp_path / "GenImage", "--layout", "genimage", "--label", "real")
+    assert code != 0 and "--layout alone" in err
+
+
+def test_evaluate_train_on_holds_out_every_other_generator(cli, proxy_store):
+    store, corpus = proxy_store
+    code, out, err = cli("--store", store, "evaluate", "--train-on", "ae-tconv", "--n-boot", "100", "--no-robustness",
+                         "--json")
+    assert code == 0, err
+    assert out["train_on"] == ["ae-tconv"]
+    held = {name: metrics["held_out"] for name, metrics in out["per_generator"].items()}
+    assert held.pop("ae-tconv") is False
+    assert held and all(held.values()) and set(held) | {"ae-tconv"} | set(out["skipped"]) == set(corpus.synthetic)
+    code, _, err = cli("--store", store, "evaluate", "--train-on", "flux", "--json")
+    assert code != 0 and "Expected --train-on generators among those stored" in err

@@ -19,6 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+try:  # HEIC / HEIF (phone photos): Pillow reads them through the pillow-heif plugin
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORT = True
+except ImportError:  # a machine without it (the bare GPU machines) refuses them, saying why
+    HEIF_SUPPORT = False
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+
 # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS at open. A user limit above that is
 # honoured by opening again with Pillow's cap raised to it, one thread at a time; our own limit
 # is checked from the header right after, before any pixel is decoded.
@@ -172,6 +181,8 @@ def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except UnidentifiedImageError:
+        if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and not HEIF_SUPPORT:
+            raise ImageRejected("a HEIC/HEIF image, which this machine cannot read: install pillow-heif") from None
         raise ImageRejected("not an image: the content is no image format Pillow can read") from None
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"decompression bomb: {error}") from None

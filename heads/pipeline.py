@@ -27,10 +27,12 @@ class EvaluationReport:
     backbone_id: str | None
     evaluation: Evaluation
     notes: tuple[str, ...] = ()
+    train_on: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"head_version": self.head_version, "backbone_id": self.backbone_id, **self.evaluation.as_dict(),
-                "notes": list(self.notes)}
+        out = {"head_version": self.head_version, "backbone_id": self.backbone_id, **self.evaluation.as_dict(),
+               "notes": list(self.notes)}
+        return {**out, "train_on": list(self.train_on)} if self.train_on else out
 
 
 def prepare_for(layout: StoreLayout, backbone_id: str, options: TrainOptions) -> EvaluationData:
@@ -60,16 +62,20 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
 
 
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
-                        options: TrainOptions = TrainOptions(),
-                        prepared: EvaluationData | None = None) -> EvaluationReport:
+                        options: TrainOptions = TrainOptions(), prepared: EvaluationData | None = None,
+                        train_on: tuple[str, ...] = (), backbone: str | None = None) -> EvaluationReport:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
     with its kind and parameters. Without a head in the registry, the default head is evaluated.
-    ``prepared`` is the decision's evaluation data when the caller has it (the gate)."""
+    ``prepared`` is the decision's evaluation data when the caller has it (the gate).
+    ``train_on`` trains a fresh default head on those generators and tests it on every other."""
+    if train_on:
+        return _evaluate_trained_on(layout, train_on, version=version, protocol=protocol, options=options,
+                                    backbone=backbone)
     registry = HeadRegistry(layout)
     version = version or registry.champion() or (registry.versions()[-1]["version"] if registry.versions() else None)
     if version is None:
-        prepared = prepared or prepare_for(layout, resolve_backbone(layout), options)
+        prepared = prepared or prepare_for(layout, resolve_backbone(layout, backbone), options)
         evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol=protocol or "logo",
                                        holdout=options.holdout, options=options.evaluation,
                                        near_duplicates=prepared.pairs)
@@ -99,3 +105,24 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
                                        options=evaluation_options, near_duplicates=prepared.pairs)
         use_final_threshold(evaluation, scorer.threshold)
     return EvaluationReport(version, record.backbone_id, evaluation, prepared.notes)
+
+
+def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, version: str | None, protocol: str | None,
+                         options: TrainOptions, backbone: str | None) -> EvaluationReport:
+    """The protocol papers report: a default head trained on ``train_on`` (and real images), then
+    every other generator held out (all its images) and ``train_on`` on its test split."""
+    if version or protocol or options.holdout:
+        raise ValueError("Expected --train-on alone, but got --head, --protocol or --holdout with it: --train-on "
+                         "trains a fresh default head and holds out every other generator.")
+    prepared = prepare_for(layout, resolve_backbone(layout, backbone), options)
+    stored = prepared.data.generator_names()
+    unknown = sorted(set(train_on) - set(stored))
+    if unknown:
+        raise ValueError(f"Expected --train-on generators among those stored ({', '.join(stored)}), but got "
+                         f"{', '.join(unknown)}.")
+    others = tuple(name for name in stored if name not in train_on)
+    if not others:
+        raise ValueError(f"Expected a generator left to test on, but --train-on names all of them ({', '.join(stored)}).")
+    evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol="holdout", holdout=others,
+                                   options=options.evaluation, near_duplicates=prepared.pairs)
+    return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes, train_on=tuple(sorted(train_on)))

@@ -143,8 +143,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
 
+    train_on = tuple(name for name in (args.train_on or "").split(",") if name)
     report = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
-                                 options=_train_options(args))
+                                 options=_train_options(args), train_on=train_on, backbone=args.backbone)
     payload = report.as_dict()
     if args.report:
         context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}

@@ -8,6 +8,7 @@ from typing import Callable
 from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
 from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_cmd.add_argument("--batch-size", type=int, default=128,
                             help="images per catalog transaction (default 128)")
     ingest_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest_cmd.add_argument("--layout", choices=LAYOUT_NAMES,
+                            help="read each PATH as a public benchmark's tree (auto: recognise it): " +
+                                 "; ".join(f"{name}: {layout.tree}" for name, layout in LAYOUTS.items()))
+    ingest_cmd.add_argument("--dry-run", action="store_true",
+                            help="print what would be ingested (counts per label, generator and source group) "
+                                 "and write nothing")
 
     status_cmd = _add(commands, "status", cmd_status, common, "show what the store holds")
     status_cmd.add_argument("--verify", action="store_true",
@@ -120,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_flags.add_argument("--target-fpr", type=float, default=0.01,
                                   help="false-positive rate the threshold is set for, on validation real images (default 0.01)")
     evaluation_flags.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each interval (default 1000)")
-    evaluation_flags.add_argument("--seed", type=int, default=0, help="seed of the splits and the bootstrap")
+    evaluation_flags.add_argument("--seed", type=int, default=0,
+                                  help="seed of the bootstrap and of sampling (splits are stored in the catalog)")
     evaluation_flags.add_argument("--dedup-threshold", type=float, default=0.95,
                                   help="cosine similarity from which a test image counts as a near-duplicate of a "
                                        "training image and is dropped (default 0.95; raised automatically when "
@@ -195,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                               help="holdout: the head itself on generators it never saw (default with a head); "
                                    "logo: retrain its kind leaving each generator out (default without one)")
     evaluate_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out when no head is registered")
+    evaluate_cmd.add_argument("--train-on", metavar="G1,G2",
+                              help="train a fresh default head on these generators (and real images) and test it on "
+                                   "every other generator: the protocol papers report")
+    evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
 
     detect_cmd = _add(commands, "detect", cmd_detect, common,

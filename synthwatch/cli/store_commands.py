@@ -19,10 +19,38 @@ from synthwatch.settings import Settings
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    plan = plan_sources(
-        args.paths, label=args.label, generator=args.generator, source=args.source,
-        manifest_root=args.root,
-    )
+    from synthwatch.store.candidates import Plan
+    from synthwatch.store.layouts import plan_layout, summarise
+
+    if args.layout:
+        given = [flag for flag, value in (("--label", args.label), ("--generator", args.generator),
+                                          ("--source", args.source), ("--root", args.root)) if value]
+        if given:
+            raise StoreError(f"Expected --layout alone to say what each file is, but got {', '.join(given)} too. "
+                             "Drop them, or drop --layout.")
+        plan, names = Plan(), []
+        for path in args.paths:
+            name, part = plan_layout(path, args.layout)
+            plan.extend(part)
+            names.append(name)
+        layout = ",".join(dict.fromkeys(names))
+    else:
+        plan = plan_sources(
+            args.paths, label=args.label, generator=args.generator, source=args.source,
+            manifest_root=args.root,
+        )
+        layout = "folders"
+    if args.dry_run:
+        summary = summarise(layout, plan)
+        if args.json:
+            print_json(summary)
+        else:
+            print(f"would ingest ({layout}): {summary['real']} real, "
+                  f"{sum(summary['synthetic'].values())} synthetic in {summary['sources']} source groups; "
+                  f"{summary['skipped']} files skipped, {summary['invalid']} refused")
+            for generator, count in summary["synthetic"].items():
+                print(f"  {count:8d}  {generator}")
+        return 0
     options = IngestOptions(
         copy=not args.no_copy,
         limits=_limits(args),

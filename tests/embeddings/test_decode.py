@@ -160,3 +160,36 @@ def test_pillows_bomb_warning_is_not_switched_off_for_the_whole_process():
             "print([f[0] for f in warnings.filters if f[2] is Image.DecompressionBombWarning])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ignore" not in done.stdout  # a fresh process: pytest's own warning handling is not in play
+
+
+def _heic(size=(64, 48), colour=(10, 200, 30)) -> bytes:
+    import pillow_heif  # noqa: F401 - registered by synthwatch.embeddings.decode
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="HEIF")
+    return buffer.getvalue()
+
+
+def test_heic_phone_photos_decode():
+    image, info = decode_image(_heic())
+    assert (info.format, info.width, info.height, image.mode) == ("HEIF", 64, 48, "RGB")
+    assert abs(int(np.asarray(image)[10, 10, 1]) - 200) <= 3  # lossy, but the colour holds
+
+
+def test_heic_without_its_plugin_is_refused_saying_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"
+            "from synthwatch.embeddings.decode import ImageRejected, decode_image\n"
+            "try:\n    decode_image(sys.stdin.buffer.read())\nexcept ImageRejected as error:\n    print(error.reason)")
+    done = subprocess.run([sys.executable, "-c", code], input=_heic(), capture_output=True, check=True)
+    assert b"HEIC/HEIF image" in done.stdout and b"install pillow-heif" in done.stdout
+
+
+def test_a_heic_file_with_an_upper_case_name_is_ingested(cli, store, tmp_path):
+    photo = tmp_path / "phone" / "IMG_0001.HEIC"
+    photo.parent.mkdir()
+    photo.write_bytes(_heic())
+    code, out, err = cli("--store", store, "ingest", photo.parent, "--label", "real", "--json")
+    assert code == 0 and out["ingested"] == 1 and out["rejected"] == 0, err

@@ -162,6 +162,9 @@ def create_backbone(
     if "+" in name:
         from synthwatch.embeddings.fused import FusedBackbone
 
+        if not all(part.strip() for part in name.split("+")):
+            raise EmbeddingError(f"Expected backbone names on both sides of each '+', but got {name!r}. "
+                                 "Remove the stray '+'.")
         if layers or revision:
             raise EmbeddingError(f"Expected no --layers or --revision with the fused backbone {name}, but got some: "
                                  "each part uses its defaults.")

@@ -23,10 +23,11 @@ class FusedBackbone:
 
     def __init__(self, parts: list) -> None:
         if len(parts) < 2:
-            raise EmbeddingError(f"Expected two or more backbones joined by '+', but got {len(parts)}.")
+            raise EmbeddingError(f"Expected two or more backbones joined by '+', but got {len(parts)}. "
+                                 "Name at least two, as in dinov2-small+spectrum.")
         if len({part.mode for part in parts}) > 1:
             raise EmbeddingError(f"Expected the parts of a fused backbone to share one --mode, but got "
-                                 f"{', '.join(f'{p.spec.name}: {p.mode}' for p in parts)}.")
+                                 f"{', '.join(f'{p.spec.name}: {p.mode}' for p in parts)}. Pass one --mode.")
         fixed = {part.spec.input_size for part in parts if not part.spec.weightless}
         if len(fixed) > 1:
             raise EmbeddingError(f"Expected the parts of a fused backbone to take one input size, but got "

@@ -93,19 +93,28 @@ def _load_transformer(spec: BackboneSpec, allow_random: bool):
             break
         try:
             config = AutoConfig.from_pretrained(spec.source, revision=spec.revision, local_files_only=local_only)
-            model = _model_class(spec.family).from_pretrained(
+        except (OSError, ValueError) as error:
+            if spec.local:
+                raise EmbeddingError(f"Expected a loadable model in {spec.source}, but loading failed: {error}") from None
+            continue
+        # The checkpoint says what it is (a Hub id may name a CLIP or SigLIP model, not only DINOv2).
+        found = spec_from_hf_config(config.to_dict(), name=spec.name, source=spec.source)
+        try:
+            model = _model_class(found.family).from_pretrained(
                 spec.source, revision=spec.revision, local_files_only=local_only, attn_implementation="sdpa",
                 use_safetensors=True)  # never a pickled .bin
         except (OSError, ValueError) as error:
             if spec.local:
                 raise EmbeddingError(f"Expected a loadable model in {spec.source}, but loading failed: {error}") from None
             continue
-        if spec.family != "dinov2":
-            return model.eval(), spec, PRETRAINED
-        completed = spec_from_hf_config(config.to_dict(), name=spec.name, source=spec.source)
-        completed = replace(spec, depth=completed.depth, widths=completed.widths,
-                            patch_size=completed.patch_size, registers=completed.registers)
-        return model.eval(), completed, PRETRAINED
+        if found.family == spec.family == "dinov2":
+            found = replace(spec, depth=found.depth, widths=found.widths, patch_size=found.patch_size,
+                            registers=found.registers)
+        elif found.family != spec.family or not spec.arch:  # a Hub id: the checkpoint's own spec
+            found = replace(found, revision=spec.revision, local=spec.local)
+        else:
+            found = spec
+        return model.eval(), found, PRETRAINED
     if allow_random and spec.arch:
         return _seeded(spec).eval(), spec, RANDOM
     raise _missing(spec, f"Hugging Face {spec.source}")

@@ -21,6 +21,8 @@ def embed_query(backbone: Backbone, data: bytes, limits: DecodeLimits = DecodeLi
 
 def embed_images(backbone: Backbone, images: Sequence[Image.Image]) -> np.ndarray:
     """Clean-view vectors (n, dim) float32 of decoded RGB images, in one batch."""
+    if not images:
+        return np.zeros((0, backbone.dim), np.float32)
     crops = [crop(image, backbone.spec, backbone.mode) for image in images]
     pixels = torch.from_numpy(np.stack([pixels for pixels, _, _ in crops]))
     sizes = torch.tensor([size for _, size, _ in crops])

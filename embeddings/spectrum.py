@@ -61,15 +61,20 @@ class SpectrumFeatures(nn.Module):
         out = [torch.zeros(n, self.bins, device=crops.device) for _ in blocks]
         for size in torch.unique(sizes.cpu(), dim=0).tolist():
             rows = torch.nonzero((sizes.cpu() == torch.tensor(size)).all(dim=1)).flatten().to(crops.device)
-            valid = luma[rows, : size[0], : size[1]]
-            valid = valid[:, : max(2, size[0] // 2 * 2), : max(2, size[1] // 2 * 2)]  # even sides, for NPR
+            # Even sides for NPR, at least 2 (a 1-px side takes a row of the zero padding beside it).
+            valid = luma[rows, : max(2, size[0] // 2 * 2), : max(2, size[1] // 2 * 2)]
             signals = torch.cat([_signal(valid, block) for block in blocks])  # one batched FFT for all blocks
             profiles = _azimuthal_log_power(signals, self.bins).view(len(blocks), len(rows), self.bins)
             for position in range(len(blocks)):
                 out[position][rows] = profiles[position]
         # Each block centred (the spectrum over its geometric mean: blind to contrast and gain) and
         # of unit length (each block weighs the same).
-        return [nn.functional.normalize(block - block.mean(dim=1, keepdim=True), dim=1) for block in out]
+        # A flat profile (a flat image, or a crop too small to have frequencies) has no direction:
+        # it gets a fixed one, so every vector keeps unit length.
+        flat = nn.functional.normalize(torch.linspace(-1.0, 1.0, self.bins, device=crops.device), dim=0)
+        centred = [block - block.mean(dim=1, keepdim=True) for block in out]
+        return [torch.where(block.norm(dim=1, keepdim=True) > 1e-6, nn.functional.normalize(block, dim=1), flat)
+                for block in centred]
 
 
 def _signal(luma: torch.Tensor, block: int) -> torch.Tensor:
@@ -89,11 +94,17 @@ def _azimuthal_log_power(signal: torch.Tensor, bins: int) -> torch.Tensor:
     n, height, width = signal.shape
     device = signal.device
     signal = signal - signal.mean(dim=(1, 2), keepdim=True)
-    window = torch.hann_window(height, periodic=False, device=device).view(-1, 1) * \
-        torch.hann_window(width, periodic=False, device=device).view(1, -1)
+    window = _window(height, device).view(-1, 1) * _window(width, device).view(1, -1)
     spectrum = torch.fft.rfft2(signal * window)
     power = (spectrum.real.square() + spectrum.imag.square()).reshape(n, -1)
     return torch.log(torch.sparse.mm(_ring_means(height, width, bins, str(device)), power.T).T + 1e-10)
+
+
+def _window(length: int, device) -> torch.Tensor:
+    """Hann window; none below 4 samples, where Hann's would be all zeros."""
+    if length < 4:
+        return torch.ones(length, device=device)
+    return torch.hann_window(length, periodic=False, device=device)
 
 
 @functools.lru_cache(maxsize=32)

@@ -11,7 +11,7 @@ from synthwatch.heads.prepare import EvaluationData, make_ready, prepare_data
 from synthwatch.heads.records import register
 from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
 from synthwatch.heads.training import TrainOptions, TrainResult, fit_final, threshold_notes, use_final_threshold
-from synthwatch.store.backbones import resolve_backbone
+from synthwatch.store.backbones import names_backbone, resolve_backbone
 from synthwatch.store.catalog import Catalog
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.registry import HeadRegistry
@@ -84,6 +84,10 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
         return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes)
     scorer = load_scorer(layout, version)
     record = scorer.record
+    if backbone and not names_backbone(record.backbone_id or "", backbone):
+        raise ValueError(f"Expected --backbone to match head {version}'s backbone ({record.backbone_id or 'images'}), "
+                         f"but got {backbone}. A registered head is measured on its own vectors: drop --backbone, "
+                         "or use --train-on to evaluate a fresh head on other vectors.")
     if not isinstance(scorer, EmbeddingScorer):
         if protocol == "logo":
             raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "
@@ -119,10 +123,11 @@ def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, vers
     unknown = sorted(set(train_on) - set(stored))
     if unknown:
         raise ValueError(f"Expected --train-on generators among those stored ({', '.join(stored)}), but got "
-                         f"{', '.join(unknown)}.")
+                         f"{', '.join(unknown)}. Name generators from that list.")
     others = tuple(name for name in stored if name not in train_on)
     if not others:
-        raise ValueError(f"Expected a generator left to test on, but --train-on names all of them ({', '.join(stored)}).")
+        raise ValueError(f"Expected a generator left to test on, but --train-on names all of them ({', '.join(stored)}). "
+                         "Leave at least one out.")
     evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol="holdout", holdout=others,
                                    options=options.evaluation, near_duplicates=prepared.pairs)
     return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes, train_on=tuple(sorted(train_on)))

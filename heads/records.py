@@ -66,6 +66,9 @@ class HeadRecord:
         values = {key: value for key, value in stored.items() if key in known}
         values.setdefault("schema_version", 0)
         values.setdefault("resample_seed", stored.get("split_seed", 0))
+        for key, default in (("generators_seen", []), ("holdout", []), ("train_groups", []), ("counts", {}),
+                             ("data_fingerprint", ""), ("target_fpr", 0.01)):
+            values.setdefault(key, default)  # keys records of earlier releases may lack
         return cls(**values)
 
     def as_dict(self) -> dict:

@@ -48,6 +48,11 @@ def choose_backbone(layout: StoreLayout, requested: str | None, *, among: str = 
     )
 
 
+def names_backbone(backbone_id: str, requested: str) -> bool:
+    """Whether ``requested`` (an id, or a backbone name) names the backbone ``backbone_id``."""
+    return backbone_id == requested or _named(backbone_id, requested)
+
+
 def _named(backbone_id: str, name: str) -> bool:
     """Whether ``backbone_id`` was made by the backbone ``name`` (fused: ``a+b``, part by part)."""
     part = r"@[^+]*(\+random-weights)?"

@@ -22,10 +22,13 @@ from synthwatch.store.errors import StoreError
 _SYNSET = re.compile(r"^(n\d{8})")
 _CLASS_INDEX = re.compile(r"^(\d+)_")
 REAL_FOLDERS_DRCT = ("mscoco", "coco")
-# CNNDetection's object classes (PASCAL VOC's 20): folders with these names are classes, not generators.
+# CNNDetection's object classes (PASCAL VOC's 20 for ProGAN): folders with these names are classes,
+# not generators.
 CNNDETECTION_CLASSES = frozenset({
     "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"})
+    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    # and the classes of its test sets (StyleGAN, StyleGAN2: LSUN; CycleGAN: its domains)
+    "bedroom", "church", "apple", "orange", "summer", "winter", "zebra", "facades", "photo", "monet"})
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def _genimage_source(file: Path) -> str:
     if synset:
         return f"imagenet-{synset.group(1)}"
     index = _CLASS_INDEX.match(file.name)
-    return f"imagenet-class-{int(index.group(1))}" if index else file.parent.name
+    return f"imagenet-class-{int(index.group(1))}" if index else file.stem  # unknown class: the image alone
 
 
 def _read_genimage(root: Path) -> Plan:
@@ -222,7 +225,8 @@ def plan_layout(path: Path, name: str) -> tuple[str, Plan]:
     elif name not in LAYOUTS:
         raise StoreError(f"Expected --layout in {', '.join(LAYOUT_NAMES)}, but got {name!r}.")
     elif not LAYOUTS[name].recognise(path):
-        raise StoreError(f"Expected {path} to be laid out as {name} ({LAYOUTS[name].tree}), but it is not.")
+        raise StoreError(f"Expected {path} to be laid out as {name} ({LAYOUTS[name].tree}), but it is not. "
+                         "Check the path, or let --layout auto recognise the tree.")
     return name, LAYOUTS[name].read(path)
 
 

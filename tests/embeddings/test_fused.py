@@ -111,3 +111,23 @@ def test_a_fused_id_with_a_random_part_says_so_in_the_part():
     fused = create_backbone("dinov2-small+spectrum", allow_random_weights=True)
     assert fused.backbone_id == "dinov2-small@main.crop224.L12+random-weights+spectrum@v1.crop224.F2-3"
     assert fused.random_parts == ["dinov2-small"] and fused.dim == 768 + 64
+
+
+def test_spectrum_keeps_unit_length_on_flat_images_and_one_pixel_sides():
+    spectrum = create_backbone("spectrum")
+    pixels = torch.full((3, 224, 224, 3), 128, dtype=torch.uint8)  # flat: no frequencies at all
+    pixels[1:, :64, :64] = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
+    sizes = torch.tensor([[224, 224], [64, 1], [1, 64]])  # and crops one pixel high or wide
+    vectors = spectrum.embed_crops(pixels, sizes)
+    assert torch.isfinite(vectors).all() and torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_a_fused_name_with_an_empty_part_is_refused():
+    with pytest.raises(EmbeddingError, match=r"both sides of each '\+', but got 'spectrum\+'"):
+        create_backbone("spectrum+")
+
+
+def test_no_images_embed_to_no_rows():
+    from synthwatch.embeddings.query import embed_images
+
+    assert embed_images(create_backbone("spectrum"), []).shape == (0, 64)

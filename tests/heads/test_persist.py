@@ -33,3 +33,12 @@ def test_round_trip_gives_the_same_probabilities(kind, labels):
 def test_unknown_types_are_refused():
     with pytest.raises(ValueError, match="Expected a head type in .* but the saved head says 'os.system'"):
         decode_head({"type": "os.system", "params": {}, "classes": [0, 1], "n_features": 2}, b"")
+
+
+def test_a_head_record_of_an_earlier_release_still_reads():
+    from synthwatch.heads.records import HeadRecord
+
+    old = {"kind": "logreg", "target": "binary", "threshold": 0.5, "metrics": {"per_generator": {}},
+           "split_seed": 3, "version": "h1", "created_at": "2026-11-01T00:00:00", "files": {}}
+    record = HeadRecord.from_dict(old)
+    assert (record.schema_version, record.resample_seed, record.train_groups, record.holdout) == (0, 3, [], [])

@@ -159,3 +159,20 @@ def test_evaluate_train_on_holds_out_every_other_generator(cli, proxy_store):
     assert held and all(held.values()) and set(held) | {"ae-tconv"} | set(out["skipped"]) == set(corpus.synthetic)
     code, _, err = cli("--store", store, "evaluate", "--train-on", "flux", "--json")
     assert code != 0 and "Expected --train-on generators among those stored" in err
+
+
+def test_a_single_cnndetection_test_generator_with_lsun_classes_is_one_generator(tmp_path):
+    for cls in ("bedroom", "car", "cat"):
+        _image(tmp_path / "stylegan" / cls / "0_real" / f"{cls}.png")
+        _image(tmp_path / "stylegan" / cls / "1_fake" / f"{cls}.png")
+    _, plan = plan_layout(tmp_path / "stylegan", "forensynths")
+    assert {c.generator for c in plan.candidates} == {None, "stylegan"}
+    assert {c.source for c in plan.candidates} == {"bedroom", "car", "cat"}
+
+
+def test_genimage_images_of_no_known_class_are_each_their_own_group(tmp_path):
+    for number in (1, 2):
+        _image(tmp_path / "g" / "BigGAN" / "val" / "nature" / f"ILSVRC2012_val_{number:08d}.JPEG")
+        _image(tmp_path / "g" / "BigGAN" / "val" / "ai" / f"sample_{number}.png")
+    _, plan = plan_layout(tmp_path / "g", "genimage")
+    assert len({c.source for c in plan.candidates}) == 4

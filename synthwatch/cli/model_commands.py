@@ -144,6 +144,13 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.report import write_report
 
     train_on = tuple(name for name in (args.train_on or "").split(",") if name)
+    if args.preset:
+        from synthwatch.heads.presets import preset_train_on
+        from synthwatch.store.catalog import Catalog
+
+        if train_on:
+            raise ValueError("Expected --preset or --train-on, but got both. Keep one.")
+        train_on = preset_train_on(args.preset, sorted(Catalog(settings.layout).status()["generators"]))
     report = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
                                  options=_train_options(args), train_on=train_on, backbone=args.backbone)
     payload = report.as_dict()

@@ -8,6 +8,7 @@ from typing import Callable
 from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch.heads.presets import PRESETS
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--train-on", metavar="G1,G2",
                               help="train a fresh default head on these generators (and real images) and test it on "
                                    "every other generator: the protocol papers report")
+    evaluate_cmd.add_argument("--preset", choices=sorted(PRESETS),
+                              help="a published protocol by name (" + "; ".join(
+                                  f"{name}: {preset.description}" for name, preset in sorted(PRESETS.items())) + ")")
     evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
 

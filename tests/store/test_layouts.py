@@ -176,3 +176,27 @@ def test_genimage_images_of_no_known_class_are_each_their_own_group(tmp_path):
         _image(tmp_path / "g" / "BigGAN" / "val" / "ai" / f"sample_{number}.png")
     _, plan = plan_layout(tmp_path / "g", "genimage")
     assert len({c.source for c in plan.candidates}) == 4
+
+
+def test_a_preset_names_the_papers_training_generator_however_the_release_spells_it():
+    from synthwatch.heads.presets import preset_train_on
+
+    assert preset_train_on("genimage-sdv14", ["ADM", "stable_diffusion_v_1_4", "wukong"]) == ("stable_diffusion_v_1_4",)
+    assert preset_train_on("forensynths-progan", ["ProGAN", "biggan"]) == ("ProGAN",)
+    with pytest.raises(ValueError, match=r"hold Stable Diffusion V1.4 .* Ingest the dataset with --layout genimage"):
+        preset_train_on("genimage-sdv14", ["ADM"])
+
+
+def test_evaluate_with_a_preset_runs_its_protocol(cli, tmp_path):
+    from tests.store.test_index import TINY
+
+    _genimage(tmp_path / "GenImage")
+    store = tmp_path / "store"
+    for args in (["ingest", tmp_path / "GenImage", "--layout", "genimage"], ["embed", *TINY]):
+        assert cli("--store", store, *args, "--json")[0] == 0
+    code, out, err = cli("--store", store, "evaluate", "--preset", "genimage-sdv14", "--n-boot", "50",
+                         "--no-robustness", "--json")
+    assert code == 0, err
+    assert out["train_on"] == ["stable_diffusion_v_1_4"]
+    assert all(m["held_out"] for g, m in out["per_generator"].items() if g != "stable_diffusion_v_1_4")
+    assert "ADM" in out["per_generator"] or "ADM" in out["skipped"]

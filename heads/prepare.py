@@ -22,7 +22,8 @@ from synthwatch.store.vectors import VectorStore
 
 DEFAULT_DEDUP_THRESHOLD = 0.95
 
-__all__ = ["DEFAULT_DEDUP_THRESHOLD", "EvaluationData", "load_embedding_set", "make_ready", "prepare_data"]
+__all__ = ["DEFAULT_DEDUP_THRESHOLD", "EvaluationData", "embedding_set_of", "load_embedding_set", "make_ready",
+           "prepare_data"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,12 @@ class EvaluationData:
 def load_embedding_set(layout: StoreLayout, backbone_id: str) -> EmbeddingSet:
     """Every stored vector of ``backbone_id`` whose image is in the catalog, with the split of its
     source group as the catalog holds it."""
-    splits = Catalog(layout).group_splits()
-    table = labelled_vectors(layout, backbone_id)
+    return embedding_set_of(labelled_vectors(layout, backbone_id), Catalog(layout).group_splits())
+
+
+def embedding_set_of(table, splits: dict[str, str] | None = None) -> EmbeddingSet:
+    """An :class:`EmbeddingSet` of a ``labelled_vectors`` table, each row with its group's split
+    from ``splits`` (None: no splits)."""
     n = table.num_rows
     vectors = table.column("vector").combine_chunks().flatten().to_numpy().astype(np.float32)
     sources = table.column("source").to_pylist()
@@ -55,7 +60,7 @@ def load_embedding_set(layout: StoreLayout, backbone_id: str) -> EmbeddingSet:
         np.asarray(table.column("generator").to_pylist(), dtype=object),
         np.asarray(sources, dtype=object),
         table.column("view").to_numpy().astype(np.int64),
-        np.asarray([splits[source] for source in sources], dtype=object),
+        None if splits is None else np.asarray([splits[source] for source in sources], dtype=object),
     )
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
-from synthwatch.heads.dataset import CLEAN_VIEW, EmbeddingSet, REAL
+from synthwatch.heads.dataset import REAL
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
 from synthwatch.heads.gate import GatePolicy, judge, reasons
 from synthwatch.heads.pipeline import evaluate_registered, prepare_for, train_and_register
-from synthwatch.heads.prepare import EvaluationData
+from synthwatch.heads.prepare import EvaluationData, embedding_set_of
 from synthwatch.heads.records import HeadRecord, read_record
 from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
 from synthwatch.heads.training import TrainOptions
@@ -122,7 +120,7 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
         return {"checked": False, "detected": False,
                 "reason": "the champion is a fine-tuned network: drift checks need an embedding head"}
     since = max(record["created_at"] for record in decided_versions(registry) or [scorer.record.as_dict()])
-    new = _vectors_of(labelled_vectors(layout, scorer.record.backbone_id, views="clean", synthetic_since=since))
+    new = embedding_set_of(labelled_vectors(layout, scorer.record.backbone_id, views="clean", synthetic_since=since))
     result = {"checked": False, "detected": False, "champion": champion, "new_synthetic": len(new),
               "generators": sorted(set(new.generators.tolist())), "alpha": alpha}
     if len(new) < 2:
@@ -140,16 +138,6 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
         Catalog(layout).log_event(DRIFT_DETECTED, {"champion": champion, "checks": result["checks"],
                                                    "generators": result["generators"]})
     return result
-
-
-def _vectors_of(table) -> EmbeddingSet:
-    n = table.num_rows
-    vectors = table.column("vector").combine_chunks().flatten().to_numpy().astype(np.float32)
-    return EmbeddingSet(np.asarray(table.column("image_id").to_pylist(), object),
-                        vectors.reshape(n, -1) if n else np.zeros((0, 0), np.float32),
-                        np.asarray(table.column("generator").to_pylist(), object),
-                        np.asarray(table.column("source").to_pylist(), object),
-                        np.full(n, CLEAN_VIEW, np.int64))
 
 
 def decided_versions(registry: HeadRegistry) -> list[dict]:

@@ -63,7 +63,11 @@ def _is_image_file(path: Path) -> bool:
 
 
 def _add_tree(plan: Plan, folder: Path, label: str, generator: str | None, source_of: Callable[[Path], str]) -> None:
-    for file in _files(folder):
+    _add_files(plan, _files(folder), label, generator, source_of)
+
+
+def _add_files(plan: Plan, files, label: str, generator: str | None, source_of: Callable[[Path], str]) -> None:
+    for file in files:
         if not _is_image_file(file):
             plan.skipped.append(str(file))
             continue
@@ -139,30 +143,25 @@ def _read_forensynths(root: Path) -> Plan:
     return plan
 
 
-# -- Synthbuster: RAISE/ plus <generator>/ -------------------------------------------------------
+# -- Synthbuster (RAISE/ plus <generator>/) and DRCT-2M-style sets (MSCOCO/ plus <generator>/) ---
 
-def _read_synthbuster(root: Path) -> Plan:
-    plan = Plan()
-    raise_folder = _named(root, "raise")
-    stem = lambda file: file.stem  # noqa: E731 - a fake is named after the RAISE photo it was made from
-    _add_tree(plan, raise_folder, "real", None, stem)
-    for generator in _children(root):
-        if generator != raise_folder:
-            _add_tree(plan, generator, "synthetic", generator.name, stem)
-    return plan
+def _real_folder_plus_generators(*real_names: str) -> Callable[[Path], Plan]:
+    """A reader for a real folder (any of ``real_names``) beside one folder per generator, where a
+    fake is named after the real photo it was made from (RAISE id, COCO image id): the file's
+    stem is its source group."""
+    def read(root: Path) -> Plan:
+        plan = Plan()
+        real = _named(root, *real_names)
+        _add_tree(plan, real, "real", None, _stem)
+        for generator in _children(root):
+            if generator != real:
+                _add_tree(plan, generator, "synthetic", generator.name, _stem)
+        return plan
+    return read
 
 
-# -- DRCT-2M and other diffusion-folder sets: <generator>/ beside a real folder (MSCOCO) ----------
-
-def _read_drct(root: Path) -> Plan:
-    plan = Plan()
-    real = _named(root, *REAL_FOLDERS_DRCT)
-    stem = lambda file: file.stem  # noqa: E731 - fakes carry the COCO image id they were made from
-    _add_tree(plan, real, "real", None, stem)
-    for generator in _children(root):
-        if generator != real:
-            _add_tree(plan, generator, "synthetic", generator.name, stem)
-    return plan
+def _stem(file: Path) -> str:
+    return file.stem
 
 
 # -- real / fake trees (Chameleon, WildFake, Community Forensics) --------------------------------
@@ -171,25 +170,12 @@ def _read_real_fake(root: Path) -> Plan:
     plan = Plan()
     real, fake = _named(root, "real", "0_real"), _named(root, "fake", "1_fake")
     _add_tree(plan, real, "real", None, _relative_folder(real, root.name))
-    for file in _files(fake) if fake else []:
-        relative = file.relative_to(fake).parts
-        generator = relative[0] if len(relative) > 1 else root.name
-        top = fake / relative[0] if len(relative) > 1 else fake
-        sub = Plan()
-        _add_single(sub, file, generator, _relative_folder(top, generator))
-        plan.extend(sub)
+    if fake is not None:
+        loose = sorted(p for p in fake.iterdir() if p.is_file())  # fakes of no named generator
+        _add_files(plan, loose, "synthetic", root.name, lambda _file: root.name)
+        for generator in _children(fake):
+            _add_tree(plan, generator, "synthetic", generator.name, _relative_folder(generator, generator.name))
     return plan
-
-
-def _add_single(plan: Plan, file: Path, generator: str, source_of: Callable[[Path], str]) -> None:
-    if not _is_image_file(file):
-        plan.skipped.append(str(file))
-        return
-    try:
-        plan.candidates.append(Candidate(file, "synthetic", check_name(generator, "the generator folder name"),
-                                         check_source(source_of(file))))
-    except ValueError as error:
-        plan.invalid.append(Invalid(str(file), str(error)))
 
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
@@ -200,9 +186,11 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
                                                      for c in _children(root)) and not _named(root, "real", "fake"),
            _read_forensynths),
     Layout("synthbuster", "RAISE/... (real photos) plus <generator>/...",
-           lambda root: _named(root, "raise") is not None and len(_children(root)) > 1, _read_synthbuster),
+           lambda root: _named(root, "raise") is not None and len(_children(root)) > 1,
+           _real_folder_plus_generators("raise")),
     Layout("drct", "MSCOCO/... (real) plus <generator>/... (DRCT-2M and diffusion-folder sets)",
-           lambda root: _named(root, *REAL_FOLDERS_DRCT) is not None and len(_children(root)) > 1, _read_drct),
+           lambda root: _named(root, *REAL_FOLDERS_DRCT) is not None and len(_children(root)) > 1,
+           _real_folder_plus_generators(*REAL_FOLDERS_DRCT)),
     Layout("real-fake", "real/... and fake/[<generator>/]... (Chameleon, WildFake, Community Forensics)",
            lambda root: _named(root, "real") is not None and _named(root, "fake") is not None, _read_real_fake),
 )}

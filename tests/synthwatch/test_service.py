@@ -47,8 +47,9 @@ def server(cli, store, tmp_path):
     process.wait(timeout=10)
 
 
-def _wait_until_up(base, process, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
+def _wait_until_up(base, process):
+    """Poll until the service answers; a process that died fails at once, one that never answers
+    is stopped by pytest-timeout (no wall-clock bound here)."""
     while True:
         try:
             if httpx.get(f"{base}/health", timeout=1).json()["status"] == "ok":
@@ -56,7 +57,6 @@ def _wait_until_up(base, process, timeout_s=60):
         except httpx.HTTPError:
             pass
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "service did not start"
         time.sleep(0.2)
 
 

@@ -1,5 +1,7 @@
-"""Object-store prefixes (any pyarrow filesystem URI: ``s3://``, ``gs://``, ``abfs://``, ``hdfs://``,
-``file://``), staged into the store before ingestion.
+"""Object-store prefixes, staged into the store before ingestion: any URI pyarrow has a filesystem
+for (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``, ``file://``), else any fsspec knows
+(``hf://datasets/...``, ``http(s)://`` with aiohttp, ``memory://``), read through pyarrow's
+fsspec handler so both kinds are listed, limited and refused the same way.
 
 New or changed objects under the prefix (by size and modification time) are downloaded into
 ``staging/<prefix key>/`` keeping their relative paths, so the folder convention (``real/``,
@@ -24,18 +26,46 @@ INDEX = ".staged.json"
 
 
 def open_prefix(uri: str):
-    """``(filesystem, path)`` of a URI; raises ``StoreError`` naming it if pyarrow cannot open it."""
+    """``(filesystem, path)`` of a URI; raises ``StoreError`` naming it if it cannot be opened."""
     import pyarrow.fs as pafs
 
     try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
+        filesystem, path = _filesystem_of(uri)
         info = filesystem.get_file_info(path)
-    except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
-        raise StoreError(f"Expected an object-store prefix pyarrow can open, but {uri} failed: {error}. "
-                         "Check the scheme (s3://, gs://, abfs://, hdfs://, file://) and the credentials.") from None
+    except StoreError:
+        raise
+    except Exception as error:  # each filesystem fails its own way (OSError, ArrowInvalid, HTTP and cloud SDK errors)
+        raise StoreError(f"Expected an object-store prefix synthwatch can open, but {uri} failed: "
+                         f"{type(error).__name__}: {error}. Check the scheme (s3://, gs://, abfs://, hdfs://, file://, "
+                         "or any fsspec knows, such as hf://), the network and the credentials.") from None
     if info.type == pafs.FileType.NotFound:
         raise StoreError(f"Expected objects under {uri}, but it does not exist.")
     return filesystem, path
+
+
+def _filesystem_of(uri: str):
+    """pyarrow's own filesystem for ``uri``, else fsspec's wrapped as a pyarrow filesystem."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except pa.ArrowInvalid as error:
+        if "Unrecognized filesystem type" not in str(error):
+            raise
+    import fsspec
+
+    scheme = uri.split("://", 1)[0]
+    try:
+        filesystem, path = fsspec.core.url_to_fs(uri)
+    except ImportError as missing:
+        raise StoreError(f"Expected the packages fsspec's {scheme}:// filesystem needs, but {missing}. "
+                         "Install them into synthwatch's environment.") from None
+    except ValueError:
+        raise StoreError(f"Expected a URI scheme pyarrow or fsspec has a filesystem for, but {uri} has {scheme}://. "
+                         "Use s3://, gs://, abfs://, hdfs://, file://, or a scheme of an installed fsspec "
+                         "implementation (hf://).") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), path
 
 
 def stage(layout: StoreLayout, uri: str, *, limits: DecodeLimits = DecodeLimits()) -> tuple[Path, dict[str, str], dict]:

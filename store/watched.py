@@ -110,7 +110,7 @@ def add_source(layout: StoreLayout, location: str, *, label: str | None = None, 
     if is_uri(location):
         from synthwatch.store.remote import open_prefix
 
-        open_prefix(location)  # raises StoreError naming the URI if pyarrow cannot open it
+        open_prefix(location)  # raises StoreError naming the URI if it cannot be opened
         uri = location.rstrip("/")
     else:
         path = Path(location).expanduser()

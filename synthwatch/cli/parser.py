@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sources_cmd = commands.add_parser("sources", help="watched sources: where new images land")
     sources_commands = sources_cmd.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
     add_cmd = _add(sources_commands, "add", cmd_sources, common,
-                   "watch a folder, a manifest, or an object-store prefix (s3://, gs://, abfs://, file://)")
+                   "watch a folder, a manifest, or an object-store prefix (s3://, gs://, abfs://, file://, "
+                   "hf://datasets/..., any fsspec scheme)")
     add_cmd.add_argument("location", metavar="PATH|URI")
     when = add_cmd.add_mutually_exclusive_group()
     when.add_argument("--schedule", metavar="CRON", help="cron expression for `deploy` (for example '0 * * * *')")

@@ -1,5 +1,6 @@
 """Watched sources: registering folders, manifests and object-store prefixes, and ingesting only
-what is new from a prefix (pyarrow filesystems; file:// stands in for s3:// here)."""
+what is new from a prefix (pyarrow filesystems, file:// standing in for s3://; fsspec filesystems,
+memory:// standing in for hf://)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.watched import add_source, ingest_watched, list_sources, parse_duration
-from tests.conftest import write_image
+from tests.conftest import image_bytes, write_image
 
 
 def test_sources_add_list_and_remove_from_the_cli(cli, store, tmp_path, monkeypatch):
@@ -102,6 +103,42 @@ def test_objects_over_the_byte_limit_are_refused_before_download(store, tmp_path
     assert (report["ingested"], report["remote"]["downloaded"]) == (1, 1)
     assert report["remote"]["refused"] == [
         f"{bucket}/real/shoot/huge.png: too large: {limit + 4:,} bytes, at most {limit:,} are read"]
+
+
+def test_a_prefix_pyarrow_has_no_filesystem_for_is_read_through_fsspec(store, request):
+    """hf:// and http(s):// come through fsspec; its in-memory filesystem is a real one of those."""
+    import fsspec
+
+    from synthwatch.embeddings.decode import DecodeLimits
+    from synthwatch.store.ingest import IngestOptions
+
+    memory = fsspec.filesystem("memory")
+    bucket = f"/{request.node.name}"
+    request.addfinalizer(lambda: memory.rm(bucket, recursive=True))
+    memory.pipe(f"{bucket}/real/shoot/a.png", image_bytes(seed=1))
+    memory.pipe(f"{bucket}/synthetic/flux/shoot/b.png", image_bytes(seed=2))
+    memory.pipe(f"{bucket}/synthetic/flux/shoot/huge.png", b"\x89PNG" + b"\0" * 50_000)
+    memory.pipe(f"{bucket}/notes.txt", b"not an image")
+    layout = StoreLayout(store)
+    watched = add_source(layout, f"memory://{bucket}")
+    options = IngestOptions(limits=DecodeLimits(max_bytes=40_000))
+    report = ingest_watched(layout, watched, options)
+    assert (report["ingested"], report["new_generators"], report["remote"]["downloaded"]) == (2, ["flux"], 2)
+    assert report["remote"]["refused"] == [f"{bucket}/synthetic/flux/shoot/huge.png: too large: 50,004 bytes, "
+                                           "at most 40,000 are read"]
+    paths = sorted(row[0] for row in Catalog(layout).query("SELECT original_path FROM images"))
+    assert paths == [f"memory://{bucket}/real/shoot/a.png", f"memory://{bucket}/synthetic/flux/shoot/b.png"]
+    memory.pipe(f"{bucket}/real/shoot/c.png", image_bytes(seed=3))
+    again = ingest_watched(layout, watched, options)
+    assert (again["ingested"], again["remote"]["downloaded"], again["remote"]["unchanged"]) == (1, 1, 2)
+
+
+def test_a_scheme_no_filesystem_knows_is_refused_naming_it(store):
+    with pytest.raises(StoreError, match=r"Expected a URI scheme pyarrow or fsspec has a filesystem for, but "
+                                         r"nosuchfs://bucket/x has nosuchfs://"):
+        add_source(StoreLayout(store), "nosuchfs://bucket/x")
+    with pytest.raises(StoreError, match=r"Expected objects under memory://nothing-here, but it does not exist"):
+        add_source(StoreLayout(store), "memory://nothing-here")
 
 
 @pytest.mark.parametrize("cron", ["0 * * * *", "*/15 9-17 * * mon-fri", "30 2 1,15 jan,jul ?", "0 0 * * 7"])

@@ -160,6 +160,24 @@ def evaluate_scores(real_scores: np.ndarray, fake_scores: np.ndarray, *, thresho
     return result
 
 
+def balanced_accuracy(real_scores: np.ndarray, fake_scores: np.ndarray, *, threshold: float = 0.5,
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """(TNR + TPR) / 2 at ``threshold`` with a stratified bootstrap interval: the accuracy papers
+    report on test sets of as many real as fake images, whatever the counts here. A resample's
+    count of correct calls is binomial, so the bootstrap draws those counts directly.
+
+    Returns ``{"value": float, "ci": [lo, hi]}``."""
+    real, fake = np.asarray(real_scores, np.float64), np.asarray(fake_scores, np.float64)
+    if len(real) == 0 or len(fake) == 0:
+        raise ValueError(f"Expected real and synthetic scores, but got {len(real)} real and {len(fake)} synthetic.")
+    tnr, tpr = float(np.mean(real < threshold)), float(np.mean(fake >= threshold))
+    rng = np.random.default_rng(seed)
+    draws = (rng.binomial(len(real), tnr, n_boot) / len(real) + rng.binomial(len(fake), tpr, n_boot) / len(fake)) / 2
+    tail = (1 - level) / 2 * 100
+    return {"value": round((tnr + tpr) / 2, 6),
+            "ci": [round(float(np.percentile(draws, tail)), 6), round(float(np.percentile(draws, 100 - tail)), 6)]}
+
+
 def _resample_counts(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
     """(batch, n) counts of how often each of n items is drawn in n draws with replacement."""
     draws = rng.integers(0, n, size=(batch, n)) + (np.arange(batch) * n)[:, None]

@@ -63,15 +63,16 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
 
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
                         options: TrainOptions = TrainOptions(), prepared: EvaluationData | None = None,
-                        train_on: tuple[str, ...] = (), backbone: str | None = None) -> EvaluationReport:
+                        train_on: tuple[str, ...] = (), backbone: str | None = None,
+                        spec: HeadSpec = HeadSpec()) -> EvaluationReport:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
     with its kind and parameters. Without a head in the registry, the default head is evaluated.
     ``prepared`` is the decision's evaluation data when the caller has it (the gate).
-    ``train_on`` trains a fresh default head on those generators and tests it on every other."""
+    ``train_on`` trains a fresh head of ``spec`` on those generators and tests it on every other."""
     if train_on:
         return _evaluate_trained_on(layout, train_on, version=version, protocol=protocol, options=options,
-                                    backbone=backbone)
+                                    backbone=backbone, spec=spec)
     registry = HeadRegistry(layout)
     version = version or registry.champion() or (registry.versions()[-1]["version"] if registry.versions() else None)
     if version is None:
@@ -112,8 +113,8 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
 
 
 def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, version: str | None, protocol: str | None,
-                         options: TrainOptions, backbone: str | None) -> EvaluationReport:
-    """The protocol papers report: a default head trained on ``train_on`` (and real images), then
+                         options: TrainOptions, backbone: str | None, spec: HeadSpec) -> EvaluationReport:
+    """The protocol papers report: a head of ``spec`` trained on ``train_on`` (and real images), then
     every other generator held out (all its images) and ``train_on`` on its test split."""
     if version or protocol or options.holdout:
         raise ValueError("Expected --train-on alone, but got --head, --protocol or --holdout with it: --train-on "
@@ -128,6 +129,6 @@ def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, vers
     if not others:
         raise ValueError(f"Expected a generator left to test on, but --train-on names all of them ({', '.join(stored)}). "
                          "Leave at least one out.")
-    evaluation = evaluate_protocol(HeadSpec(), prepared.data, protocol="holdout", holdout=others,
+    evaluation = evaluate_protocol(spec, prepared.data, protocol="holdout", holdout=others,
                                    options=options.evaluation, near_duplicates=prepared.pairs)
     return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes, train_on=tuple(sorted(train_on)))

@@ -31,6 +31,14 @@ def _key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
+def match_names(wanted: dict[str, tuple[str, ...]], stored: list[str]) -> dict[str, str | None]:
+    """For each wanted name (with its aliases), the stored generator it names, however spelt
+    (None: not stored)."""
+    by_key = {_key(generator): generator for generator in stored}
+    return {name: next((by_key[_key(n)] for n in (name, *aliases) if _key(n) in by_key), None)
+            for name, aliases in wanted.items()}
+
+
 def preset_train_on(name: str, stored: list[str]) -> tuple[str, ...]:
     """The stored generators that preset ``name`` trains on; raises ``ValueError`` saying what is
     missing."""
@@ -38,9 +46,10 @@ def preset_train_on(name: str, stored: list[str]) -> tuple[str, ...]:
         raise ValueError(f"Expected --preset in {', '.join(PRESETS)}, but got {name!r}. Name one of those, or "
                          "give --train-on G1,G2.")
     preset = PRESETS[name]
-    by_key = {_key(generator): generator for generator in stored}
-    missing = [wanted for wanted in preset.train_on if _key(wanted) not in by_key]
+    found = match_names({wanted: () for wanted in preset.train_on}, stored)
+    missing = [wanted for wanted, generator in found.items() if generator is None]
     if missing:
         raise ValueError(f"Expected the store to hold {', '.join(missing)} for the {name} protocol, but its generators "
-                         f"are {', '.join(stored) or 'none'}. Ingest the dataset with --layout {preset.layout}.")
-    return tuple(by_key[_key(wanted)] for wanted in preset.train_on)
+                         f"are {', '.join(stored) or 'none'}. Ingest the dataset with --layout {preset.layout} "
+                         f"(or give its folder to `synthwatch benchmark PATH --preset {name}`).")
+    return tuple(found.values())

@@ -1,5 +1,6 @@
 """The evaluation report: one self-contained HTML file (plots drawn as inline SVG) and the same
-numbers as JSON beside it."""
+numbers as JSON beside it; a benchmark's report opens with the published numbers beside the
+measured ones."""
 
 from __future__ import annotations
 
@@ -19,28 +20,36 @@ _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ci{color:#777;font-size:12px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.note{color:#555}svg text{font:11px sans-serif}"""
+_METRIC_NAMES = {"accuracy": "accuracy", "ap": "AP"}
 _METRIC_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("tpr_at_1fpr", "TPR @ 1% FPR"),
                    ("tpr_at_5fpr", "TPR @ 5% FPR"), ("accuracy", "accuracy @ threshold"),
                    ("fpr", "FPR @ threshold"))
 
 
-def write_report(path: Path, evaluation: Evaluation, context: dict) -> tuple[Path, Path]:
-    """Write ``path`` (HTML) and ``path`` with suffix ``.json``; returns both paths."""
+def write_report(path: Path, evaluation: Evaluation, context: dict, *, comparison: dict | None = None,
+                 references: dict | None = None) -> tuple[Path, Path]:
+    """Write ``path`` (HTML) and ``path`` with suffix ``.json``; returns both paths. A benchmark
+    passes its ``comparison`` (:func:`synthwatch.heads.references.compare`) and ``references``."""
     path = Path(path)
     payload = {**context, **evaluation.as_dict()}
+    if comparison is not None:
+        payload.update(comparison=comparison, references=references)
     json_path = path.with_suffix(".json")
     atomic_write_bytes(json_path, json.dumps(payload, indent=1, ensure_ascii=False, default=str).encode())
-    atomic_write_bytes(path, render(evaluation, context).encode())
+    atomic_write_bytes(path, render(evaluation, context, comparison=comparison, references=references).encode())
     return path, json_path
 
 
-def render(evaluation: Evaluation, context: dict) -> str:
+def render(evaluation: Evaluation, context: dict, *, comparison: dict | None = None,
+           references: dict | None = None) -> str:
     """The report as one HTML document."""
     held = [r for r in evaluation.results if r.held_out]
+    title = "synthwatch benchmark" if comparison is not None else "synthwatch evaluation"
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>synthwatch evaluation</title>",
-        f"<style>{_STYLE}</style></head><body><h1>synthwatch evaluation</h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
         _context_table(evaluation, context),
+        *([_comparison_section(comparison, references)] if comparison is not None else []),
         "<h2>Held-out generators: ROC curves</h2>",
         _roc_svg(held) if held else "<p class='note'>No held-out generator could be measured.</p>",
         "<h2>Metrics (95% bootstrap intervals)</h2>",
@@ -68,6 +77,48 @@ def _context_table(evaluation: Evaluation, context: dict) -> str:
     }
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{body}</table>"
+
+
+def _comparison_section(comparison: dict, references: dict) -> str:
+    methods = [(r["method"], metric) for r in references["results"] for metric in r["metrics"]]
+    head = ("<tr><th>generator</th><th></th><th>AUROC</th><th>AP</th><th>balanced accuracy at 0.5</th>"
+            + "".join(f"<th>{html.escape(method)}<br>{html.escape(_METRIC_NAMES.get(metric, metric))} (quoted)</th>"
+                      for method, metric in methods) + "</tr>")
+    rows = []
+    for row in comparison["rows"]:
+        measured = row["measured"]
+        if measured:
+            kind = "held out" if row["held_out"] else "trained on (test split)"
+            cells = "".join(f"<td>{_percent_with_ci(measured, key)}</td>" for key in ("auroc", "ap", "balanced_accuracy"))
+        else:
+            kind, cells = html.escape(row["why"]), "<td>-</td>" * 3
+        quoted = "".join(f"<td>{_quoted(row['quoted'].get(method, {}).get(metric))}</td>" for method, metric in methods)
+        rows.append(f"<tr><td>{html.escape(row['generator'])}</td><td>{kind}</td>{cells}{quoted}</tr>")
+    mean = comparison["mean_held_out"]
+    averages = comparison["quoted_average"]
+    rows.append("<tr><th>mean of held-out generators</th><th></th>"
+                + "".join(f"<th>{100 * mean[key]:.1f}</th>" if key in mean else "<th>-</th>"
+                          for key in ("auroc", "ap", "balanced_accuracy"))
+                + "".join(f"<th>{_quoted(averages.get(method, {}).get(metric))}</th>" for method, metric in methods)
+                + "</tr>")
+    return ("<h2>Against published numbers</h2>"
+            f"<p class='note'><b>Quoted</b> columns: {html.escape(references['paper'])}, from "
+            f"{html.escape(references['source'])}, measured under the paper's own protocol ("
+            f"{html.escape(references['protocol'])}); they are not measured here. <b>Measured</b> columns: this "
+            "store under synthwatch's protocol (source groups split into train, validation and test; every generator "
+            "not trained on held out whole; balanced accuracy at P(synthetic) 0.5, as the papers' classifiers decide; "
+            "95% bootstrap intervals). Different images, splits and thresholds: read them as where this detector "
+            "stands, not as a reproduction.</p>"
+            f"<table>{head}{''.join(rows)}</table>")
+
+
+def _percent_with_ci(metrics: dict, key: str) -> str:
+    low, high = metrics[f"{key}_ci"]
+    return f"{100 * metrics[key]:.1f} <span class='ci'>[{100 * low:.1f}, {100 * high:.1f}]</span>"
+
+
+def _quoted(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _metrics_table(results: list[GeneratorResult]) -> str:

@@ -1,4 +1,4 @@
-"""The continual-loop commands: demo, run, sources and deploy."""
+"""The whole-job commands: demo, benchmark, run, sources and deploy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from synthwatch.store.errors import StoreError
 from synthwatch.cli.model_commands import gate_policy
-from synthwatch.cli.output import print_decision, print_drift, print_json
+from synthwatch.cli.output import print_comparison, print_decision, print_drift, print_json, print_notes
 from synthwatch.settings import Settings
 
 
@@ -22,6 +22,29 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                                                    backbone=args.backbone), say=say)
     if args.json:
         print_json(result)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace, settings: Settings) -> int:
+    from synthwatch.benchmark import BenchmarkOptions, run_benchmark
+    from synthwatch.cli.model_commands import train_options
+    from synthwatch.embeddings.engine import EngineOptions
+
+    say = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    options = BenchmarkOptions(
+        preset=args.preset, data=Path(args.data) if args.data else None, head=args.head, backbone=args.backbone,
+        allow_random_weights=args.allow_random_weights, report=Path(args.report) if args.report else None,
+        train=train_options(args), engine=EngineOptions(workers=args.workers, device=args.device))
+    result = run_benchmark(settings.layout, options, say=say)
+    if args.json:
+        print_json(result)
+        return 0
+    print_notes(result["notes"])
+    if result["comparison"] is None:
+        print(f"no published numbers are shipped for {result['preset']}")
+    else:
+        print_comparison(result["comparison"], result["references"])
+    print(f"report: {result['report']} (numbers: {result['report_json']})")
     return 0
 
 

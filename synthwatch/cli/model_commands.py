@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.pipeline import train_and_register
     from synthwatch.heads.promotion import decide
 
-    options = _train_options(args)
+    options = train_options(args)
     if args.head == "convnext":
         trained = _finetune(args, settings)
     else:
@@ -43,7 +43,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.detector import HeadSpec
     from synthwatch.heads.promotion import retrain
 
-    result = retrain(settings.layout, spec=HeadSpec(args.head), options=_train_options(args), policy=gate_policy(args),
+    result = retrain(settings.layout, spec=HeadSpec(args.head), options=train_options(args), policy=gate_policy(args),
                      alpha=args.alpha)
     if args.json:
         print_json(result)
@@ -133,7 +133,7 @@ def _finetune(args: argparse.Namespace, settings: Settings):
 
         bar = tqdm(total=options.steps, unit="step", desc="fine-tune", file=sys.stderr)
     progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
-    trained, _ = finetune_and_register(settings.layout, options, _train_options(args), progress=progress)
+    trained, _ = finetune_and_register(settings.layout, options, train_options(args), progress=progress)
     if bar:
         bar.close()
     return trained
@@ -152,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError("Expected --preset or --train-on, but got both. Keep one.")
         train_on = preset_train_on(args.preset, sorted(Catalog(settings.layout).status()["generators"]))
     report = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
-                                 options=_train_options(args), train_on=train_on, backbone=args.backbone)
+                                 options=train_options(args), train_on=train_on, backbone=args.backbone)
     payload = report.as_dict()
     if args.report:
         context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}
@@ -221,7 +221,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _train_options(args: argparse.Namespace):
+def train_options(args: argparse.Namespace):
     from synthwatch.heads.evaluation import EvalOptions
     from synthwatch.heads.training import TrainOptions
 

@@ -68,6 +68,30 @@ def print_evaluation(evaluation: dict) -> None:
         print(f"  robustness {name}: {cells}")
 
 
+def print_comparison(comparison: dict, references: dict) -> None:
+    """The benchmark table: measured here (%, 95% intervals) beside the paper's quoted numbers."""
+    methods = [(r["method"], metric) for r in references["results"] for metric in r["metrics"]]
+    print(f"measured here (synthwatch's protocol, %) beside quoted from {references['paper']}")
+    print(f"  quoted numbers: {references['source']}; measured under the paper's own protocol")
+    print(f"  {'generator':<22} {'':<9} {'AUROC':>20} {'bal. acc @0.5':>20}   quoted: "
+          + ", ".join(f"{method} {metric}" for method, metric in methods))
+    for row in comparison["rows"]:
+        quoted = "  ".join(f"{row['quoted'].get(method, {}).get(metric, float('nan')):5.1f}" for method, metric in methods)
+        measured = row["measured"]
+        if measured is None:
+            print(f"  {row['generator']:<22} {'-':<9} {row['why']:>41}   {quoted}")
+            continue
+        cells = "".join(f"{100 * measured[key]:6.1f} [{100 * measured[key + '_ci'][0]:5.1f},{100 * measured[key + '_ci'][1]:5.1f}]"
+                        .rjust(21) for key in ("auroc", "balanced_accuracy"))
+        print(f"  {row['generator']:<22} {'held out' if row['held_out'] else 'trained':<9}{cells}   {quoted}")
+    mean = comparison["mean_held_out"]
+    if mean:
+        print(f"  mean of {comparison['held_out_measured']} held-out generators: AUROC {100 * mean['auroc']:.1f}, "
+              f"balanced accuracy {100 * mean['balanced_accuracy']:.1f}; quoted averages: "
+              + (", ".join(f"{method} {value:.1f}" for method, averages in comparison["quoted_average"].items()
+                           for value in averages.values()) or "none published"))
+
+
 def print_ingest(report: dict) -> None:
     rate = f" ({report['files_per_s']:.0f} files/s)" if report["files_per_s"] else ""
     print(

@@ -11,7 +11,7 @@ from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch.heads.presets import PRESETS
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
-from synthwatch.cli.loop_commands import cmd_demo, cmd_deploy, cmd_run, cmd_sources
+from synthwatch.cli.loop_commands import cmd_benchmark, cmd_demo, cmd_deploy, cmd_run, cmd_sources
 from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
 from synthwatch.cli.store_commands import (
     cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_restore, cmd_similar, cmd_status,
@@ -212,6 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
                                   f"{name}: {preset.description}" for name, preset in sorted(PRESETS.items())) + ")")
     evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
+
+    benchmark_cmd = _add(commands, "benchmark", cmd_benchmark, common,
+                         "a published protocol in one command: ingest the dataset (if given), embed, train on the "
+                         "preset's generators, test on the rest, and write the table beside the paper's numbers",
+                         parents=[evaluation_flags])
+    benchmark_cmd.add_argument("data", nargs="?", metavar="PATH",
+                               help="the dataset's folder, as it is published (ingested with the preset's layout; "
+                                    "images already stored are not added again). Without it, the store must hold "
+                                    "the dataset.")
+    benchmark_cmd.add_argument("--preset", choices=sorted(PRESETS), required=True,
+                               help="; ".join(f"{name}: {preset.description}" for name, preset in sorted(PRESETS.items())))
+    benchmark_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg",
+                               help="the head trained on the preset's generators (default logreg)")
+    benchmark_cmd.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only one "
+                                                  "stored, else dinov2-small)")
+    benchmark_cmd.add_argument("--allow-random-weights", action="store_true",
+                               help="embed with random weights when pretrained ones cannot be had (plumbing only)")
+    benchmark_cmd.add_argument("--report", metavar="PATH.html",
+                               help="where to write the HTML report, and PATH.json (default: "
+                                    "<store>/benchmarks/<preset>.html)")
+    benchmark_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    benchmark_cmd.add_argument("--workers", type=int,
+                               help="decoding processes (default: cores - 1, at most 32 on CUDA and 8 on CPU)")
 
     detect_cmd = _add(commands, "detect", cmd_detect, common,
                       "score images with the champion head, with the nearest known fakes as evidence")

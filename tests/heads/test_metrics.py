@@ -87,3 +87,17 @@ def test_more_data_narrows_the_interval():
     large = evaluate_scores(rng.normal(size=2000), rng.normal(1, size=2000), threshold=0.5, n_boot=300)
     width = lambda m: m["auroc_ci"][1] - m["auroc_ci"][0]  # noqa: E731
     assert width(large) < width(small) / 4
+
+
+def test_balanced_accuracy_weighs_real_and_fake_equally_whatever_their_counts():
+    from synthwatch.heads.metrics import balanced_accuracy
+
+    real = np.array([0.1, 0.2, 0.6, 0.3] * 25)  # 100 real, 75% below 0.5
+    fake = np.array([0.9, 0.4])  # 2 fakes, 50% at or above 0.5
+    result = balanced_accuracy(real, fake, n_boot=2000, seed=1)
+    assert result["value"] == 0.625  # plain accuracy would be 76/102 = 0.745
+    low, high = result["ci"]
+    assert low < 0.625 < high and high - low > 0.3  # two fakes leave TPR wide open
+    assert balanced_accuracy(np.zeros(5), np.ones(5), n_boot=100) == {"value": 1.0, "ci": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="Expected real and synthetic scores, but got 0 real"):
+        balanced_accuracy(np.zeros(0), fake)

@@ -19,7 +19,7 @@ from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
 from synthwatch.heads.base import EmbeddingHead
 from synthwatch.heads.dataset import CLEAN_VIEW, REAL, ROBUSTNESS_FROM, EmbeddingSet, split_of_rows
 from synthwatch.heads.detector import HeadSpec, fit_head, synthetic_scores
-from synthwatch.heads.metrics import evaluate_scores, threshold_at_fpr
+from synthwatch.heads.metrics import PairedDifference, evaluate_scores, paired_difference, threshold_at_fpr
 
 PROTOCOLS = ("logo", "holdout")
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -47,6 +47,8 @@ class GeneratorResult:
     robustness: dict[str, dict] = field(default_factory=dict)
     real_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     fake_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    real_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, object), repr=False)  # of the scores above
+    fake_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, object), repr=False)
 
 
 @dataclass
@@ -146,6 +148,7 @@ def measure(fold: Fold, score: ScoreFn, threshold: float, generators: Iterable[s
     """Metrics of ``score`` at ``threshold`` for each of ``generators`` on the fold's test rows."""
     real = fold.test_real
     real_clean = score(real.vectors[real.views == CLEAN_VIEW])
+    real_ids = real.image_ids[real.views == CLEAN_VIEW]
     results, skipped = [], {}
     for name in generators:
         fakes = fold.test_fake.get(name)
@@ -158,7 +161,8 @@ def measure(fold: Fold, score: ScoreFn, threshold: float, generators: Iterable[s
         fake_clean = score(fakes.vectors[clean])
         metrics = evaluate_scores(real_clean, fake_clean, threshold=threshold, n_boot=options.n_boot,
                                   seed=options.seed)
-        result = GeneratorResult(name, held_out, threshold, metrics, real_scores=real_clean, fake_scores=fake_clean)
+        result = GeneratorResult(name, held_out, threshold, metrics, real_scores=real_clean, fake_scores=fake_clean,
+                                 real_ids=real_ids, fake_ids=fakes.image_ids[clean])
         for condition, view in ROBUSTNESS_VIEWS.items():
             real_rows, fake_rows = real.views == view, fakes.views == view
             if real_rows.sum() >= options.min_images and fake_rows.sum() >= options.min_images:
@@ -240,3 +244,25 @@ def evaluate_fitted(score: ScoreFn, threshold: float, data: EmbeddingSet, *, see
     evaluation = Evaluation("holdout", options.target_fpr, threshold, held + known, {**skipped, **skipped_known},
                             fold.dropped)
     return evaluation
+
+
+def paired_results(candidate: GeneratorResult, champion: GeneratorResult, *, metrics: tuple[str, ...],
+                   options: EvalOptions = EvalOptions(), level: float = 0.95) -> dict[str, PairedDifference] | None:
+    """Candidate minus champion on the test images both were measured on (matched by image id:
+    each head drops the near-duplicates of its own training images), or None when fewer than
+    ``options.min_images`` real or fake images are shared."""
+    real = np.intersect1d(candidate.real_ids, champion.real_ids)
+    fake = np.intersect1d(candidate.fake_ids, champion.fake_ids)
+    if len(real) < options.min_images or len(fake) < options.min_images:
+        return None
+
+    def on(result: GeneratorResult) -> tuple[np.ndarray, np.ndarray]:
+        return (result.real_scores[_positions(result.real_ids, real)], result.fake_scores[_positions(result.fake_ids, fake)])
+
+    return paired_difference(on(candidate), on(champion), thresholds=(candidate.threshold, champion.threshold),
+                             metrics=metrics, n_boot=options.n_boot, seed=options.seed, level=level)
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids[order], wanted)]

@@ -5,8 +5,13 @@ Checks, each with its value, threshold and verdict:
 - ``held_out_auroc_floor[G]`` / ``held_out_tpr_floor[G]``: for each generator G the candidate
   never trained on (leave-one-generator-out), the lower end of the 95% interval of AUROC and of
   TPR at 1% FPR is at least the floor.
-- ``backward_transfer[G]``: for each generator the champion knew, the candidate's AUROC on its
-  test split is no worse than the champion's on the same split minus the tolerance.
+- ``backward_transfer[G]``: for each generator the champion knew, non-inferiority of the
+  candidate on the same test images: the lower end of the interval of (candidate AUROC -
+  champion AUROC), from a paired bootstrap over those images, is above ``-regression_tolerance``.
+  ``backward_transfer_tpr[G]`` does the same for TPR at 1% FPR when ``tpr_tolerance`` is set.
+  With ``correction="holm"`` the backward-transfer checks are judged together on their
+  bootstrap p-values, Holm's step-down keeping the chance that any generator's forgetting
+  passes unnoticed at the interval's one-sided level.
 - ``false_positive_rate``: on held-out real images at the candidate's threshold, the FPR is
   within the target plus the slack. Which FPR is policy (``fpr_bound``): ``lower`` (default), the
   lower end of its interval (reject only on evidence that the target is exceeded: small test sets
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from synthwatch.heads.metrics import PairedDifference
+
 
 @dataclass(frozen=True)
 class GatePolicy:
@@ -29,20 +36,36 @@ class GatePolicy:
 
     auroc_floor: float = 0.70
     tpr_floor: float = 0.05
-    regression_tolerance: float = 0.02
+    # The non-inferiority margin and level: at about 10 test fakes per known generator (the
+    # demo), a candidate equal to the champion clears 0.06 at 0.90 in 97% of simulated trials
+    # (0.05: 95%, 0.02: 77%; tests/heads/test_gate_simulation.py); 1,000 resolve 0.01.
+    regression_tolerance: float = 0.06
     fpr_slack: float = 0.0
     fpr_bound: str = "lower"  # lower | point | upper: which FPR must be within target + slack
+    tpr_tolerance: float | None = None  # also require TPR at 1% FPR non-inferior by this margin
+    confidence: float = 0.90  # two-sided level of the paired differences' intervals (one-sided 95%)
+    correction: str = "none"  # none | holm: judge the backward-transfer checks together
 
     def __post_init__(self) -> None:
         if self.fpr_bound not in FPR_BOUNDS:
             raise ValueError(f"Expected fpr_bound in {', '.join(FPR_BOUNDS)}, but got {self.fpr_bound!r}. "
                              "Pass --fpr-bound lower, point or upper.")
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"Expected correction in {', '.join(CORRECTIONS)}, but got {self.correction!r}. "
+                             "Pass --correction none or holm.")
+        if not 0.5 < self.confidence < 1:
+            raise ValueError(f"Expected a confidence between 0.5 and 1, but got {self.confidence}.")
+
+    @property
+    def paired_metrics(self) -> tuple[str, ...]:
+        return ("auroc", "tpr_at_1fpr") if self.tpr_tolerance is not None else ("auroc",)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 FPR_BOUNDS = ("lower", "point", "upper")
+CORRECTIONS = ("none", "holm")
 
 
 @dataclass(frozen=True)
@@ -52,19 +75,27 @@ class Check:
     threshold: float | None
     passed: bool
     detail: str = ""
+    interval: tuple[float, float] | None = None
+    p_value: float | None = None
 
     def as_dict(self) -> dict:
         out = {"name": self.name, "value": self.value, "threshold": self.threshold, "passed": self.passed}
+        if self.interval is not None:
+            out["interval"] = [round(v, 6) for v in self.interval]
+        if self.p_value is not None:
+            out["p_value"] = round(self.p_value, 6)
         return {**out, "detail": self.detail} if self.detail else out
 
 
-def judge(candidate_logo: dict, candidate_known: dict, champion_known: dict | None, *, target_fpr: float,
+def judge(candidate_logo: dict, candidate_known: dict, paired: dict | None, *, target_fpr: float,
           leaking_groups: list[str], same_splits: bool, policy: GatePolicy = GatePolicy()) -> list[Check]:
     """Every check of the gate.
 
     ``candidate_logo``: the candidate kind's leave-one-generator-out ``per_generator`` metrics;
-    ``candidate_known`` / ``champion_known``: the candidate's and the champion's ``per_generator``
-    metrics on the same test splits (None when there is no champion).
+    ``candidate_known``: the candidate's ``per_generator`` metrics on the test splits;
+    ``paired``: for each generator the champion knew, {metric: candidate minus champion on the
+    same test images} (None for a generator too few shared images; ``paired`` None when there is
+    no champion).
     """
     checks: list[Check] = []
     for name, m in sorted(candidate_logo.items()):
@@ -77,14 +108,8 @@ def judge(candidate_logo: dict, candidate_known: dict, champion_known: dict | No
     if not any(m.get("held_out") for m in candidate_logo.values()):
         checks.append(Check("held_out_generators", 0, 1, False,
                             "no generator could be held out and measured: ingest at least two generators"))
-    if champion_known is not None:
-        for name, theirs in sorted(champion_known.items()):
-            if theirs.get("held_out") or name not in candidate_known:
-                continue  # only generators the champion knew count for backward transfer
-            ours = candidate_known[name]["auroc"]
-            limit = round(theirs["auroc"] - policy.regression_tolerance, 6)
-            checks.append(Check(f"backward_transfer[{name}]", ours, limit, ours >= limit,
-                                f"champion AUROC {theirs['auroc']:.4f} on the same test split"))
+    if paired is not None:
+        checks += backward_transfer(paired, policy)
     pick = {"lower": lambda m: m["fpr_ci"][0], "point": lambda m: m["fpr"], "upper": lambda m: m["fpr_ci"][1]}
     fprs = [pick[policy.fpr_bound](m) for m in candidate_known.values()]
     worst = round(max(fprs), 6) if fprs else None
@@ -96,6 +121,45 @@ def judge(candidate_logo: dict, candidate_known: dict, champion_known: dict | No
                         ("test groups trained on: " + ", ".join(leaking_groups) if leaking_groups else
                          "no test group was trained on") + ("" if same_splits else "; the heads used different splits")))
     return checks
+
+
+def backward_transfer(paired: dict[str, dict[str, PairedDifference] | None], policy: GatePolicy) -> list[Check]:
+    """Non-inferiority of the candidate on each generator the champion knew, per paired metric."""
+    margins = {"auroc": ("backward_transfer", policy.regression_tolerance),
+               "tpr_at_1fpr": ("backward_transfer_tpr", policy.tpr_tolerance)}
+    checks = []
+    for metric in policy.paired_metrics:
+        prefix, tolerance = margins[metric]
+        for name, differences in sorted(paired.items()):
+            if differences is None:
+                checks.append(Check(f"{prefix}[{name}]", None, -tolerance, False,
+                                    "too few test images measured by both heads to compare them"))
+                continue
+            d = differences[metric]
+            low = d.interval[0]
+            checks.append(Check(f"{prefix}[{name}]", round(d.difference, 6), -tolerance, low > -tolerance,
+                                f"candidate {d.a:.4f} - champion {d.b:.4f} on the same test images; lower end of "
+                                f"the {d.level:.0%} interval {low:.4f}", d.interval, d.p_at_most(-tolerance)))
+    return _holm(checks, 1 - policy.confidence) if policy.correction == "holm" else checks
+
+
+def _holm(checks: list[Check], alpha_two_sided: float) -> list[Check]:
+    """Holm's step-down over the checks' p-values at the intervals' one-sided level: the smallest
+    p passes if <= alpha / m, the next if <= alpha / (m - 1), ...; after the first failure the rest
+    fail. Checks without a p-value (nothing to compare) fail and count in m."""
+    alpha = alpha_two_sided / 2
+    m = len(checks)
+    order = sorted(range(m), key=lambda i: (checks[i].p_value is None, checks[i].p_value or 0.0))
+    judged, stopped = list(checks), False
+    for rank, i in enumerate(order):
+        check = checks[i]
+        limit = alpha / (m - rank)
+        passed = not stopped and check.p_value is not None and check.p_value <= limit
+        stopped = stopped or not passed
+        judged[i] = Check(check.name, check.value, check.threshold, passed,
+                          f"{check.detail}; Holm: p {_fmt(check.p_value)} against {limit:.4g}", check.interval,
+                          check.p_value)
+    return judged
 
 
 def reasons(checks: list[Check]) -> list[str]:

@@ -11,7 +11,7 @@ score is >= the threshold, so the false-positive rate at ``t`` is the share of r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -158,6 +158,68 @@ def evaluate_scores(real_scores: np.ndarray, fake_scores: np.ndarray, *, thresho
         result[f"{name}_ci"] = [round(float(np.percentile(values, tail)), 6),
                                 round(float(np.percentile(values, 100 - tail)), 6)]
     return result
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A metric of head A minus the same metric of head B on the same images, with the interval of
+    the difference and its bootstrap draws (for p-values)."""
+
+    metric: str
+    a: float
+    b: float
+    difference: float
+    interval: tuple[float, float]
+    level: float
+    draws: np.ndarray = field(repr=False, compare=False)
+
+    def p_at_most(self, margin: float) -> float:
+        """Bootstrap p-value of "the difference is at most ``margin``" (the null hypothesis a
+        non-inferiority test rejects): the share of resampled differences at or below it."""
+        return float((np.count_nonzero(self.draws <= margin) + 1) / (len(self.draws) + 1))
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "candidate": round(self.a, 6), "champion": round(self.b, 6),
+                "difference": round(self.difference, 6), "interval": [round(v, 6) for v in self.interval],
+                "level": self.level}
+
+
+def paired_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], *,
+                      thresholds: tuple[float, float], metrics: tuple[str, ...] = ("auroc", "tpr_at_1fpr"),
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, PairedDifference]:
+    """``metrics`` of head A minus head B, each head's ``(real scores, fake scores)`` given in the
+    same image order, with a paired stratified bootstrap: every resample draws the same real and
+    fake images for both heads, so what the heads share (which images are hard) cancels and the
+    interval is that of the difference itself."""
+    (real_a, fake_a), (real_b, fake_b) = [(np.asarray(r, np.float64), np.asarray(f, np.float64)) for r, f in (a, b)]
+    if real_a.shape != real_b.shape or fake_a.shape != fake_b.shape:
+        raise ValueError(f"Expected both heads scored on the same images, but got {len(real_a)}/{len(fake_a)} and "
+                         f"{len(real_b)}/{len(fake_b)} real/fake scores.")
+    if len(real_a) == 0 or len(fake_a) == 0:
+        raise ValueError(f"Expected real and synthetic scores, but got {len(real_a)} real and {len(fake_a)} synthetic.")
+    heads = [(_sort(real, fake), np.argsort(real, kind="stable"), np.argsort(fake, kind="stable"), threshold)
+             for (real, fake), threshold in zip(((real_a, fake_a), (real_b, fake_b)), thresholds)]
+    ones = (np.ones((1, len(real_a))), np.ones((1, len(fake_a))))
+    point = [_metrics(data, *ones, threshold) for data, _, _, threshold in heads]
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    chunk = max(1, min(n_boot, 10_000_000 // (len(real_a) + len(fake_a))))
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        real_w, fake_w = _resample_counts(rng, len(real_a), size), _resample_counts(rng, len(fake_a), size)
+        measured = [_metrics(data, real_w[:, real_order], fake_w[:, fake_order], threshold)
+                    for data, real_order, fake_order, threshold in heads]
+        for name in metrics:
+            draws[name].append(measured[0][name] - measured[1][name])
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name in metrics:
+        values = np.concatenate(draws[name])
+        a_value, b_value = float(point[0][name][0]), float(point[1][name][0])
+        out[name] = PairedDifference(name, a_value, b_value, a_value - b_value,
+                                     (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))),
+                                     level, values)
+    return out
 
 
 def balanced_accuracy(real_scores: np.ndarray, fake_scores: np.ndarray, *, threshold: float = 0.5,

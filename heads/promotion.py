@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from synthwatch.heads.dataset import REAL
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
+from synthwatch.heads.evaluation import Evaluation, paired_results
 from synthwatch.heads.gate import GatePolicy, judge, reasons
 from synthwatch.heads.pipeline import evaluate_registered, prepare_for, train_and_register
 from synthwatch.heads.prepare import EvaluationData, embedding_set_of
@@ -78,9 +79,9 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     trained_groups = set(candidate.train_groups) | set(champion_record.train_groups if champion_record else [])
     leaking = sorted(trained_groups & _test_groups(layout, candidate))
     same_splits = champion_record is None or champion_record.split_seed == candidate.split_seed
-    checks = judge(candidate.metrics["per_generator"], candidate_eval.per_generator(),
-                   champion_eval.per_generator() if champion_eval else None, target_fpr=candidate.target_fpr,
-                   leaking_groups=leaking, same_splits=same_splits, policy=policy)
+    paired = None if champion_eval is None else _paired_known(candidate_eval, champion_eval, policy, options)
+    checks = judge(candidate.metrics["per_generator"], candidate_eval.per_generator(), paired,
+                   target_fpr=candidate.target_fpr, leaking_groups=leaking, same_splits=same_splits, policy=policy)
     passed = all(check.passed for check in checks)
     why = reasons(checks) if champion is not None or not passed else \
         ["first head in an empty registry: judged on floors, false-positive rate and leakage", *reasons(checks)]
@@ -97,6 +98,16 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     Catalog(layout).log_event(HEAD_PROMOTED if decision.promoted else HEAD_REJECTED, {
         "candidate": version, "champion": decision.champion, "reasons": decision.reasons})
     return decision
+
+
+def _paired_known(candidate: Evaluation, champion: Evaluation, policy: GatePolicy,
+                  options: TrainOptions) -> dict[str, dict | None]:
+    """For each generator the champion knew and the candidate was measured on: candidate minus
+    champion on the test images both were measured on."""
+    ours = {r.generator: r for r in candidate.results}
+    return {r.generator: paired_results(ours[r.generator], r, metrics=policy.paired_metrics,
+                                        options=options.evaluation, level=policy.confidence)
+            for r in champion.results if not r.held_out and r.generator in ours}
 
 
 def _test_groups(layout: StoreLayout, record: HeadRecord) -> set[str]:

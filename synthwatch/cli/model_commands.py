@@ -235,4 +235,5 @@ def gate_policy(args: argparse.Namespace):
     from synthwatch.heads.gate import GatePolicy
 
     return GatePolicy(auroc_floor=args.auroc_floor, tpr_floor=args.tpr_floor,
-                      regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound)
+                      regression_tolerance=args.regression_tolerance, fpr_bound=args.fpr_bound,
+                      tpr_tolerance=args.tpr_tolerance, confidence=args.confidence, correction=args.correction)

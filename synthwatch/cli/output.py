@@ -37,7 +37,8 @@ def print_decision(payload: dict) -> None:
     for check in payload["checks"]:
         value = "-" if check["value"] is None else f"{check['value']:.4f}"
         threshold = "-" if check["threshold"] is None else f"{check['threshold']:.4f}"
-        print(f"  {'pass' if check['passed'] else 'FAIL'}  {check['name']:<40} {value:>8} (threshold {threshold})")
+        interval = f" [{check['interval'][0]:.4f}, {check['interval'][1]:.4f}]" if check.get("interval") else ""
+        print(f"  {'pass' if check['passed'] else 'FAIL'}  {check['name']:<40} {value:>8}{interval} (threshold {threshold})")
     for reason in payload["reasons"]:
         print(f"  reason: {reason}")
 

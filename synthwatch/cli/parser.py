@@ -8,6 +8,7 @@ from typing import Callable
 from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch.heads.gate import CORRECTIONS, GatePolicy
 from synthwatch.heads.presets import PRESETS
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
@@ -141,8 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help="lowest lower end of the AUROC interval on each held-out generator (default 0.70)")
     gate_flags.add_argument("--tpr-floor", type=float, default=0.05,
                             help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator (default 0.05)")
-    gate_flags.add_argument("--regression-tolerance", type=float, default=0.02,
-                            help="largest AUROC drop against the champion on a generator it knew (default 0.02)")
+    gate_flags.add_argument("--regression-tolerance", type=float, default=GatePolicy.regression_tolerance,
+                            help="non-inferiority margin: on each generator the champion knew, the lower end of the "
+                                 "interval of (candidate - champion AUROC) on the same test images must be above "
+                                 f"minus this (default {GatePolicy.regression_tolerance}: what about 10 test fakes per "
+                                 "generator can resolve; large stores resolve 0.01)")
+    gate_flags.add_argument("--tpr-tolerance", type=float, default=None,
+                            help="also require TPR at 1%% FPR non-inferior to the champion's by this margin")
+    gate_flags.add_argument("--confidence", type=float, default=GatePolicy.confidence,
+                            help=f"two-sided level of those intervals (default {GatePolicy.confidence}: a one-sided "
+                                 f"{(1 + GatePolicy.confidence) / 2:.0%} non-inferiority test)")
+    gate_flags.add_argument("--correction", choices=CORRECTIONS, default="none",
+                            help="holm: judge the backward-transfer checks together (Holm's step-down on their "
+                                 "p-values), so that no forgotten generator passes unnoticed across many (default none)")
     gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"), default="lower",
                             help="which false-positive rate on held-out reals must be within target: the lower end "
                                  "of its interval (default: reject on evidence of excess), the measured rate, or the "

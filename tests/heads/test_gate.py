@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from synthwatch.heads.gate import GatePolicy, judge, reasons
+from synthwatch.heads.metrics import paired_difference
 
 
 def metrics(auroc, low=None, tpr=0.5, tpr_low=0.3, fpr=0.01, fpr_low=0.0, held_out=True):
@@ -24,16 +27,50 @@ def test_first_head_is_judged_on_floors_fpr_and_leakage_alone():
     assert reasons(checks) == ["held_out_auroc_floor[b]: 0.6500 against 0.7000 (lower end of the AUROC interval)"]
 
 
-def test_regression_on_a_known_generator_fails_within_tolerance_passes():
+def _scores(seed, drop=0.0, n_real=60, n_fake=60):
+    """Champion and candidate scores of the same images: shared difficulty, each head's own noise."""
+    rng = np.random.default_rng(seed)
+    real, fake = rng.normal(size=n_real), rng.normal(size=n_fake) + 2.5
+    champion = (real + 0.3 * rng.normal(size=n_real), fake + 0.3 * rng.normal(size=n_fake))
+    candidate = (real + 0.3 * rng.normal(size=n_real), fake - drop + 0.3 * rng.normal(size=n_fake))
+    return candidate, champion
+
+
+def _paired(seed, drop=0.0, metrics=("auroc", "tpr_at_1fpr")):
+    candidate, champion = _scores(seed, drop)
+    return paired_difference(candidate, champion, thresholds=(0.0, 0.0), metrics=metrics, n_boot=400, seed=seed,
+                             level=0.90)
+
+
+def test_backward_transfer_is_judged_on_the_interval_of_the_paired_difference():
     logo = {"a": metrics(0.9)}
-    champion = {"a": metrics(0.97, held_out=False), "new": metrics(0.6, held_out=True)}
-    worse = judge(logo, {"a": metrics(0.94, held_out=False), "new": metrics(0.9, held_out=False)}, champion,
-                  target_fpr=0.01, leaking_groups=[], same_splits=True)
-    assert not by_name(worse)["backward_transfer[a]"].passed
-    assert "backward_transfer[new]" not in by_name(worse)  # the champion never knew it
-    fine = judge(logo, {"a": metrics(0.955, held_out=False)}, champion, target_fpr=0.01, leaking_groups=[],
-                 same_splits=True)
-    assert all(c.passed for c in fine)
+    forgot = judge(logo, {"a": metrics(0.9, held_out=False)}, {"a": _paired(0, drop=2.0), "b": _paired(1)},
+                   target_fpr=0.01, leaking_groups=[], same_splits=True)
+    check = by_name(forgot)["backward_transfer[a]"]
+    assert not check.passed and check.threshold == -GatePolicy().regression_tolerance
+    low, high = check.interval
+    assert low <= check.value <= high and high < 0  # the difference, with its interval, both below zero
+    assert by_name(forgot)["backward_transfer[b]"].passed
+    assert "backward_transfer_tpr[a]" not in by_name(forgot)  # the TPR check is optional
+    with_tpr = by_name(judge(logo, {"a": metrics(0.9, held_out=False)}, {"a": _paired(0, drop=2.0)}, target_fpr=0.01,
+                             leaking_groups=[], same_splits=True, policy=GatePolicy(tpr_tolerance=0.1)))
+    assert not with_tpr["backward_transfer_tpr[a]"].passed and with_tpr["backward_transfer_tpr[a]"].threshold == -0.1
+    unmeasured = by_name(judge(logo, {}, {"a": None}, target_fpr=0.01, leaking_groups=[], same_splits=True))
+    assert not unmeasured["backward_transfer[a]"].passed and "too few" in unmeasured["backward_transfer[a]"].detail
+    as_json = check.as_dict()
+    assert set(as_json) >= {"value", "interval", "threshold", "p_value"} and as_json["threshold"] < 0
+
+
+def test_holm_judges_the_backward_transfer_checks_together():
+    paired = {f"g{i}": _paired(10 + i, drop=0.5) for i in range(6)}  # each forgot a little
+    plain = judge({}, {}, paired, target_fpr=0.01, leaking_groups=[], same_splits=True,
+                  policy=GatePolicy(regression_tolerance=0.08))
+    holm = judge({}, {}, paired, target_fpr=0.01, leaking_groups=[], same_splits=True,
+                 policy=GatePolicy(regression_tolerance=0.08, correction="holm"))
+    plain_passed = {c.name for c in plain if c.name.startswith("backward") and c.passed}
+    holm_passed = {c.name for c in holm if c.name.startswith("backward") and c.passed}
+    assert holm_passed <= plain_passed and len(holm_passed) < len(plain_passed)
+    assert all("Holm: p" in c.detail for c in holm if c.name.startswith("backward"))
 
 
 def test_false_positive_rate_and_leakage_and_policy():

@@ -99,5 +99,7 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
         "retrain_wanted": needed["why"], "candidate": result["candidate"] if result else None,
         "decision": result["decision"] if result else "none", "reasons": result["reasons"] if result else [],
         "checks": result["checks"] if result else [], "champion": champion,
+        "learning_curves": result["learning_curves"] if result else [],
+        "learning_curve_lines": result["learning_curve_lines"] if result else [],
         "events": ingested["events"] + events,
     }

@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.evaluation import Evaluation, evaluate_protocol
+from synthwatch.heads.learning_curve import LearningCurve, learning_curve
 from synthwatch.heads.prepare import EvaluationData, make_ready, prepare_data
-from synthwatch.heads.records import register
+from synthwatch.heads.records import read_record, register
 from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
 from synthwatch.heads.training import TrainOptions, TrainResult, fit_final, threshold_notes, use_final_threshold
 from synthwatch.store.backbones import names_backbone, resolve_backbone
@@ -16,7 +17,7 @@ from synthwatch.store.catalog import Catalog
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.registry import HeadRegistry
 
-__all__ = ["EvaluationReport", "evaluate_registered", "prepare_for", "train_and_register"]
+__all__ = ["EvaluationReport", "evaluate_registered", "learning_curve_of", "prepare_for", "train_and_register"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,17 @@ def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, vers
     evaluation = evaluate_protocol(spec, prepared.data, protocol="holdout", holdout=others,
                                    options=options.evaluation, near_duplicates=prepared.pairs)
     return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes, train_on=tuple(sorted(train_on)))
+
+
+def learning_curve_of(layout: StoreLayout, generator: str, *, options: TrainOptions = TrainOptions(),
+                      backbone: str | None = None, auroc_floor: float = 0.70,
+                      tpr_floor: float = 0.05) -> tuple[LearningCurve, EvaluationData, HeadSpec]:
+    """``evaluate --learning-curve G``: the curve of ``generator`` with the champion's kind and
+    parameters (the default head without a champion), on the champion's backbone or ``backbone``."""
+    registry = HeadRegistry(layout)
+    record = read_record(registry, registry.champion()) if registry.champion() else None
+    spec = HeadSpec(record.kind, record.head["params"]) if record is not None and record.embeds else HeadSpec()
+    prepared = prepare_for(layout, resolve_backbone(layout, backbone), options)
+    curve = learning_curve(prepared.data, generator, spec=spec, options=options.evaluation, auroc_floor=auroc_floor,
+                           tpr_floor=tpr_floor, near_duplicates=prepared.pairs)
+    return curve, prepared, spec

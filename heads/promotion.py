@@ -14,6 +14,7 @@ from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
 from synthwatch.heads.evaluation import Evaluation, paired_results
 from synthwatch.heads.gate import GatePolicy, judge, reasons
+from synthwatch.heads.learning_curve import learning_curve
 from synthwatch.heads.pipeline import evaluate_registered, prepare_for, train_and_register
 from synthwatch.heads.prepare import EvaluationData, embedding_set_of
 from synthwatch.heads.records import HeadRecord, read_record
@@ -25,7 +26,8 @@ from synthwatch.store.registry import ChampionChanged, HeadRegistry
 from synthwatch.store.schema import utc_now
 from synthwatch.store.training_data import labelled_vectors
 
-__all__ = ["Decision", "check_drift", "decide", "decided_versions", "force_promote", "retrain", "retrain_needed"]
+__all__ = ["Decision", "check_drift", "decide", "decided_versions", "force_promote", "new_to_champion", "retrain",
+           "retrain_needed"]
 
 
 @dataclass(frozen=True)
@@ -193,10 +195,29 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
             policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None) -> dict:
     """Check drift (unless ``drift`` is already known), train a candidate on everything the store
     holds, and gate it on the data it was trained with (the splits are the store's, so the
-    champion is measured on the same test images)."""
+    champion is measured on the same test images). For each generator the champion never saw,
+    the learning curve says how many of its fakes it takes to catch it."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
+    new = new_to_champion(layout)
     trained, _ = train_and_register(layout, spec, options=options)
     decision = decide(layout, trained.version, policy=policy, options=options, drift=drift, prepared=trained.prepared)
+    curves = [learning_curve(trained.prepared.data, generator, spec=spec, options=options.evaluation,
+                             auroc_floor=policy.auroc_floor, tpr_floor=policy.tpr_floor,
+                             near_duplicates=trained.prepared.pairs)
+              for generator in new if generator in trained.prepared.data.generator_names()]
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
             "checks": decision.checks, "drift": drift, "champion": decision.champion,
-            "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes}
+            "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes,
+            "learning_curves": [curve.as_dict() for curve in curves],
+            "learning_curve_lines": [curve.line() for curve in curves]}
+
+
+def new_to_champion(layout: StoreLayout) -> list[str]:
+    """Stored generators the champion never saw, trained on or held out (none without a champion:
+    then every generator is new, and none has a curve to draw)."""
+    registry = HeadRegistry(layout)
+    champion = registry.champion()
+    if champion is None:
+        return []
+    record = read_record(registry, champion)
+    return sorted(set(Catalog(layout).status()["generators"]) - set(record.generators_seen) - set(record.holdout))

@@ -26,22 +26,34 @@ _METRIC_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("tpr_at_1fpr", "TPR @ 1% F
                    ("fpr", "FPR @ threshold"))
 
 
-def write_report(path: Path, evaluation: Evaluation, context: dict, *, comparison: dict | None = None,
-                 references: dict | None = None) -> tuple[Path, Path]:
+def write_report(path: Path, evaluation: Evaluation | None, context: dict, *, comparison: dict | None = None,
+                 references: dict | None = None, learning_curves: list[dict] = ()) -> tuple[Path, Path]:
     """Write ``path`` (HTML) and ``path`` with suffix ``.json``; returns both paths. A benchmark
-    passes its ``comparison`` (:func:`synthwatch.heads.references.compare`) and ``references``."""
+    passes its ``comparison`` (:func:`synthwatch.heads.references.compare`) and ``references``;
+    ``learning_curves`` (``LearningCurve.as_dict()``) are plotted, alone when ``evaluation`` is None."""
     path = Path(path)
-    payload = {**context, **evaluation.as_dict()}
+    payload = {**context, **(evaluation.as_dict() if evaluation is not None else {})}
     if comparison is not None:
         payload.update(comparison=comparison, references=references)
+    if learning_curves:
+        payload["learning_curves"] = list(learning_curves)
     json_path = path.with_suffix(".json")
     atomic_write_bytes(json_path, json.dumps(payload, indent=1, ensure_ascii=False, default=str).encode())
-    atomic_write_bytes(path, render(evaluation, context, comparison=comparison, references=references).encode())
+    page = (render(evaluation, context, comparison=comparison, references=references, learning_curves=learning_curves)
+            if evaluation is not None else _render_curves(learning_curves, context))
+    atomic_write_bytes(path, page.encode())
     return path, json_path
 
 
+def _render_curves(curves: list[dict], context: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in context.items())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch learning curve</title>"
+            f"<style>{_STYLE}</style></head><body><h1>synthwatch learning curve</h1><table>{rows}</table>"
+            f"{_curves_section(curves)}</body></html>")
+
+
 def render(evaluation: Evaluation, context: dict, *, comparison: dict | None = None,
-           references: dict | None = None) -> str:
+           references: dict | None = None, learning_curves: list[dict] = ()) -> str:
     """The report as one HTML document."""
     held = [r for r in evaluation.results if r.held_out]
     title = "synthwatch benchmark" if comparison is not None else "synthwatch evaluation"
@@ -50,6 +62,7 @@ def render(evaluation: Evaluation, context: dict, *, comparison: dict | None = N
         f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
         _context_table(evaluation, context),
         *([_comparison_section(comparison, references)] if comparison is not None else []),
+        *([_curves_section(learning_curves)] if learning_curves else []),
         "<h2>Held-out generators: ROC curves</h2>",
         _roc_svg(held) if held else "<p class='note'>No held-out generator could be measured.</p>",
         "<h2>Metrics (95% bootstrap intervals)</h2>",
@@ -110,6 +123,47 @@ def _comparison_section(comparison: dict, references: dict) -> str:
             "95% bootstrap intervals). Different images, splits and thresholds: read them as where this detector "
             "stands, not as a reproduction.</p>"
             f"<table>{head}{''.join(rows)}</table>")
+
+
+def _curves_section(curves: list[dict]) -> str:
+    parts = ["<h2>How many fakes of a new generator it takes</h2><p class='note'>Trained with that many of the "
+             "generator's training-split fakes (nested draws), tested on its test split; bars are 95% bootstrap "
+             "intervals, dashed lines the gate's floors.</p><div class='grid'>"]
+    for curve in curves:
+        if curve.get("skipped"):
+            parts.append(f"<p class='note'>{html.escape(curve['generator'])}: {html.escape(curve['skipped'])}</p>")
+            continue
+        needed = curve["fakes_needed"]
+        parts.append(_curve_svg(curve, "caught from " + (f"{needed} fakes" if needed is not None else "none tried")))
+    return "".join(parts) + "</div>"
+
+
+def _curve_svg(curve: dict, caption: str, width: int = 460, height: int = 240) -> str:
+    pad, points = 40, curve["curve"]
+    step = (width - 2 * pad) / max(1, len(points) - 1)
+
+    def xy(i: int, value: float) -> tuple[float, float]:
+        return pad + i * step, height - pad - value * (height - 2 * pad)
+
+    marks = []
+    for key, colour, floor in (("auroc", "#1f77b4", curve["floors"]["auroc"]),
+                               ("tpr_at_1fpr", "#d62728", curve["floors"]["tpr_at_1fpr"])):
+        line = " ".join("{:.1f},{:.1f}".format(*xy(i, p[key])) for i, p in enumerate(points))
+        marks.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.6' points='{line}'/>")
+        for i, p in enumerate(points):
+            (x, low), (_, high) = xy(i, p[f"{key}_ci"][0]), xy(i, p[f"{key}_ci"][1])
+            marks.append(f"<line x1='{x:.1f}' y1='{low:.1f}' x2='{x:.1f}' y2='{high:.1f}' stroke='{colour}'/>")
+        _, y = xy(0, floor)
+        marks.append(f"<line x1='{pad}' y1='{y:.1f}' x2='{width - pad}' y2='{y:.1f}' stroke='{colour}' "
+                     "stroke-dasharray='4' stroke-opacity='0.6'/>")
+    ticks = "".join(f"<text x='{xy(i, 0)[0] - 6:.1f}' y='{height - pad + 16}'>{p['fakes']}</text>"
+                    for i, p in enumerate(points))
+    return (f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
+            f"<text x='{pad}' y='16'>{html.escape(curve['generator'])}: {html.escape(caption)}</text>"
+            f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#999'/>"
+            f"{''.join(marks)}{ticks}<text x='{width / 2 - 30}' y='{height - 6}'>fakes trained on</text>"
+            f"<text x='{width - pad - 130}' y='{pad + 14}' fill='#1f77b4'>AUROC</text>"
+            f"<text x='{width - pad - 130}' y='{pad + 28}' fill='#d62728'>TPR at 1% FPR</text></svg>")
 
 
 def _percent_with_ci(metrics: dict, key: str) -> str:

@@ -4,7 +4,8 @@ Cycle 1 watches an inbox holding real photos and three generators, and promotes 
 through the gate at its default floors. Then a fourth generator's images land in the inbox; cycle 2 sees the new
 generator, checks drift, retrains, and the gate promotes or rejects the candidate with its
 reasons. Finally one of the new fakes is looked up among the known fakes, and the champion's
-evaluation report (leave-one-generator-out: every generator held out in turn) is written.
+evaluation report (leave-one-generator-out: every generator held out in turn, and the new
+generator's learning curve: how many of its fakes it takes to catch it) is written.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     second = continual_flow(**common)
     _say_cycle(say, 2, second)
     lookup = _lookup(layout, inbox, say)
-    report = _report(layout, options.data / "report.html", say)
+    report = _report(layout, options.data / "report.html", say, second["learning_curves"])
     return {"cycles": [first, second], "report": report, "lookup": lookup, "backbone": chosen.as_dict(),
             "backbone_id": second.get("backbone_id") or first.get("backbone_id"), "corpus": str(corpus.out)}
 
@@ -137,6 +138,8 @@ def _say_cycle(say, number: int, cycle: dict) -> None:
             f"{cycle['decision'].upper()}")
         for reason in cycle["reasons"]:
             say(f"demo:   {reason}")
+        for line in cycle["learning_curve_lines"]:
+            say(f"demo: cycle {number}: {line}")
     say(f"demo: cycle {number}: champion {cycle['champion']}")
 
 
@@ -156,7 +159,7 @@ def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
     return {"query": str(query), "neighbors": others}
 
 
-def _report(layout: StoreLayout, path: Path, say) -> str | None:
+def _report(layout: StoreLayout, path: Path, say, learning_curves: list[dict]) -> str | None:
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
     from synthwatch.store.registry import HeadRegistry
@@ -166,7 +169,8 @@ def _report(layout: StoreLayout, path: Path, say) -> str | None:
         say("demo: no champion, so no report")
         return None
     report = evaluate_registered(layout, version=champion, protocol="logo")  # every generator held out in turn
-    html_path, _ = write_report(path, report.evaluation, {"head_version": champion, "backbone_id": report.backbone_id})
+    html_path, _ = write_report(path, report.evaluation, {"head_version": champion, "backbone_id": report.backbone_id},
+                                learning_curves=learning_curves)
     say(f"demo: report of the champion: {html_path.resolve()}")
     return str(html_path.resolve())
 

@@ -66,6 +66,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if result["retrained"]:
             print(f"retrained ({'; '.join(result['retrain_wanted'])}): candidate {result['candidate']}")
             print_decision(result)
+            for line in result["learning_curve_lines"]:
+                print(f"learning curve: {line}")
         else:
             print(f"no retraining needed; champion: {result['champion']}")
     return 0

@@ -53,6 +53,8 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"candidate {result['candidate']}:")
         print_evaluation(result["metrics"])
         print_decision(result)
+        for line in result["learning_curve_lines"]:
+            print(f"learning curve: {line}")
     return 0
 
 
@@ -143,6 +145,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
 
+    if args.learning_curve:
+        return _learning_curve(args, settings)
+
     train_on = tuple(name for name in (args.train_on or "").split(",") if name)
     if args.preset:
         from synthwatch.heads.presets import preset_train_on
@@ -167,6 +172,39 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print_evaluation(payload)
         if args.report:
             print(f"report: {payload['report']} (numbers: {payload['report_json']})")
+    return 0
+
+
+def _learning_curve(args: argparse.Namespace, settings: Settings) -> int:
+    from synthwatch.heads.pipeline import learning_curve_of
+    from synthwatch.heads.report import write_report
+
+    others = [flag for flag, value in (("--train-on", args.train_on), ("--preset", args.preset), ("--head", args.head),
+                                       ("--protocol", args.protocol), ("--holdout", args.holdout)) if value]
+    if others:
+        raise ValueError(f"Expected --learning-curve alone, but got {', '.join(others)} with it: the curve trains the "
+                         "champion's kind afresh at each count. Drop them.")
+    curve, prepared, spec = learning_curve_of(settings.layout, args.learning_curve, options=train_options(args),
+                                              backbone=args.backbone, auroc_floor=args.auroc_floor,
+                                              tpr_floor=args.tpr_floor)
+    payload = {**curve.as_dict(), "backbone_id": prepared.backbone_id, "head": spec.kind,
+               "notes": list(prepared.notes)}
+    if args.report:
+        context = {"generator": curve.generator, "backbone_id": prepared.backbone_id, "head": spec.kind}
+        html_path, json_path = write_report(Path(args.report), None, context, learning_curves=[curve.as_dict()])
+        payload["report"], payload["report_json"] = str(html_path.resolve()), str(json_path.resolve())
+    if args.json:
+        print_json(payload)
+        return 0
+    print_notes(payload["notes"])
+    print(f"learning curve of {curve.generator} ({spec.kind} head on {prepared.backbone_id}; tested on its test split):")
+    for point in curve.points:
+        print(f"  {point['fakes']:6d} fakes  AUROC {point['auroc']:.3f} [{point['auroc_ci'][0]:.3f}, "
+              f"{point['auroc_ci'][1]:.3f}]  TPR@1%FPR {point['tpr_at_1fpr']:.3f} [{point['tpr_at_1fpr_ci'][0]:.3f}, "
+              f"{point['tpr_at_1fpr_ci'][1]:.3f}]")
+    print(curve.line())
+    if args.report:
+        print(f"report: {payload['report']} (numbers: {payload['report_json']})")
     return 0
 
 

@@ -137,11 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "unrelated images already score that high)")
     evaluation_flags.add_argument("--no-robustness", action="store_true",
                                   help="skip embedding and measuring the JPEG and 0.5x views")
-    gate_flags = argparse.ArgumentParser(add_help=False)
-    gate_flags.add_argument("--auroc-floor", type=float, default=0.70,
-                            help="lowest lower end of the AUROC interval on each held-out generator (default 0.70)")
-    gate_flags.add_argument("--tpr-floor", type=float, default=0.05,
-                            help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator (default 0.05)")
+    floor_flags = argparse.ArgumentParser(add_help=False)
+    floor_flags.add_argument("--auroc-floor", type=float, default=GatePolicy.auroc_floor,
+                             help="lowest lower end of the AUROC interval on each held-out generator "
+                                  f"(default {GatePolicy.auroc_floor})")
+    floor_flags.add_argument("--tpr-floor", type=float, default=GatePolicy.tpr_floor,
+                             help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator "
+                                  f"(default {GatePolicy.tpr_floor})")
+    gate_flags = argparse.ArgumentParser(add_help=False, parents=[floor_flags])
     gate_flags.add_argument("--regression-tolerance", type=float, default=GatePolicy.regression_tolerance,
                             help="non-inferiority margin: on each generator the champion knew, the lower end of the "
                                  "interval of (candidate - champion AUROC) on the same test images must be above "
@@ -210,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     repair_cmd.add_argument("--reason", help="why (kept in the audit log)")
 
     evaluate_cmd = _add(commands, "evaluate", cmd_evaluate, common,
-                        "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])
+                        "evaluate a head on generators it never saw; write an HTML report",
+                        parents=[evaluation_flags, floor_flags])
     evaluate_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
     evaluate_cmd.add_argument("--protocol", choices=("logo", "holdout"),
                               help="holdout: the head itself on generators it never saw (default with a head); "
@@ -222,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--preset", choices=sorted(PRESETS),
                               help="a published protocol by name (" + "; ".join(
                                   f"{name}: {preset.description}" for name, preset in sorted(PRESETS.items())) + ")")
+    evaluate_cmd.add_argument("--learning-curve", metavar="G",
+                              help="how many fakes of generator G it takes: train the champion's kind with 0, 8, 16, "
+                                   "32, ... of G's training fakes, test on G's test split, and report the fewest "
+                                   "that clear --auroc-floor and --tpr-floor")
     evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
 

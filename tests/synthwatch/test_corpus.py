@@ -142,9 +142,14 @@ def test_the_demo_detects_offline_at_the_gates_default_floors(small, cache, cli,
     assert first["new_generators"] == ["ae-bilinear", "ae-nearest", "ae-tconv"] and first["decision"] == "promoted"
     assert second["new_generators"] == ["ae-pixelshuffle"] and second["retrained"] and second["drift"]["checked"]
     assert second["decision"] == "promoted", second["reasons"]
+    assert [curve["generator"] for curve in second["learning_curves"]] == ["ae-pixelshuffle"]
+    assert f"demo: cycle 2: {second['learning_curve_lines'][0]}" in err and "ae-pixelshuffle: caught" in err
+    transfer = [c for c in second["checks"] if c["name"].startswith("backward_transfer")]
+    assert len(transfer) == 3 and all(c["interval"][0] <= c["value"] <= c["interval"][1] for c in transfer)
     assert out["lookup"]["neighbors"] and all(n["label"] == "synthetic" for n in out["lookup"]["neighbors"])
     report = Path(out["report"]).read_text()
     assert "Held-out generators: ROC curves" in report and "No held-out generator" not in report
+    assert "How many fakes of a new generator it takes" in report
     assert "training-free spectrum" in err
     code, logo, _ = cli("--store", store, "evaluate", "--protocol", "logo", "--json")
     assert code == 0 and set(logo["per_generator"]) == {*FIRST_GENERATORS, NEW_GENERATOR}

@@ -138,8 +138,10 @@ def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift:
     from synthwatch.heads.gate import GatePolicy
     from synthwatch.heads.training import TrainOptions
     from synthwatch.heads.promotion import retrain as run
+    from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 
-    result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason), policy=GatePolicy(**gate),
+    result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason, max_train=DEFAULT_MAX_TRAIN),
+                 policy=GatePolicy(**gate),
                  alpha=alpha, drift=drift)
     return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
 

@@ -37,6 +37,7 @@ class EvaluationData:
     pairs: tuple[tuple[str, str, float], ...]
     dedup_threshold: float
     notes: tuple[str, ...] = ()
+    training_sample: dict | None = None  # the replay set's record when training was bounded
 
     def generators_seen(self, holdout) -> list[str]:
         return sorted(set(self.data.generator_names()) - set(holdout))

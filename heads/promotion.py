@@ -208,6 +208,7 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
             "checks": decision.checks, "drift": drift, "champion": decision.champion,
             "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes,
+            "training_sample": trained.prepared.training_sample,
             "learning_curves": [curve.as_dict() for curve in curves],
             "learning_curve_lines": [curve.line() for curve in curves]}
 

@@ -49,6 +49,7 @@ class HeadRecord:
     attribution: dict | None = None
     network: dict | None = None
     dedup_threshold: float | None = None
+    training_sample: dict | None = None  # bounded retraining: how the replay set was drawn
     schema_version: int = RECORD_SCHEMA_VERSION
     version: str | None = None
     created_at: str | None = None

@@ -29,6 +29,7 @@ class TrainOptions:
     dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD
     robustness: bool = True
     reason: str = ""
+    max_train: int | None = None  # training rows at most (a balanced, recent-leaning replay set); None: all
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TrainedHead:
             metrics=evaluation.as_dict(), data_fingerprint=prepared.data.fingerprint(prepared.backbone_id),
             split_seed=split_seed, resample_seed=options.evaluation.seed, reason=options.reason,
             backbone_id=prepared.backbone_id, backbone=prepared.description, head=config, attribution=attribution,
-            dedup_threshold=prepared.dedup_threshold)
+            dedup_threshold=prepared.dedup_threshold, training_sample=prepared.training_sample)
         return record, files
 
 

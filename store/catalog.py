@@ -370,6 +370,11 @@ class Catalog:
         return {row[0] for row in self.query(
             "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
 
+    def arrival_times(self) -> dict[str, float]:
+        """``{image_id: ingested_at}`` (seconds since the epoch) of every image."""
+        table = self.arrow("SELECT image_id, epoch(ingested_at) AS at FROM images")
+        return dict(zip(table.column("image_id").to_pylist(), table.column("at").to_pylist()))
+
     def image_files(self) -> pa.Table:
         """``image_id``, ``generator`` ('' for real), ``source``, ``stored`` and ``original_path``
         of every image, ordered by id."""

@@ -50,6 +50,10 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_notes(result["notes"])
         print_drift(result["drift"])
+        sample = result["training_sample"]
+        if sample:
+            print(f"trained on a replay set of {sample['rows']:,} of {sample['of_rows']:,} training rows "
+                  f"({sample['rule']}, seed {sample['seed']}; --max-train {sample['max_train']:,})")
         print(f"candidate {result['candidate']}:")
         print_evaluation(result["metrics"])
         print_decision(result)
@@ -266,7 +270,8 @@ def train_options(args: argparse.Namespace):
     holdout = tuple(name for name in (getattr(args, "holdout", None) or "").split(",") if name)
     evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
     return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
-                        robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "")
+                        robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "",
+                        max_train=getattr(args, "max_train", None))
 
 
 def gate_policy(args: argparse.Namespace):

@@ -10,6 +10,7 @@ from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch.heads.gate import CORRECTIONS, GatePolicy
 from synthwatch.heads.presets import PRESETS
+from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
 from synthwatch.cli.loop_commands import cmd_benchmark, cmd_demo, cmd_deploy, cmd_run, cmd_sources
@@ -193,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
     retrain_cmd.add_argument("--alpha", type=float, default=0.01,
                              help="false-alarm rate of each drift check (default 0.01)")
+    retrain_cmd.add_argument("--max-train", type=int, default=DEFAULT_MAX_TRAIN, metavar="N",
+                             help="train on at most N rows: a replay set balanced over labels and generators, "
+                                  "recent images more likely, every generator kept, seeded by --seed and recorded "
+                                  f"with the candidate; evaluation still uses every test image (default {DEFAULT_MAX_TRAIN:,})")
 
     models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback, repair")
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")

@@ -1,0 +1,80 @@
+"""Bounded retraining: a replay set balanced over labels and generators, leaning to recent images,
+seeded and recorded; validation and test rows all kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synthwatch.heads.dataset import REAL, EmbeddingSet, split_of_rows
+from synthwatch.heads.replay import bound_training, draw_replay, water_fill
+
+
+def test_water_filling_shares_a_budget_as_equally_as_capacities_allow():
+    assert water_fill([10, 100, 100], 90) == [10, 40, 40]
+    assert water_fill([10, 100, 100], 1000) == [10, 100, 100]
+    assert water_fill([50, 50], 60) == [30, 30]
+
+
+def _pool(seed=0):
+    """8,000 real images, generators of 10,000, 3,000 and 50 images (2 rows each), arriving over time."""
+    rng = np.random.default_rng(seed)
+    generators = np.array([REAL] * 8000 + ["big"] * 10000 + ["mid"] * 3000 + ["rare"] * 50, object)
+    ids = np.array([f"img-{i:06d}" for i in range(len(generators))], object)
+    return ids, generators, np.full(len(ids), 2), rng.permutation(len(ids)).astype(float)
+
+
+def test_the_replay_set_is_balanced_keeps_every_generator_and_leans_to_recent_images():
+    ids, generators, rows, arrivals = _pool()
+    sample = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=1)
+    per_class = sample.record["per_class"]
+    assert sample.record["rows"] <= 8000 and sample.record["rows"] >= 7990
+    assert per_class["real"]["rows"] == 4000  # half for real images
+    assert per_class["rare"]["images"] == 50  # every generator kept: all of the rare one
+    assert per_class["big"]["rows"] == per_class["mid"]["rows"] == (4000 - 100) // 2  # the rest shared
+    chosen = np.isin(ids, sample.image_ids)
+    big = generators == "big"
+    rank = np.argsort(np.argsort(arrivals[big])) / (big.sum() - 1)
+    assert rank[chosen[big]].mean() > 0.55  # the newest are up to 4x as likely: mean rank 0.6 expected
+    again = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=1)
+    other = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=2)
+    assert again.record["ids_sha256"] == sample.record["ids_sha256"] != other.record["ids_sha256"]
+
+
+def test_bounding_cuts_only_the_training_split_and_moves_no_group():
+    rng = np.random.default_rng(0)
+    n = 3000
+    generators = rng.choice(np.array([REAL, "a", "b"], object), n)
+    data = EmbeddingSet(np.array([f"i{k:05d}" for k in range(n)], object), rng.normal(size=(n, 4)).astype(np.float32),
+                        generators, np.array([f"g{k % 60}" for k in range(n)], object), np.zeros(n, np.int64))
+    split = split_of_rows(data)
+    bounded, record = bound_training(data, {}, max_rows=300, seed=0)
+    assert record["rows"] <= 300 and (split_of_rows(bounded) == "train").sum() == record["rows"]
+    kept = dict(zip(bounded.image_ids.tolist(), split_of_rows(bounded).tolist()))
+    assert all(kept[i] == s for i, s in zip(data.image_ids.tolist(), split.tolist()) if i in kept)
+    assert (split_of_rows(bounded) != "train").sum() == (split != "train").sum()  # every val/test row
+    same, none = bound_training(data, {}, max_rows=10 * n, seed=0)
+    assert same is data and none is None
+
+
+def test_retrain_with_max_train_records_its_replay_set_and_tests_on_everything(cli, proxy_store):
+    store, _ = proxy_store
+    flags = ("--n-boot", "50", "--no-robustness", "--auroc-floor", "0", "--tpr-floor", "0", "--json")
+    code, full, err = cli("--store", store, "retrain", "--max-train", "1000000", *flags)
+    assert code == 0, err
+    assert full["training_sample"] is None  # the bound does not bite
+    code, small, err = cli("--store", store, "retrain", "--max-train", "40", *flags)
+    assert code == 0, err
+    sample = small["training_sample"]
+    assert sample["rule"] == "balanced-recent-v1" and sample["rows"] <= 40 < sample["of_rows"]
+    assert set(sample["per_class"]) == {"real", *full["metrics"]["per_generator"]}
+    assert all(c["images"] >= 1 for c in sample["per_class"].values())  # every generator kept
+    code, record, _ = cli("--store", store, "models", "show", small["candidate"], "--json")
+    assert record["training_sample"] == sample
+    code, again, _ = cli("--store", store, "retrain", "--max-train", "40", *flags)
+    assert again["training_sample"]["ids_sha256"] == sample["ids_sha256"]  # same seed, same store: same set
+    code, champion, _ = cli("--store", store, "evaluate", "--head", small["candidate"], "--n-boot", "50",
+                            "--no-robustness", "--json")
+    code, before, _ = cli("--store", store, "evaluate", "--head", full["candidate"], "--n-boot", "50",
+                          "--no-robustness", "--json")
+    real_tested = {g: m["n_real"] for g, m in champion["per_generator"].items()}
+    assert real_tested == {g: m["n_real"] for g, m in before["per_generator"].items()}  # every test real, both

@@ -68,7 +68,9 @@ def learning_curve(data: EmbeddingSet, generator: str, *, spec: HeadSpec = HeadS
     curve = LearningCurve(generator, (), None, len(ids), auroc_floor, tpr_floor)
     points, needed = [], None
     for count in fake_counts(len(ids)):
-        train = fold.train.take(~own | np.isin(fold.train.image_ids, order[:count]))
+        drawn = set(order[:count].tolist())
+        train = fold.train.take(~own | np.fromiter((i in drawn for i in fold.train.image_ids.tolist()), bool,
+                                                   len(fold.train)))
         if not (train.labels == 1).any():
             continue  # no other generator to train on without this one's fakes
         head = fit_head(spec, train)

@@ -17,6 +17,7 @@ from synthwatch.store.splits import SPLITS, assign_splits
 REAL = ""  # the generator of real images (generator names are never empty)
 CLEAN_VIEW = 0
 ROBUSTNESS_FROM = 1000  # views from here on are evaluation perturbations, never trained on
+UNSAMPLED = "train-unsampled"  # training-split images a bounded retrain left out of its replay set
 
 
 @dataclass(frozen=True)
@@ -78,4 +79,5 @@ def split_of_rows(data: EmbeddingSet) -> np.ndarray:
     return np.array([chosen[source] for source in data.sources.tolist()], dtype=object)
 
 
-__all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "EmbeddingSet", "assign_splits", "split_of_rows"]
+__all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "UNSAMPLED", "EmbeddingSet", "assign_splits",
+           "split_of_rows"]

@@ -10,8 +10,9 @@ Checks, each with its value, threshold and verdict:
   champion AUROC), from a paired bootstrap over those images, is above ``-regression_tolerance``.
   ``backward_transfer_tpr[G]`` does the same for TPR at 1% FPR when ``tpr_tolerance`` is set.
   With ``correction="holm"`` the backward-transfer checks are judged together on their
-  bootstrap p-values, Holm's step-down keeping the chance that any generator's forgetting
-  passes unnoticed at the interval's one-sided level.
+  bootstrap p-values (Holm's step-down): stricter than promotion needs (all checks must pass, so
+  promoting a candidate that forgot any one generator is already bounded by the one-sided
+  level), for when per-generator verdicts are read on their own.
 - ``false_positive_rate``: on held-out real images at the candidate's threshold, the FPR is
   within the target plus the slack. Which FPR is policy (``fpr_bound``): ``lower`` (default), the
   lower end of its interval (reject only on evidence that the target is exceeded: small test sets
@@ -54,7 +55,8 @@ class GatePolicy:
             raise ValueError(f"Expected correction in {', '.join(CORRECTIONS)}, but got {self.correction!r}. "
                              "Pass --correction none or holm.")
         if not 0.5 < self.confidence < 1:
-            raise ValueError(f"Expected a confidence between 0.5 and 1, but got {self.confidence}.")
+            raise ValueError(f"Expected a confidence between 0.5 and 1, but got {self.confidence}. "
+                             "Pass --confidence 0.90 (the default) or 0.95.")
 
     @property
     def paired_metrics(self) -> tuple[str, ...]:
@@ -140,7 +142,15 @@ def backward_transfer(paired: dict[str, dict[str, PairedDifference] | None], pol
             checks.append(Check(f"{prefix}[{name}]", round(d.difference, 6), -tolerance, low > -tolerance,
                                 f"candidate {d.a:.4f} - champion {d.b:.4f} on the same test images; lower end of "
                                 f"the {d.level:.0%} interval {low:.4f}", d.interval, d.p_at_most(-tolerance)))
-    return _holm(checks, 1 - policy.confidence) if policy.correction == "holm" else checks
+    if policy.correction != "holm":
+        return checks
+    resamples = min((len(d[m].draws) for d in paired.values() if d for m in d), default=0)
+    alpha = (1 - policy.confidence) / 2
+    if checks and resamples and 1 / (resamples + 1) > alpha / len(checks):
+        raise ValueError(f"Expected enough bootstrap resamples for Holm over {len(checks)} checks (the smallest "
+                         f"p-value, 1/(n+1), must reach {alpha / len(checks):.2g}), but got {resamples}. Pass "
+                         f"--n-boot {int(len(checks) / alpha)} or more, or --correction none.")
+    return _holm(checks, 1 - policy.confidence)
 
 
 def _holm(checks: list[Check], alpha_two_sided: float) -> list[Check]:

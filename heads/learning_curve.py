@@ -60,7 +60,7 @@ def learning_curve(data: EmbeddingSet, generator: str, *, spec: HeadSpec = HeadS
     """The learning curve of ``generator`` in ``data`` (its rows with their stored splits)."""
     if generator not in data.generator_names():
         raise ValueError(f"Expected a generator among those stored ({', '.join(data.generator_names())}), but got "
-                         f"{generator!r}.")
+                         f"{generator!r}. Name one from that list.")
     fold = make_fold(data, (), near_duplicates=near_duplicates)  # the generator as known: its test split is tested
     own = fold.train.generators == generator
     ids = np.unique(fold.train.image_ids[own])

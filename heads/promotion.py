@@ -107,9 +107,10 @@ def _paired_known(candidate: Evaluation, champion: Evaluation, policy: GatePolic
     """For each generator the champion knew and the candidate was measured on: candidate minus
     champion on the test images both were measured on."""
     ours = {r.generator: r for r in candidate.results}
-    return {r.generator: paired_results(ours[r.generator], r, metrics=policy.paired_metrics,
-                                        options=options.evaluation, level=policy.confidence)
-            for r in champion.results if not r.held_out and r.generator in ours}
+    return {r.generator: None if r.generator not in ours else  # measured for the champion, not the candidate
+            paired_results(ours[r.generator], r, metrics=policy.paired_metrics, options=options.evaluation,
+                           level=policy.confidence)
+            for r in champion.results if not r.held_out}
 
 
 def _test_groups(layout: StoreLayout, record: HeadRecord) -> set[str]:

@@ -67,7 +67,9 @@ def load_references(preset: str) -> References | None:
 def compare(evaluation: Evaluation, references: References, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Rows of the paper's generators (then any other stored one) with what was measured here
     (AUROC, AP, balanced accuracy at P(synthetic) 0.5, each with its interval; 0-1) beside the
-    quoted values (%); ``mean_held_out`` averages the measured held-out generators."""
+    quoted values (%). ``mean_held_out`` averages the measured held-out generators and
+    ``quoted_mean_held_out`` each quoted column over those same generators; ``quoted_average`` is
+    the paper's own average (over all its generators, the trained-on one included)."""
     measured = {r.generator: r for r in evaluation.results}
     matched = match_names(references.generators, sorted({*measured, *evaluation.skipped}))
     rows = []
@@ -78,9 +80,14 @@ def compare(evaluation: Evaluation, references: References, *, n_boot: int = 100
     for generator, result in measured.items():
         if generator not in matched.values():
             rows.append(_row(generator, generator, result, {}, evaluation, n_boot, seed))
-    held = [row["measured"] for row in rows if row["measured"] and row["held_out"]]
-    mean = {key: round(float(np.mean([m[key] for m in held])), 6) for key in MEASURED} if held else {}
+    held = [row for row in rows if row["measured"] and row["held_out"]]
+    mean = {key: round(float(np.mean([row["measured"][key] for row in held])), 6) for key in MEASURED} if held else {}
+    same = {r.method: {metric: round(float(np.mean(values)), 2) for metric in r.metrics
+                       if (values := [row["quoted"][r.method][metric] for row in held if metric in row["quoted"].get(r.method, {})])
+                       and len(values) == len(held)}
+            for r in references.results}
     return {"rows": rows, "mean_held_out": mean, "held_out_measured": len(held),
+            "quoted_mean_held_out": {method: means for method, means in same.items() if means},
             "quoted_average": {r.method: r.average for r in references.results if r.average}}
 
 

@@ -1,15 +1,18 @@
-"""Bounded retraining: a replay set of at most ``max_rows`` training rows, balanced over labels
-and generators and leaning towards recent arrivals, so a retrain costs the same at a million
-images as at ten million. Validation and test rows are all kept: evaluation still measures on
-every test image.
+"""Bounded retraining: heads train on a replay set of at most ``max_rows`` training rows,
+balanced over labels and generators and leaning towards recent arrivals, so the fit costs the
+same at a million images as at ten million. Only training is bounded: training-split images left
+out of the set stay in the data under the split ``UNSAMPLED`` (no head trains on them; a held-out
+generator is still tested on all its images; near-duplicates of them are still kept out of test
+sets), and every validation and test row is kept.
 
 The rule (``balanced-recent-v1``): half the budget goes to real images and half to synthetic
 ones, the synthetic half shared equally by the generators; a class with fewer rows than its share
 gives all of them and its leftover goes to the others (water-filling), so every generator is
-kept. Within a class, images are drawn without replacement with weights rising linearly with
-their arrival rank, the newest four times as likely as the oldest (Efraimidis-Spirakis keys),
-whole images at a time (an image brings all its training views). Seeded; the record says how to
-draw it again.
+kept, with at least its first-drawn image even when its share is smaller than one image's rows.
+Within a class, images are drawn without replacement with weights rising linearly with their
+arrival rank, the newest four times as likely as the oldest (Efraimidis-Spirakis keys), whole
+images at a time (an image brings all its training views; robustness views are never trained on
+and do not count). Seeded; the record says how to draw it again.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from synthwatch.heads.dataset import REAL, EmbeddingSet, split_of_rows
+from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, split_of_rows
 
 RULE = "balanced-recent-v1"
-DEFAULT_MAX_TRAIN = 200_000  # rows; benchmarks/heads.py --bounded: held-out AUROC flat from 100,000
+DEFAULT_MAX_TRAIN = 200_000  # rows; benchmarks/heads.py --bounded: held-out AUROC flat from 25,000
 NEWEST_WEIGHT = 4.0  # the newest image of a class is this many times as likely as its oldest
 
 
@@ -83,35 +86,42 @@ def _draw_within(rows: np.ndarray, arrivals: np.ndarray, budget: int, rng: np.ra
     keys = rng.random(len(rows)) ** (1.0 / weights)
     order = np.argsort(-keys, kind="stable")
     fits = np.cumsum(rows[order]) <= budget
+    fits[0] = True  # every class keeps at least one image
     return np.sort(order[fits])
+
+
+def trainable_rows(data: EmbeddingSet) -> np.ndarray:
+    """Rows a head may train on: training split, below the robustness views."""
+    return (split_of_rows(data) == "train") & (data.views < ROBUSTNESS_FROM)
 
 
 def bound_training(data: EmbeddingSet, arrivals: dict[str, float], *, max_rows: int,
                    seed: int) -> tuple[EmbeddingSet, dict | None]:
-    """``data`` with its training-split rows cut to a replay set of at most ``max_rows`` (every
-    validation and test row kept), and the sample's record; unchanged (record None) when the
-    training split already fits."""
+    """``data`` with the training-split images outside a replay set of at most ``max_rows``
+    trainable rows moved to the split ``UNSAMPLED``, and the set's record; unchanged (record
+    None) when the trainable rows already fit."""
+    if max_rows < 1:
+        raise ValueError(f"Expected --max-train of at least 1 row, but got {max_rows}. Give a positive number "
+                         f"(default {DEFAULT_MAX_TRAIN:,}).")
     split = split_of_rows(data)
-    train = split == "train"
-    if train.sum() <= max_rows:
+    trainable = trainable_rows(data)
+    if trainable.sum() <= max_rows:
         return data, None
-    data = replace(data, splits=split)  # fixed: dropping rows must not move any group's split
-    ids, first, inverse, counts = np.unique(data.image_ids[train], return_index=True, return_inverse=True,
+    ids, first, inverse, counts = np.unique(data.image_ids[trainable], return_index=True, return_inverse=True,
                                             return_counts=True)
-    generators = data.generators[train][first]
+    generators = data.generators[trainable][first]
     times = np.array([arrivals.get(i, 0.0) for i in ids.tolist()], np.float64)
     sample = draw_replay(ids, generators, counts, times, max_rows=max_rows, seed=seed)
-    drawn = np.zeros(len(ids), bool)
-    drawn[sample.positions] = True
-    keep = ~train
-    keep[train] = drawn[inverse]  # (np.isin on string ids is quadratic)
-    return data.take(keep), sample.record
+    drawn = dict.fromkeys(ids[sample.positions].tolist(), True)  # (np.isin on string ids is quadratic)
+    left_out = (split == "train") & ~np.fromiter((drawn.get(i, False) for i in data.image_ids.tolist()), bool,
+                                                  len(data))
+    return replace(data, splits=np.where(left_out, UNSAMPLED, split).astype(object)), sample.record
 
 
 def bounded(prepared, arrivals, *, max_rows: int | None, seed: int):
-    """An ``EvaluationData`` whose training split is bounded (see :func:`bound_training`);
-    ``arrivals`` returns {image id: arrival time}, asked only when the bound bites."""
-    if max_rows is None or (split_of_rows(prepared.data) == "train").sum() <= max_rows:
+    """An ``EvaluationData`` whose training is bounded (see :func:`bound_training`); ``arrivals``
+    returns {image id: arrival time}, asked only when the bound bites."""
+    if max_rows is None or 0 < trainable_rows(prepared.data).sum() <= max_rows:
         return prepared
     data, record = bound_training(prepared.data, arrivals(), max_rows=max_rows, seed=seed)
     return prepared if record is None else replace(prepared, data=data, training_sample=record)

@@ -108,12 +108,17 @@ def _comparison_section(comparison: dict, references: dict) -> str:
         quoted = "".join(f"<td>{_quoted(row['quoted'].get(method, {}).get(metric))}</td>" for method, metric in methods)
         rows.append(f"<tr><td>{html.escape(row['generator'])}</td><td>{kind}</td>{cells}{quoted}</tr>")
     mean = comparison["mean_held_out"]
-    averages = comparison["quoted_average"]
-    rows.append("<tr><th>mean of held-out generators</th><th></th>"
+    same, averages = comparison["quoted_mean_held_out"], comparison["quoted_average"]
+    rows.append(f"<tr><th>mean of the {comparison['held_out_measured']} measured held-out generators</th><th></th>"
                 + "".join(f"<th>{100 * mean[key]:.1f}</th>" if key in mean else "<th>-</th>"
                           for key in ("auroc", "ap", "balanced_accuracy"))
-                + "".join(f"<th>{_quoted(averages.get(method, {}).get(metric))}</th>" for method, metric in methods)
+                + "".join(f"<th>{_quoted(same.get(method, {}).get(metric))}</th>" for method, metric in methods)
                 + "</tr>")
+    if averages:
+        rows.append("<tr><td>the paper's own average (all its generators, the trained-on one included)</td>"
+                    "<td></td>" + "<td></td>" * 3
+                    + "".join(f"<td>{_quoted(averages.get(method, {}).get(metric))}</td>" for method, metric in methods)
+                    + "</tr>")
     return ("<h2>Against published numbers</h2>"
             f"<p class='note'><b>Quoted</b> columns: {html.escape(references['paper'])}, from "
             f"{html.escape(references['source'])}, measured under the paper's own protocol ("
@@ -134,7 +139,8 @@ def _curves_section(curves: list[dict]) -> str:
             parts.append(f"<p class='note'>{html.escape(curve['generator'])}: {html.escape(curve['skipped'])}</p>")
             continue
         needed = curve["fakes_needed"]
-        parts.append(_curve_svg(curve, "caught from " + (f"{needed} fakes" if needed is not None else "none tried")))
+        parts.append(_curve_svg(curve, f"not caught with all {curve['available']} of its fakes" if needed is None
+                                else "caught without any of its fakes" if needed == 0 else f"caught from {needed} fakes"))
     return "".join(parts) + "</div>"
 
 

@@ -53,10 +53,10 @@ def _filesystem_of(uri: str):
     except pa.ArrowInvalid as error:
         if "Unrecognized filesystem type" not in str(error):
             raise
-    import fsspec
-
     scheme = uri.split("://", 1)[0]
     try:
+        import fsspec
+
         filesystem, path = fsspec.core.url_to_fs(uri)
     except ImportError as missing:
         raise StoreError(f"Expected the packages fsspec's {scheme}:// filesystem needs, but {missing}. "
@@ -92,7 +92,7 @@ def stage(layout: StoreLayout, uri: str, *, limits: DecodeLimits = DecodeLimits(
         if seen.get(str(relative)) == stamp:
             counts["unchanged"] += 1
             continue
-        too_large = limits.too_large(info.size)
+        too_large = limits.too_large(info.size) if info.size is not None else None  # unknown: checked on read
         if too_large:
             counts["refused"].append(f"{info.path}: {too_large}")
             continue

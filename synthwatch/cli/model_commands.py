@@ -151,6 +151,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.learning_curve:
         return _learning_curve(args, settings)
+    if args.auroc_floor is not None or args.tpr_floor is not None:
+        raise ValueError("Expected --auroc-floor and --tpr-floor only with --learning-curve G, but got them without. "
+                         "Drop them, or add --learning-curve.")
 
     train_on = tuple(name for name in (args.train_on or "").split(",") if name)
     if args.preset:
@@ -188,9 +191,12 @@ def _learning_curve(args: argparse.Namespace, settings: Settings) -> int:
     if others:
         raise ValueError(f"Expected --learning-curve alone, but got {', '.join(others)} with it: the curve trains the "
                          "champion's kind afresh at each count. Drop them.")
+    from synthwatch.heads.gate import GatePolicy
+
+    floors = {"auroc_floor": GatePolicy.auroc_floor if args.auroc_floor is None else args.auroc_floor,
+              "tpr_floor": GatePolicy.tpr_floor if args.tpr_floor is None else args.tpr_floor}
     curve, prepared, spec = learning_curve_of(settings.layout, args.learning_curve, options=train_options(args),
-                                              backbone=args.backbone, auroc_floor=args.auroc_floor,
-                                              tpr_floor=args.tpr_floor)
+                                              backbone=args.backbone, **floors)
     payload = {**curve.as_dict(), "backbone_id": prepared.backbone_id, "head": spec.kind,
                "notes": list(prepared.notes)}
     if args.report:

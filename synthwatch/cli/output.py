@@ -87,10 +87,10 @@ def print_comparison(comparison: dict, references: dict) -> None:
         print(f"  {row['generator']:<22} {'held out' if row['held_out'] else 'trained':<9}{cells}   {quoted}")
     mean = comparison["mean_held_out"]
     if mean:
-        print(f"  mean of {comparison['held_out_measured']} held-out generators: AUROC {100 * mean['auroc']:.1f}, "
-              f"balanced accuracy {100 * mean['balanced_accuracy']:.1f}; quoted averages: "
-              + (", ".join(f"{method} {value:.1f}" for method, averages in comparison["quoted_average"].items()
-                           for value in averages.values()) or "none published"))
+        quoted = ", ".join(f"{method} {metric} {value:.1f}" for method, means in comparison["quoted_mean_held_out"].items()
+                           for metric, value in means.items())
+        print(f"  mean of the same {comparison['held_out_measured']} held-out generators: AUROC {100 * mean['auroc']:.1f}, "
+              f"balanced accuracy {100 * mean['balanced_accuracy']:.1f}; quoted: {quoted or 'none'}")
 
 
 def print_ingest(report: dict) -> None:

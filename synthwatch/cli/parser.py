@@ -138,14 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "unrelated images already score that high)")
     evaluation_flags.add_argument("--no-robustness", action="store_true",
                                   help="skip embedding and measuring the JPEG and 0.5x views")
-    floor_flags = argparse.ArgumentParser(add_help=False)
-    floor_flags.add_argument("--auroc-floor", type=float, default=GatePolicy.auroc_floor,
-                             help="lowest lower end of the AUROC interval on each held-out generator "
-                                  f"(default {GatePolicy.auroc_floor})")
-    floor_flags.add_argument("--tpr-floor", type=float, default=GatePolicy.tpr_floor,
-                             help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator "
-                                  f"(default {GatePolicy.tpr_floor})")
-    gate_flags = argparse.ArgumentParser(add_help=False, parents=[floor_flags])
+    gate_flags = argparse.ArgumentParser(add_help=False)
+    gate_flags.add_argument("--auroc-floor", type=float, default=GatePolicy.auroc_floor,
+                            help="lowest lower end of the AUROC interval on each held-out generator "
+                                 f"(default {GatePolicy.auroc_floor})")
+    gate_flags.add_argument("--tpr-floor", type=float, default=GatePolicy.tpr_floor,
+                            help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator "
+                                 f"(default {GatePolicy.tpr_floor})")
     gate_flags.add_argument("--regression-tolerance", type=float, default=GatePolicy.regression_tolerance,
                             help="non-inferiority margin: on each generator the champion knew, the lower end of the "
                                  "interval of (candidate - champion AUROC) on the same test images must be above "
@@ -158,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  f"{(1 + GatePolicy.confidence) / 2:.0%} non-inferiority test)")
     gate_flags.add_argument("--correction", choices=CORRECTIONS, default="none",
                             help="holm: judge the backward-transfer checks together (Holm's step-down on their "
-                                 "p-values), so that no forgotten generator passes unnoticed across many (default none)")
+                                 "p-values); stricter than promotion needs, for reading per-generator verdicts on "
+                                 "their own (default none; needs --n-boot of at least 20 x the checks at --confidence 0.90)")
     gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"), default="lower",
                             help="which false-positive rate on held-out reals must be within target: the lower end "
                                  "of its interval (default: reject on evidence of excess), the measured rate, or the "
@@ -218,8 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair_cmd.add_argument("--reason", help="why (kept in the audit log)")
 
     evaluate_cmd = _add(commands, "evaluate", cmd_evaluate, common,
-                        "evaluate a head on generators it never saw; write an HTML report",
-                        parents=[evaluation_flags, floor_flags])
+                        "evaluate a head on generators it never saw; write an HTML report", parents=[evaluation_flags])
     evaluate_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
     evaluate_cmd.add_argument("--protocol", choices=("logo", "holdout"),
                               help="holdout: the head itself on generators it never saw (default with a head); "
@@ -235,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                               help="how many fakes of generator G it takes: train the champion's kind with 0, 8, 16, "
                                    "32, ... of G's training fakes, test on G's test split, and report the fewest "
                                    "that clear --auroc-floor and --tpr-floor")
+    evaluate_cmd.add_argument("--auroc-floor", type=float, default=None,
+                              help=f"with --learning-curve: the gate's AUROC floor (default {GatePolicy.auroc_floor})")
+    evaluate_cmd.add_argument("--tpr-floor", type=float, default=None,
+                              help=f"with --learning-curve: the gate's TPR floor (default {GatePolicy.tpr_floor})")
     evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
 

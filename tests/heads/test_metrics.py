@@ -101,3 +101,43 @@ def test_balanced_accuracy_weighs_real_and_fake_equally_whatever_their_counts():
     assert balanced_accuracy(np.zeros(5), np.ones(5), n_boot=100) == {"value": 1.0, "ci": [1.0, 1.0]}
     with pytest.raises(ValueError, match="Expected real and synthetic scores, but got 0 real"):
         balanced_accuracy(np.zeros(0), fake)
+
+
+def test_a_paired_difference_is_that_of_the_metrics_and_its_interval_shrinks_with_what_the_heads_share():
+    from synthwatch.heads.metrics import paired_difference
+
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=200), rng.normal(1.5, size=80)
+    a = (real + 0.2 * rng.normal(size=200), fake + 0.2 * rng.normal(size=80))
+    b = (real + 0.2 * rng.normal(size=200), fake + 0.2 * rng.normal(size=80))
+    d = paired_difference(a, b, thresholds=(0.5, 0.5), n_boot=1000, seed=0)
+    alone = [evaluate_scores(*head, threshold=0.5, n_boot=1)["auroc"] for head in (a, b)]
+    assert d["auroc"].difference == pytest.approx(alone[0] - alone[1], abs=1e-6)
+    low, high = d["auroc"].interval
+    assert low <= d["auroc"].difference <= high
+    unpaired = evaluate_scores(*a, threshold=0.5, n_boot=1000)["auroc_ci"]
+    assert high - low < (unpaired[1] - unpaired[0]) / 2  # the shared difficulty cancels
+    same = paired_difference(a, a, thresholds=(0.5, 0.5), n_boot=200)["auroc"]
+    assert (same.difference, same.interval) == (0.0, (0.0, 0.0)) and same.p_at_most(-0.01) == 1 / 201
+    with pytest.raises(ValueError, match="Expected both heads scored on the same images"):
+        paired_difference(a, (b[0][:10], b[1]), thresholds=(0.5, 0.5))
+
+
+def test_paired_results_match_the_heads_images_by_id_whatever_their_order():
+    from synthwatch.heads.evaluation import GeneratorResult, paired_results
+
+    rng = np.random.default_rng(4)
+    real_ids = np.array([f"r{i}" for i in range(50)], object)
+    fake_ids = np.array([f"f{i}" for i in range(30)], object)
+    real, fake = rng.normal(size=50), rng.normal(2, size=30)
+
+    def result(order_real, order_fake, shift=0.0):
+        return GeneratorResult("g", False, 0.5, {}, real_scores=real[order_real], fake_scores=fake[order_fake] + shift,
+                               real_ids=real_ids[order_real], fake_ids=fake_ids[order_fake])
+
+    ordered = result(np.arange(50), np.arange(30))
+    shuffled = result(rng.permutation(50), rng.permutation(30))
+    same = paired_results(shuffled, ordered, metrics=("auroc",))["auroc"]
+    assert same.difference == 0.0 and same.interval == (0.0, 0.0)  # the same scores, matched by id
+    fewer = result(np.arange(3), np.arange(30))
+    assert paired_results(fewer, ordered, metrics=("auroc",)) is None  # 3 shared reals: too few

@@ -4,9 +4,11 @@ seeded and recorded; validation and test rows all kept."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from synthwatch.heads.dataset import REAL, EmbeddingSet, split_of_rows
-from synthwatch.heads.replay import bound_training, draw_replay, water_fill
+from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, split_of_rows
+from synthwatch.heads.evaluation import make_fold
+from synthwatch.heads.replay import bound_training, draw_replay, trainable_rows, water_fill
 
 
 def test_water_filling_shares_a_budget_as_equally_as_capacities_allow():
@@ -40,20 +42,46 @@ def test_the_replay_set_is_balanced_keeps_every_generator_and_leans_to_recent_im
     assert again.record["ids_sha256"] == sample.record["ids_sha256"] != other.record["ids_sha256"]
 
 
-def test_bounding_cuts_only_the_training_split_and_moves_no_group():
-    rng = np.random.default_rng(0)
-    n = 3000
+def _views_set(n=3000, seed=0):
+    """Images with a clean view, and for fakes the two robustness views evaluation embeds."""
+    rng = np.random.default_rng(seed)
     generators = rng.choice(np.array([REAL, "a", "b"], object), n)
-    data = EmbeddingSet(np.array([f"i{k:05d}" for k in range(n)], object), rng.normal(size=(n, 4)).astype(np.float32),
-                        generators, np.array([f"g{k % 60}" for k in range(n)], object), np.zeros(n, np.int64))
+    ids, gens, sources, views = [], [], [], []
+    for k, generator in enumerate(generators):
+        for view in [0] + ([ROBUSTNESS_FROM, ROBUSTNESS_FROM + 1] if generator != REAL else []):
+            ids.append(f"i{k:05d}")
+            gens.append(generator)
+            sources.append(f"g{k % 60}")
+            views.append(view)
+    m = len(ids)
+    return EmbeddingSet(np.array(ids, object), rng.normal(size=(m, 4)).astype(np.float32), np.array(gens, object),
+                        np.array(sources, object), np.array(views, np.int64))
+
+
+def test_bounding_leaves_training_images_out_of_training_only():
+    data = _views_set()
     split = split_of_rows(data)
     bounded, record = bound_training(data, {}, max_rows=300, seed=0)
-    assert record["rows"] <= 300 and (split_of_rows(bounded) == "train").sum() == record["rows"]
-    kept = dict(zip(bounded.image_ids.tolist(), split_of_rows(bounded).tolist()))
-    assert all(kept[i] == s for i, s in zip(data.image_ids.tolist(), split.tolist()) if i in kept)
-    assert (split_of_rows(bounded) != "train").sum() == (split != "train").sum()  # every val/test row
-    same, none = bound_training(data, {}, max_rows=10 * n, seed=0)
+    after = split_of_rows(bounded)
+    assert len(bounded) == len(data)  # nothing is dropped: left-out images change split only
+    assert record["rows"] == trainable_rows(bounded).sum() <= 300  # robustness views do not count
+    assert record["per_class"]["real"]["rows"] == 150  # half the trainable rows real, as drawn
+    assert set(after[split != "train"]) == set(split[split != "train"])  # every val/test row as it was
+    assert set(after[split == "train"]) == {"train", UNSAMPLED}
+    fold = make_fold(bounded, ["b"])
+    assert len(fold.train) == (trainable_rows(bounded) & (bounded.generators != "b")).sum()
+    assert len(fold.test_fake["b"]) == (data.generators == "b").sum()  # a held-out generator: all its images
+    same, none = bound_training(data, {}, max_rows=10 * len(data), seed=0)
     assert same is data and none is None
+    with pytest.raises(ValueError, match="Expected --max-train of at least 1 row, but got 0"):
+        bound_training(data, {}, max_rows=0, seed=0)
+
+
+def test_every_generator_keeps_an_image_even_below_its_share():
+    ids, generators, rows, arrivals = _pool()
+    sample = draw_replay(ids, generators, rows * 3, arrivals, max_rows=8, seed=0)  # 6 rows an image, shares of 2
+    assert {name: c["images"] for name, c in sample.record["per_class"].items()} == {
+        "real": 1, "big": 1, "mid": 1, "rare": 1}
 
 
 def test_retrain_with_max_train_records_its_replay_set_and_tests_on_everything(cli, proxy_store):
@@ -72,9 +100,5 @@ def test_retrain_with_max_train_records_its_replay_set_and_tests_on_everything(c
     assert record["training_sample"] == sample
     code, again, _ = cli("--store", store, "retrain", "--max-train", "40", *flags)
     assert again["training_sample"]["ids_sha256"] == sample["ids_sha256"]  # same seed, same store: same set
-    code, champion, _ = cli("--store", store, "evaluate", "--head", small["candidate"], "--n-boot", "50",
-                            "--no-robustness", "--json")
-    code, before, _ = cli("--store", store, "evaluate", "--head", full["candidate"], "--n-boot", "50",
-                          "--no-robustness", "--json")
-    real_tested = {g: m["n_real"] for g, m in champion["per_generator"].items()}
-    assert real_tested == {g: m["n_real"] for g, m in before["per_generator"].items()}  # every test real, both
+    tested = {g: (m["n_real"], m["n_fake"]) for g, m in small["metrics"]["per_generator"].items()}
+    assert tested == {g: (m["n_real"], m["n_fake"]) for g, m in full["metrics"]["per_generator"].items()}

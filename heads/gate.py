@@ -26,7 +26,7 @@ The first head in an empty registry is judged on the floors, the FPR and leakage
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from synthwatch.heads.metrics import PairedDifference
 
@@ -146,10 +146,11 @@ def backward_transfer(paired: dict[str, dict[str, PairedDifference] | None], pol
         return checks
     resamples = min((len(d[m].draws) for d in paired.values() if d for m in d), default=0)
     alpha = (1 - policy.confidence) / 2
-    if checks and resamples and 1 / (resamples + 1) > alpha / len(checks):
-        raise ValueError(f"Expected enough bootstrap resamples for Holm over {len(checks)} checks (the smallest "
-                         f"p-value, 1/(n+1), must reach {alpha / len(checks):.2g}), but got {resamples}. Pass "
-                         f"--n-boot {int(len(checks) / alpha)} or more, or --correction none.")
+    if checks and resamples and 1 / (resamples + 1) > alpha / len(checks):  # no p-value could pass: say why
+        why = (f"Holm over {len(checks)} checks needs p-values down to {alpha / len(checks):.2g}, but "
+               f"{resamples} resamples reach 1/{resamples + 1}: pass --n-boot {int(len(checks) / alpha)} or more, "
+               "or --correction none")
+        return [replace(c, passed=False, detail=f"{c.detail}; {why}") for c in checks]
     return _holm(checks, 1 - policy.confidence)
 
 

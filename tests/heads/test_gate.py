@@ -71,6 +71,12 @@ def test_holm_judges_the_backward_transfer_checks_together():
     holm_passed = {c.name for c in holm if c.name.startswith("backward") and c.passed}
     assert holm_passed <= plain_passed and len(holm_passed) < len(plain_passed)
     assert all("Holm: p" in c.detail for c in holm if c.name.startswith("backward"))
+    few = {f"g{i}": _paired(20 + i, metrics=("auroc",)) for i in range(30)}  # 400 resamples: p >= 1/401
+    refused = judge({}, {}, few, target_fpr=0.01, leaking_groups=[], same_splits=True,
+                    policy=GatePolicy(correction="holm"))
+    transfer = [c for c in refused if c.name.startswith("backward")]
+    assert len(transfer) == 30 and not any(c.passed for c in transfer)
+    assert "pass --n-boot 600 or more" in transfer[0].detail
 
 
 def test_false_positive_rate_and_leakage_and_policy():

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from synthwatch.embeddings.errors import EmbeddingError
-from synthwatch.embeddings.spectrum import BINS as SPECTRUM_BINS
-from synthwatch.embeddings.spectrum import BLOCKS as SPECTRUM_BLOCKS
-from synthwatch.embeddings.spectrum import FEATURE_VERSION as SPECTRUM_VERSION
+
+# The spectrum backbone's features (embeddings/spectrum.py computes them; kept here so that naming
+# a backbone never imports torch). SPECTRUM_VERSION is the revision in its backbone id: change it
+# whenever the features change.
+SPECTRUM_BINS = 32
+SPECTRUM_BLOCKS = ("luminance", "residual", "npr")
+SPECTRUM_VERSION = "v1"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

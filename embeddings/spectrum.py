@@ -35,9 +35,10 @@ import functools
 import torch
 from torch import nn
 
-BINS = 32
-BLOCKS = ("luminance", "residual", "npr")
-FEATURE_VERSION = "v1"  # the revision in the backbone id: change it whenever the features change
+from synthwatch.embeddings.registry import SPECTRUM_BINS as BINS  # the registry owns the feature spec
+from synthwatch.embeddings.registry import SPECTRUM_BLOCKS as BLOCKS
+from synthwatch.embeddings.registry import SPECTRUM_VERSION as FEATURE_VERSION  # noqa: F401
+
 _LUMA = (0.299, 0.587, 0.114)
 
 

@@ -90,11 +90,19 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
         print_json(payload)
     elif args.sources_command == "list":
         for source in payload["sources"]:
-            when = source["cron"] or (f"every {source['every_s']} s" if source["every_s"] else "on each cycle")
-            print(f"{source['kind']:<8} {source['uri']}  ({when})")
+            print(f"{source['kind']:<8} {source['uri']}  ({_when(source)})")
+    elif args.sources_command == "add":
+        labels = f"; every image {payload['label']}" + (f" from {payload['generator']}" if payload["generator"] else "") \
+            if payload["label"] else ""
+        print(f"watching {payload['kind']} {payload['uri']} ({_when(payload)}{labels})")
     else:
-        print(payload)
+        print(f"no longer watching {payload['removed']}")
     return 0
+
+
+def _when(source: dict) -> str:
+    return (f"cron {source['cron']}" if source["cron"] else f"every {source['every_s']} s" if source["every_s"]
+            else "on each cycle")
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:

@@ -63,8 +63,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.heads.promotion import force_promote
-    from synthwatch.store.registry import HeadRegistry
+    from synthwatch.store.registry import HeadRegistry  # records only: no model stack to load
 
     registry = HeadRegistry(settings.layout)
     if args.models_command == "list":
@@ -99,6 +98,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         record = registry.record(args.version)
         passed = record.get("gate", {}).get("decision") == "promoted"
         if args.force:
+            from synthwatch.heads.promotion import force_promote
+
             moved = force_promote(settings.layout, args.version, reason=args.reason or "")
         elif passed:
             moved = registry.promote(args.version, reason=args.reason or "promoted by hand (it passed the gate)")

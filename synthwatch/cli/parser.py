@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
 
     serve_cmd = _add(commands, "serve", cmd_serve, common,
-                     "HTTP service: POST /similar, GET /health, OpenAPI docs at /docs")
+                     "HTTP service: POST /detect (verdict and nearest known fakes), POST /similar, GET /health, "
+                     "OpenAPI docs at /docs; requests send Authorization: Bearer $SYNTHWATCH_API_TOKEN")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")

@@ -39,3 +39,27 @@ def test_status_verify_finds_a_damaged_blob(cli, store, tmp_path):
     blob.write_bytes(b"bit rot")
     code, status, _ = cli("--store", store, "status", "--verify", "--json")
     assert code == 1 and "does not hash to its id" in status["problems"][0]
+
+
+def test_reading_records_does_not_load_the_model_stack(proxy_store):
+    """`models list` and `status` only read records: torch (about 2 s and 700 MB) stays unloaded."""
+    import subprocess
+    import sys
+
+    store, _ = proxy_store
+    code = ("import sys; from synthwatch.cli import main; "
+            f"[main(['--store', {str(store)!r}, *args, '--json']) for args in (['models', 'list'], ['status'])]; "
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded', file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().endswith("torch not loaded")
+
+
+def test_sources_add_and_remove_print_sentences(store, tmp_path, capsys):
+    from synthwatch.cli import main
+
+    (tmp_path / "drop").mkdir()
+    assert main(["--store", str(store), "sources", "add", str(tmp_path / "drop"), "--every", "15m"]) == 0
+    assert capsys.readouterr().out.strip() == f"watching folder {tmp_path / 'drop'} (every 900 s)"
+    assert main(["--store", str(store), "sources", "remove", str(tmp_path / "drop")]) == 0
+    assert capsys.readouterr().out.strip() == f"no longer watching {tmp_path / 'drop'}"

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from synthwatch.store.errors import StoreError
-from synthwatch.cli.model_commands import gate_policy
+from synthwatch.cli.model_commands import gate_exit_code, gate_policy
 from synthwatch.cli.output import print_comparison, print_decision, print_drift, print_json, print_notes
 from synthwatch.settings import Settings
 
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"learning curve: {line}")
         else:
             print(f"no retraining needed; champion: {result['champion']}")
-    return 0
+    return gate_exit_code(result["decision"])
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:

@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
               f"threshold {payload['threshold']:.6f} for {payload['target_fpr']:.2%} FPR on validation real images")
         print_evaluation(payload["metrics"])
         print_decision(payload)
-    return 0
+    return gate_exit_code(payload["decision"])
 
 
 def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +59,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         print_decision(result)
         for line in result["learning_curve_lines"]:
             print(f"learning curve: {line}")
-    return 0
+    return gate_exit_code(result["decision"])
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -279,6 +279,14 @@ def train_options(args: argparse.Namespace):
     return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
                         robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "",
                         max_train=getattr(args, "max_train", None))
+
+
+GATE_REJECTED = 3  # the exit code of a command whose candidate the gate rejected
+
+
+def gate_exit_code(decision: str) -> int:
+    """0, or ``GATE_REJECTED`` when the gate rejected the candidate (scripts and CI can tell)."""
+    return GATE_REJECTED if decision == "rejected" else 0
 
 
 def gate_policy(args: argparse.Namespace):

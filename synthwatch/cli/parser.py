@@ -320,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
          "serve the Prefect deployments (continual on the sources' schedules, retrain on new-generator and drift "
          "events) until interrupted", parents=[pipeline_flags, gate_flags])
 
+    completion_cmd = commands.add_parser("completion", help="print a shell completion script",
+                                         description="print a completion script for every command and flag: "
+                                                     "eval \"$(synthwatch completion bash)\" in ~/.bashrc (zsh: "
+                                                     "autoload -U bashcompinit && bashcompinit first)")
+    completion_cmd.add_argument("shell", choices=("bash",))
+    completion_cmd.set_defaults(handler=lambda args, settings: _print_completion(parser))
+
     sources_cmd = commands.add_parser("sources", help="watched sources: where new images land")
     sources_commands = sources_cmd.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
     add_cmd = _add(sources_commands, "add", cmd_sources, common,
@@ -336,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove_cmd = _add(sources_commands, "remove", cmd_sources, common, "stop watching a source")
     remove_cmd.add_argument("location", metavar="PATH|URI")
     return parser
+
+
+def _print_completion(parser: argparse.ArgumentParser) -> int:
+    from synthwatch.cli.completion import bash_script
+
+    print(bash_script(parser), end="")
+    return 0
 
 
 def _add(commands, name: str, handler: Callable, common: argparse.ArgumentParser, help_text: str, parents=()):

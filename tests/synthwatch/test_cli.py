@@ -63,3 +63,25 @@ def test_sources_add_and_remove_print_sentences(store, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"watching folder {tmp_path / 'drop'} (every 900 s)"
     assert main(["--store", str(store), "sources", "remove", str(tmp_path / "drop")]) == 0
     assert capsys.readouterr().out.strip() == f"no longer watching {tmp_path / 'drop'}"
+
+
+def test_bash_completes_commands_subcommands_and_flags(tmp_path, capsys):
+    from synthwatch.cli import main
+
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "synthwatch.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in ("synthwatch", *words))
+        run = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; "
+                                            "_synthwatch; printf '%s\\n' \"${COMPREPLY[@]}\""],
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0 and not run.stderr, run.stderr
+        return run.stdout.split()
+
+    assert complete("mo") == ["models"]
+    assert complete("--store", "somewhere", "models", "pr") == ["promote"]  # a flag's value is not a command
+    assert complete("evaluate", "--lea") == ["--learning-curve"]
+    assert complete("models", "promote", "--f") == ["--force"]
+    assert "--max-train" in complete("retrain", "--")

@@ -70,6 +70,13 @@ class EmbeddingSet:
         return digest.hexdigest()
 
 
+def rows_with_ids(image_ids: np.ndarray, wanted) -> np.ndarray:
+    """(n,) bool: rows whose image id is in ``wanted`` (a set lookup per row: ``np.isin`` on string
+    ids is quadratic)."""
+    wanted = wanted if isinstance(wanted, (set, frozenset, dict)) else set(wanted)
+    return np.fromiter((i in wanted for i in image_ids.tolist()), bool, len(image_ids))
+
+
 def split_of_rows(data: EmbeddingSet) -> np.ndarray:
     """The split of every row, (n,) str: the stored one, or for a set built in memory without
     splits, :func:`assign_splits` over its groups in sorted order."""
@@ -80,4 +87,4 @@ def split_of_rows(data: EmbeddingSet) -> np.ndarray:
 
 
 __all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "UNSAMPLED", "EmbeddingSet", "assign_splits",
-           "split_of_rows"]
+           "rows_with_ids", "split_of_rows"]

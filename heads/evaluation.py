@@ -17,7 +17,9 @@ import numpy as np
 
 from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
 from synthwatch.heads.base import EmbeddingHead
-from synthwatch.heads.dataset import CLEAN_VIEW, REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, split_of_rows
+from synthwatch.heads.dataset import (
+    CLEAN_VIEW, REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, rows_with_ids, split_of_rows,
+)
 from synthwatch.heads.detector import HeadSpec, fit_head, synthetic_scores
 from synthwatch.heads.metrics import PairedDifference, evaluate_scores, paired_difference, threshold_at_fpr
 
@@ -143,7 +145,7 @@ def _leaked(image_ids: np.ndarray, train_ids: set[str], pairs: Iterable[tuple[st
             partners.add(b)
         elif b in train_ids and a not in train_ids:
             partners.add(a)
-    return np.isin(image_ids, list(partners)) if partners else np.zeros(len(image_ids), bool)
+    return rows_with_ids(image_ids, partners)
 
 
 def measure(fold: Fold, score: ScoreFn, threshold: float, generators: Iterable[str], *,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from synthwatch.heads.dataset import EmbeddingSet
+from synthwatch.heads.dataset import EmbeddingSet, rows_with_ids
 from synthwatch.heads.detector import HeadSpec, fit_head
 from synthwatch.heads.evaluation import EvalOptions, calibrate, make_fold, measure, scorer
 
@@ -68,9 +68,7 @@ def learning_curve(data: EmbeddingSet, generator: str, *, spec: HeadSpec = HeadS
     curve = LearningCurve(generator, (), None, len(ids), auroc_floor, tpr_floor)
     points, needed = [], None
     for count in fake_counts(len(ids)):
-        drawn = set(order[:count].tolist())
-        train = fold.train.take(~own | np.fromiter((i in drawn for i in fold.train.image_ids.tolist()), bool,
-                                                   len(fold.train)))
+        train = fold.train.take(~own | rows_with_ids(fold.train.image_ids, order[:count].tolist()))
         if not (train.labels == 1).any():
             continue  # no other generator to train on without this one's fakes
         head = fit_head(spec, train)

@@ -150,13 +150,11 @@ def evaluate_scores(real_scores: np.ndarray, fake_scores: np.ndarray, *, thresho
         boot = _metrics(data, _resample_counts(rng, len(real), size), _resample_counts(rng, len(fake), size), threshold)
         for name in METRICS:
             draws[name].append(boot[name])
-    tail = (1 - level) / 2 * 100
     result: dict = {"n_real": int(len(real)), "n_fake": int(len(fake))}
     for name in METRICS:
         values = np.concatenate(draws[name])
         result[name] = round(float(point[name][0]), 6)
-        result[f"{name}_ci"] = [round(float(np.percentile(values, tail)), 6),
-                                round(float(np.percentile(values, 100 - tail)), 6)]
+        result[f"{name}_ci"] = [round(end, 6) for end in _interval(values, level)]
     return result
 
 
@@ -211,14 +209,12 @@ def paired_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.
                     for data, real_order, fake_order, threshold in heads]
         for name in metrics:
             draws[name].append(measured[0][name] - measured[1][name])
-    tail = (1 - level) / 2 * 100
     out = {}
     for name in metrics:
         values = np.concatenate(draws[name])
         a_value, b_value = float(point[0][name][0]), float(point[1][name][0])
         out[name] = PairedDifference(name, a_value, b_value, a_value - b_value,
-                                     (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))),
-                                     level, values)
+                                     _interval(values, level), level, values)
     return out
 
 
@@ -235,9 +231,13 @@ def balanced_accuracy(real_scores: np.ndarray, fake_scores: np.ndarray, *, thres
     tnr, tpr = float(np.mean(real < threshold)), float(np.mean(fake >= threshold))
     rng = np.random.default_rng(seed)
     draws = (rng.binomial(len(real), tnr, n_boot) / len(real) + rng.binomial(len(fake), tpr, n_boot) / len(fake)) / 2
+    return {"value": round((tnr + tpr) / 2, 6), "ci": [round(end, 6) for end in _interval(draws, level)]}
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws."""
     tail = (1 - level) / 2 * 100
-    return {"value": round((tnr + tpr) / 2, 6),
-            "ci": [round(float(np.percentile(draws, tail)), 6), round(float(np.percentile(draws, 100 - tail)), 6)]}
+    return float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))
 
 
 def _resample_counts(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:

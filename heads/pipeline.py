@@ -143,7 +143,8 @@ def learning_curve_of(layout: StoreLayout, generator: str, *, options: TrainOpti
     """``evaluate --learning-curve G``: the curve of ``generator`` with the champion's kind and
     parameters (the default head without a champion), on the champion's backbone or ``backbone``."""
     registry = HeadRegistry(layout)
-    record = read_record(registry, registry.champion()) if registry.champion() else None
+    champion = registry.champion()
+    record = read_record(registry, champion) if champion else None
     spec = HeadSpec(record.kind, record.head["params"]) if record is not None and record.embeds else HeadSpec()
     prepared = prepare_for(layout, resolve_backbone(layout, backbone), options)
     curve = learning_curve(prepared.data, generator, spec=spec, options=options.evaluation, auroc_floor=auroc_floor,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, split_of_rows
+from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, rows_with_ids, split_of_rows
 
 RULE = "balanced-recent-v1"
 DEFAULT_MAX_TRAIN = 200_000  # rows; benchmarks/heads.py --bounded: held-out AUROC flat from 25,000
@@ -112,9 +112,7 @@ def bound_training(data: EmbeddingSet, arrivals: dict[str, float], *, max_rows: 
     generators = data.generators[trainable][first]
     times = np.array([arrivals.get(i, 0.0) for i in ids.tolist()], np.float64)
     sample = draw_replay(ids, generators, counts, times, max_rows=max_rows, seed=seed)
-    drawn = dict.fromkeys(ids[sample.positions].tolist(), True)  # (np.isin on string ids is quadratic)
-    left_out = (split == "train") & ~np.fromiter((drawn.get(i, False) for i in data.image_ids.tolist()), bool,
-                                                  len(data))
+    left_out = (split == "train") & ~rows_with_ids(data.image_ids, sample.image_ids.tolist())
     return replace(data, splits=np.where(left_out, UNSAMPLED, split).astype(object)), sample.record
 
 

@@ -46,9 +46,8 @@ def write_report(path: Path, evaluation: Evaluation | None, context: dict, *, co
 
 
 def _render_curves(curves: list[dict], context: dict) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in context.items())
     return ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch learning curve</title>"
-            f"<style>{_STYLE}</style></head><body><h1>synthwatch learning curve</h1><table>{rows}</table>"
+            f"<style>{_STYLE}</style></head><body><h1>synthwatch learning curve</h1>{_key_values(context)}"
             f"{_curves_section(curves)}</body></html>")
 
 
@@ -88,6 +87,10 @@ def _context_table(evaluation: Evaluation, context: dict) -> str:
         "test images dropped as near-duplicates of training images": evaluation.dropped_near_duplicates,
         **{key.replace("_", " "): value for key, value in context.items() if not isinstance(value, (dict, list))},
     }
+    return _key_values(rows)
+
+
+def _key_values(rows: dict) -> str:
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{body}</table>"
 

@@ -15,17 +15,18 @@ DIM = 16
 FAST = EvalOptions(n_boot=200)
 
 
-def simulated(real_per_group=40, fakes_per_group=8, groups=12, seed=0) -> EmbeddingSet:
+def simulated(real_per_group=40, fakes_per_group=8, groups=12, seed=0, dim=DIM, shifts=None) -> EmbeddingSet:
     """Real ~ N(0, I). Generators 'near-a' and 'near-b' shift along a shared direction (a held-out
-    one is still caught); 'odd' shifts along a direction of its own (only caught when trained on)."""
+    one is still caught); 'odd' shifts along a direction of its own (only caught when trained on).
+    ``shifts`` replaces those shifts ({generator: vector of ``dim``})."""
     rng = np.random.default_rng(seed)
-    shifts = {"near-a": 3.0 * np.eye(DIM)[0] + np.eye(DIM)[1], "near-b": 3.0 * np.eye(DIM)[0] + np.eye(DIM)[2],
-              "odd": 3.0 * np.eye(DIM)[3]}
+    eye = np.eye(dim)
+    shifts = shifts or {"near-a": 3.0 * eye[0] + eye[1], "near-b": 3.0 * eye[0] + eye[2], "odd": 3.0 * eye[3]}
     ids, vectors, generators, sources = [], [], [], []
     for group in range(groups):
-        for name, shift in [(REAL, np.zeros(DIM)), *shifts.items()]:
+        for name, shift in [(REAL, np.zeros(dim)), *shifts.items()]:
             count = real_per_group if name == REAL else fakes_per_group
-            vectors.append(rng.normal(size=(count, DIM)) + shift)
+            vectors.append(rng.normal(size=(count, dim)) + shift)
             generators += [name] * count
             sources += [f"group-{group}"] * count
             ids += [f"{name or 'real'}-{group}-{i}" for i in range(count)]

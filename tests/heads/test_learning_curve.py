@@ -8,26 +8,18 @@ import json
 import numpy as np
 import pytest
 
-from synthwatch.heads.dataset import REAL, EmbeddingSet
+from synthwatch.heads.dataset import EmbeddingSet
 from synthwatch.heads.evaluation import EvalOptions
 from synthwatch.heads.learning_curve import fake_counts, learning_curve
+from tests.heads.test_evaluation import simulated as evaluation_set
 
 
-def simulated(groups=30, reals=20, fakes=10, dim=8, seed=0) -> EmbeddingSet:
-    """Real ~ N(0, I); 'near-a' and 'near-b' shift along one shared direction (each teaches the
-    other); 'odd' along a direction of its own (caught only once trained on)."""
-    rng = np.random.default_rng(seed)
-    shifts = {"near-a": 4.0 * np.eye(dim)[0], "near-b": 4.0 * np.eye(dim)[0] + np.eye(dim)[2], "odd": 5.0 * np.eye(dim)[1]}
-    ids, vectors, generators, sources = [], [], [], []
-    for group in range(groups):
-        for name, shift in [(REAL, np.zeros(dim)), *shifts.items()]:
-            count = reals if name == REAL else fakes
-            vectors.append(rng.normal(size=(count, dim)) + shift)
-            generators += [name] * count
-            sources += [f"group-{group}"] * count
-            ids += [f"{name or 'real'}-{group}-{i}" for i in range(count)]
-    return EmbeddingSet(np.array(ids, object), np.concatenate(vectors).astype(np.float32), np.array(generators, object),
-                        np.array(sources, object), np.zeros(len(ids), np.int64))
+def simulated(seed=0) -> EmbeddingSet:
+    """'near-a' and 'near-b' shift along one shared direction (each teaches the other); 'odd' along
+    a direction of its own (caught only once trained on)."""
+    eye = np.eye(8)
+    return evaluation_set(real_per_group=20, fakes_per_group=10, groups=30, seed=seed, dim=8,
+                          shifts={"near-a": 4.0 * eye[0], "near-b": 4.0 * eye[0] + eye[2], "odd": 5.0 * eye[1]})
 
 
 def test_a_generator_of_its_own_kind_is_caught_only_after_some_of_its_fakes():

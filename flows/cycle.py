@@ -11,9 +11,6 @@ from pathlib import Path
 from prefect import flow
 
 from synthwatch.flows import tasks
-from synthwatch.heads.gate import GatePolicy
-
-DEFAULT_GATE = GatePolicy().as_dict()
 
 
 @flow(name="synthwatch-ingest")
@@ -56,16 +53,18 @@ def index_flow(store: str, backbone_id: str | None = None) -> dict:
 
 @flow(name="synthwatch-retrain")
 def retrain_flow(store: str, reason: str = "", head: str = "logreg", gate: dict | None = None,
-                 alpha: float = 0.01, force: bool = False) -> dict:
+                 alpha: float | None = None, force: bool = False) -> dict:
     """Check drift, train a candidate, gate it; skipped when nothing calls for it (unless ``force``),
-    so several events arriving together retrain once."""
+    so several events arriving together retrain once. ``gate`` and ``alpha`` override the store's
+    synthwatch.toml."""
+    gate, alpha = tasks.policy_in_force(store, gate, alpha)
     drift = tasks.check_drift(store, alpha)
     needed = tasks.retrain_needed(store, drift)
     if not (needed["retrain"] or force):
         tasks.forward_events(store)
         return {"retrained": False, "why": needed["why"], "drift": drift, "decision": "none"}
     why = "; ".join(filter(None, [reason, *needed["why"]])) or "asked"
-    result = tasks.retrain(store, why, head, gate or DEFAULT_GATE, alpha, drift)
+    result = tasks.retrain(store, why, head, gate, alpha, drift)
     tasks.forward_events(store)
     return {"retrained": True, "why": needed["why"], **result}
 
@@ -74,10 +73,11 @@ def retrain_flow(store: str, reason: str = "", head: str = "logreg", gate: dict 
 def continual_flow(store: str, sources: list[str] | None = None, backbone: str | None = None,
                    allow_random_weights: bool = False, views: int = 0, dask_address: str | None = None,
                    retrain_inline: bool = True, head: str = "logreg", gate: dict | None = None,
-                   alpha: float = 0.01) -> dict:
+                   alpha: float | None = None) -> dict:
     """One cycle: ingest watched sources, embed, index, check drift, and retrain and gate when a
     new generator or drift calls for it (``retrain_inline``; deployments leave that to the
-    retrain deployment's event triggers)."""
+    retrain deployment's event triggers). ``gate`` and ``alpha`` override the store's synthwatch.toml."""
+    gate, alpha = tasks.policy_in_force(store, gate, alpha)
     ingested = ingest_flow(store, sources)
     embedder = embed_flow
     if dask_address:
@@ -90,7 +90,7 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
     needed = tasks.retrain_needed(store, drift)
     result = None
     if needed["retrain"] and retrain_inline:
-        result = tasks.retrain(store, "; ".join(needed["why"]), head, gate or DEFAULT_GATE, alpha, drift)
+        result = tasks.retrain(store, "; ".join(needed["why"]), head, gate, alpha, drift)
     events = tasks.forward_events(store)
     champion = tasks.champion(store)
     return {

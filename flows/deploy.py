@@ -10,7 +10,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
-from synthwatch.flows.cycle import DEFAULT_GATE, continual_flow, embed_flow, index_flow, ingest_flow, retrain_flow
+from synthwatch.flows.cycle import continual_flow, embed_flow, index_flow, ingest_flow, retrain_flow
 from synthwatch.flows.tasks import store_resource
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.watched import list_sources
@@ -19,8 +19,12 @@ RETRAIN_EVENTS = ("synthwatch.generator.new", "synthwatch.drift.detected")
 
 
 def schedules_of(layout: StoreLayout) -> list:
-    """One Prefect schedule per watched source that has one, each cycling over that source."""
-    schedules = []
+    """One Prefect schedule per watched source that has one, each cycling over that source, and
+    the store's own (``[schedule]`` in synthwatch.toml) cycling over every source."""
+    from synthwatch.heads.config import load_config
+
+    whole = load_config(layout.root).schedule
+    schedules = [Cron(whole.cron)] if whole.cron else [Interval(whole.every_s)] if whole.every else []
     for source in list_sources(layout):
         parameters = {"sources": [source.uri]}
         if source.cron:
@@ -41,19 +45,19 @@ def retrain_trigger(store: str) -> DeploymentEventTrigger:
 
 
 def build_deployments(store: str, *, backbone: str | None = None, allow_random_weights: bool = False,
-                      dask_address: str | None = None, gate: dict | None = None, alpha: float = 0.01) -> list:
+                      dask_address: str | None = None, gate: dict | None = None, alpha: float | None = None) -> list:
     """The deployments of ``store``: continual (on the watched sources' schedules), retrain (on
     new-generator and drift events), and ingest, embed and index to run by hand."""
     layout = StoreLayout(Path(store))
     common = {"store": store}
     cycle = {**common, "backbone": backbone, "allow_random_weights": allow_random_weights,
-             "dask_address": dask_address, "retrain_inline": False, "gate": gate or DEFAULT_GATE, "alpha": alpha}
+             "dask_address": dask_address, "retrain_inline": False, "gate": gate, "alpha": alpha}
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
     return [
         continual_flow.to_deployment("continual", parameters=cycle, schedules=schedules_of(layout),
                                      concurrency_limit=one_at_a_time,
                                      description="One cycle: ingest watched sources, embed, index, check drift."),
-        retrain_flow.to_deployment("retrain", parameters={**common, "gate": gate or DEFAULT_GATE, "alpha": alpha},
+        retrain_flow.to_deployment("retrain", parameters={**common, "gate": gate, "alpha": alpha},
                                    triggers=[retrain_trigger(store)], concurrency_limit=one_at_a_time,
                                    description="Train a candidate, gate it, promote or reject it."),
         ingest_flow.to_deployment("ingest", parameters=common),

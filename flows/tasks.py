@@ -132,17 +132,27 @@ def retrain_needed(store: str, drift: dict) -> dict:
     return {"retrain": wanted, "why": why}
 
 
+def policy_in_force(store: str, gate: dict | None, alpha: float | None) -> tuple[dict, float]:
+    """The gate policy and drift alpha a flow runs with: the store's synthwatch.toml (and
+    ``SYNTHWATCH_*`` variables), overridden by what the flow was given (a partial ``gate`` too)."""
+    from synthwatch.heads.config import load_config
+
+    given = {key: value for key, value in (("gate", gate), ("alpha", alpha)) if value is not None}
+    config = load_config(_layout(store).root, given)
+    return config.gate.as_dict(), config.alpha
+
+
 @task
 def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift: dict | None = None) -> dict:
+    from synthwatch.heads.config import load_config
     from synthwatch.heads.detector import HeadSpec
     from synthwatch.heads.gate import GatePolicy
     from synthwatch.heads.training import TrainOptions
     from synthwatch.heads.promotion import retrain as run
-    from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 
-    result = run(_layout(store), spec=HeadSpec(head), options=TrainOptions(reason=reason, max_train=DEFAULT_MAX_TRAIN),
-                 policy=GatePolicy(**gate),
-                 alpha=alpha, drift=drift)
+    layout = _layout(store)
+    options = TrainOptions(reason=reason, max_train=load_config(layout.root).max_train)
+    result = run(layout, spec=HeadSpec(head), options=options, policy=GatePolicy(**gate), alpha=alpha, drift=drift)
     return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
 
 

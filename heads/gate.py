@@ -26,6 +26,8 @@ The first head in an empty registry is judged on the floors, the FPR and leakage
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, replace
 
 from synthwatch.heads.metrics import PairedDifference
@@ -64,6 +66,11 @@ class GatePolicy:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the policy's canonical JSON: stored with each decision, equal for equal policies."""
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
 
 FPR_BOUNDS = ("lower", "point", "upper")

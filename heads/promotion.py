@@ -52,7 +52,8 @@ class Decision:
 
     def stored(self) -> dict:
         return {"decision": self.decision, "candidate": self.candidate, "champion_before": self.champion_before,
-                "reasons": self.reasons, "checks": self.checks, "policy": self.policy, "forced": self.forced,
+                "reasons": self.reasons, "checks": self.checks, "policy": self.policy,
+                "policy_sha256": GatePolicy(**self.policy).digest, "forced": self.forced,
                 "drift": self.drift, "decided_at": self.decided_at}
 
     def as_dict(self) -> dict:
@@ -98,7 +99,8 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
     registry.set_decision(version, decision.stored())  # once, with the verdict that took effect
     decision = Decision(**{**decision.__dict__, "champion": registry.champion()})
     Catalog(layout).log_event(HEAD_PROMOTED if decision.promoted else HEAD_REJECTED, {
-        "candidate": version, "champion": decision.champion, "reasons": decision.reasons})
+        "candidate": version, "champion": decision.champion, "reasons": decision.reasons,
+        "policy_sha256": policy.digest})
     return decision
 
 

@@ -50,7 +50,7 @@ class DemoBackbone:
                 "random_parts": list(self.random_parts), "meaningful": self.meaningful}
 
 
-def demo_backbone(requested: str | None = None, say=print) -> DemoBackbone:
+def demo_backbone(requested: str | None = None, say=print, gate: dict | None = None) -> DemoBackbone:
     """The demo's backbone: ``requested``, else ``dinov2-small+spectrum`` when DINOv2's weights are
     here, else the training-free ``spectrum``. An explicit backbone whose weights are missing runs
     with random weights, announced loudly. The gate runs at its default floors whenever some part
@@ -58,7 +58,7 @@ def demo_backbone(requested: str | None = None, say=print) -> DemoBackbone:
     from synthwatch.embeddings.backbone import create_backbone
     from synthwatch.embeddings.errors import WeightsUnavailable
     from synthwatch.embeddings.loading import BUILTIN, RANDOM
-    from synthwatch.flows.cycle import DEFAULT_GATE
+    from synthwatch.heads.gate import GatePolicy
 
     name, allow_random = requested or DEMO_BACKBONE, False
     try:
@@ -85,18 +85,20 @@ def demo_backbone(requested: str | None = None, say=print) -> DemoBackbone:
                         "this run\ndemo: (backward transfer, false-positive rate and leakage are still checked)."))
         say("demo: Point at real weights (HF_HOME with a cached model, or --backbone DIR) for a meaningful run.")
         say("demo: " + "!" * 78)
-    return DemoBackbone(name, allow_random, DEFAULT_GATE if meaningful else NO_FLOORS_GATE, random_parts, meaningful)
+    gate = (gate or GatePolicy().as_dict()) if meaningful else NO_FLOORS_GATE
+    return DemoBackbone(name, allow_random, gate, random_parts, meaningful)
 
 
 def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
     from synthwatch.flows.cycle import continual_flow
+    from synthwatch.heads.config import load_config
     from synthwatch.store.watched import add_source
     from synthwatch.corpus import build_corpus
 
     corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
     say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
-    chosen = demo_backbone(options.backbone, say)
+    chosen = demo_backbone(options.backbone, say, load_config(layout.root).gate.as_dict())
     say(f"demo: backbone {chosen.name}; gate floors: AUROC {chosen.gate['auroc_floor']}, TPR {chosen.gate['tpr_floor']}")
     inbox = options.data / "inbox"
     if inbox.exists():

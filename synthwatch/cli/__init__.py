@@ -8,6 +8,7 @@ from typing import Sequence
 
 from synthwatch.embeddings.errors import EmbeddingError
 from synthwatch.store.errors import StoreError
+from synthwatch.cli.config_flags import apply_store_config, write_config_after
 from synthwatch.cli.parser import build_parser
 from synthwatch.cli.store_commands import open_neighbor_index
 from synthwatch.settings import Settings
@@ -20,7 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_args(args.store)
     try:
-        return args.handler(args, settings)
+        apply_store_config(args, settings)
+        code = args.handler(args, settings)
+        write_config_after(args, settings)
+        return code
     except (StoreError, EmbeddingError, ValueError) as error:
         print(f"synthwatch: error: {error}", file=sys.stderr)
         return 1

@@ -27,7 +27,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     decision = decide(settings.layout, trained.version, policy=gate_policy(args), options=options,
                       prepared=trained.prepared)
     payload = trained.as_dict()
-    payload.update({key: decision.as_dict()[key] for key in ("decision", "reasons", "checks", "champion")})
+    payload.update({key: decision.as_dict()[key]
+                    for key in ("decision", "reasons", "checks", "champion", "policy", "policy_sha256")})
     if args.json:
         print_json(payload)
     else:
@@ -192,10 +193,7 @@ def _learning_curve(args: argparse.Namespace, settings: Settings) -> int:
     if others:
         raise ValueError(f"Expected --learning-curve alone, but got {', '.join(others)} with it: the curve trains the "
                          "champion's kind afresh at each count. Drop them.")
-    from synthwatch.heads.gate import GatePolicy
-
-    floors = {"auroc_floor": GatePolicy.auroc_floor if args.auroc_floor is None else args.auroc_floor,
-              "tpr_floor": GatePolicy.tpr_floor if args.tpr_floor is None else args.tpr_floor}
+    floors = {"auroc_floor": args.auroc_floor, "tpr_floor": args.tpr_floor}  # given, else synthwatch.toml's
     curve, prepared, spec = learning_curve_of(settings.layout, args.learning_curve, options=train_options(args),
                                               backbone=args.backbone, **floors)
     payload = {**curve.as_dict(), "backbone_id": prepared.backbone_id, "head": spec.kind,

@@ -8,16 +8,21 @@ from typing import Callable
 from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
+from synthwatch.heads.config import CONFIG_FILE, StoreConfig
 from synthwatch.heads.gate import CORRECTIONS, GatePolicy
 from synthwatch.heads.presets import PRESETS
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
+from synthwatch.cli.config_flags import cmd_init
 from synthwatch.cli.loop_commands import cmd_benchmark, cmd_demo, cmd_deploy, cmd_run, cmd_sources
 from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
 from synthwatch.cli.store_commands import (
     cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_restore, cmd_similar, cmd_status,
 )
+
+
+IN_CONFIG = f", or the store's {CONFIG_FILE}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", default=None, metavar="DIR",
                         help="store root (default: $SYNTHWATCH_STORE, else ./synthwatch-store)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init_cmd = _add(commands, "init", cmd_init, common,
+                    f"write the store's settings file, {CONFIG_FILE} (backbone, gate policy, alpha, target FPR, "
+                    "schedule); flags and SYNTHWATCH_* variables override it")
+    init_cmd.add_argument("--backbone", help="the backbone embed, run, deploy and benchmark use (default: unset)")
+    init_cmd.add_argument("--force", action="store_true", help="write the defaults over an existing file")
+    init_cmd.add_argument("--print", action="store_true", help="print the default file and write nothing")
 
     ingest_cmd = _add(commands, "ingest", cmd_ingest, common,
                       "validate, deduplicate and register images in the catalog")
@@ -80,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed_cmd = _add(commands, "embed", cmd_embed, common,
                      "embed every catalog image that lacks vectors for a backbone")
-    embed_cmd.add_argument("--backbone", default=DEFAULT_BACKBONE,
-                           help=f"registry name, Hugging Face id or local model directory (default {DEFAULT_BACKBONE}; "
-                                f"names: {', '.join(REGISTRY)})")
+    embed_cmd.add_argument("--backbone",
+                           help=f"registry name, Hugging Face id or local model directory (default: the store's "
+                                f"synthwatch.toml, else {DEFAULT_BACKBONE}; names: {', '.join(REGISTRY)})")
     embed_cmd.add_argument("--revision", help="model revision on the Hub (default main)")
     embed_cmd.add_argument("--layers", metavar="L,L,...",
                            help="DINOv2 blocks (1-based, negative from the end) or ConvNeXt stages 0-3 "
@@ -127,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     duplicates_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
 
     evaluation_flags = argparse.ArgumentParser(add_help=False)
-    evaluation_flags.add_argument("--target-fpr", type=float, default=0.01,
-                                  help="false-positive rate the threshold is set for, on validation real images (default 0.01)")
+    evaluation_flags.add_argument("--target-fpr", type=float,
+                                  help="false-positive rate the threshold is set for, on validation real images "
+                                       f"(default {StoreConfig.model_fields['target_fpr'].default}{IN_CONFIG})")
     evaluation_flags.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each interval (default 1000)")
     evaluation_flags.add_argument("--seed", type=int, default=0,
                                   help="seed of the bootstrap and of sampling (splits are stored in the catalog)")
@@ -139,30 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_flags.add_argument("--no-robustness", action="store_true",
                                   help="skip embedding and measuring the JPEG and 0.5x views")
     gate_flags = argparse.ArgumentParser(add_help=False)
-    gate_flags.add_argument("--auroc-floor", type=float, default=GatePolicy.auroc_floor,
+    gate_flags.add_argument("--auroc-floor", type=float,
                             help="lowest lower end of the AUROC interval on each held-out generator "
-                                 f"(default {GatePolicy.auroc_floor})")
-    gate_flags.add_argument("--tpr-floor", type=float, default=GatePolicy.tpr_floor,
+                                 f"(default {GatePolicy.auroc_floor}{IN_CONFIG})")
+    gate_flags.add_argument("--tpr-floor", type=float,
                             help="lowest lower end of the TPR-at-1%%-FPR interval on each held-out generator "
-                                 f"(default {GatePolicy.tpr_floor})")
-    gate_flags.add_argument("--regression-tolerance", type=float, default=GatePolicy.regression_tolerance,
+                                 f"(default {GatePolicy.tpr_floor}{IN_CONFIG})")
+    gate_flags.add_argument("--regression-tolerance", type=float,
                             help="non-inferiority margin: on each generator the champion knew, the lower end of the "
                                  "interval of (candidate - champion AUROC) on the same test images must be above "
                                  f"minus this (default {GatePolicy.regression_tolerance}: what about 10 test fakes per "
-                                 "generator can resolve; large stores resolve 0.01)")
-    gate_flags.add_argument("--tpr-tolerance", type=float, default=None,
-                            help="also require TPR at 1%% FPR non-inferior to the champion's by this margin")
-    gate_flags.add_argument("--confidence", type=float, default=GatePolicy.confidence,
+                                 f"generator can resolve; large stores resolve 0.01{IN_CONFIG})")
+    gate_flags.add_argument("--tpr-tolerance", type=float,
+                            help=f"also require TPR at 1%% FPR non-inferior to the champion's by this margin{IN_CONFIG}")
+    gate_flags.add_argument("--confidence", type=float,
                             help=f"two-sided level of those intervals (default {GatePolicy.confidence}: a one-sided "
-                                 f"{(1 + GatePolicy.confidence) / 2:.0%} non-inferiority test)")
-    gate_flags.add_argument("--correction", choices=CORRECTIONS, default="none",
+                                 f"{50 * (1 + GatePolicy.confidence):.0f}%% non-inferiority test{IN_CONFIG})")
+    gate_flags.add_argument("--correction", choices=CORRECTIONS,
                             help="holm: judge the backward-transfer checks together (Holm's step-down on their "
                                  "p-values); stricter than promotion needs, for reading per-generator verdicts on "
-                                 "their own (default none; needs --n-boot of at least 20 x the checks at --confidence 0.90)")
-    gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"), default="lower",
+                                 f"their own (default none{IN_CONFIG}; needs --n-boot of at least 20 x the checks at --confidence 0.90)")
+    gate_flags.add_argument("--fpr-bound", choices=("lower", "point", "upper"),
                             help="which false-positive rate on held-out reals must be within target: the lower end "
                                  "of its interval (default: reject on evidence of excess), the measured rate, or the "
-                                 "upper end (promote on evidence it holds)")
+                                 f"upper end (promote on evidence it holds){IN_CONFIG}")
 
     train_cmd = _add(commands, "train", cmd_train, common,
                      "train a head on the stored embeddings, evaluate it on held-out generators, register it, "
@@ -192,12 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[evaluation_flags, gate_flags])
     retrain_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg")
     retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
-    retrain_cmd.add_argument("--alpha", type=float, default=0.01,
-                             help="false-alarm rate of each drift check (default 0.01)")
-    retrain_cmd.add_argument("--max-train", type=int, default=DEFAULT_MAX_TRAIN, metavar="N",
+    retrain_cmd.add_argument("--alpha", type=float,
+                             help=f"false-alarm rate of each drift check (default 0.01{IN_CONFIG})")
+    retrain_cmd.add_argument("--max-train", type=int, metavar="N",
                              help="train on at most N rows: a replay set balanced over labels and generators, "
                                   "recent images more likely, every generator kept, seeded by --seed and recorded "
-                                  f"with the candidate; evaluation still uses every test image (default {DEFAULT_MAX_TRAIN:,})")
+                                  f"with the candidate; evaluation still uses every test image (default {DEFAULT_MAX_TRAIN:,}{IN_CONFIG})")
 
     models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback, repair")
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
@@ -253,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="; ".join(f"{name}: {preset.description}" for name, preset in sorted(PRESETS.items())))
     benchmark_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg",
                                help="the head trained on the preset's generators (default logreg)")
-    benchmark_cmd.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only one "
-                                                  "stored, else dinov2-small)")
+    benchmark_cmd.add_argument("--backbone", help="backbone to embed with (default: the store's synthwatch.toml, else "
+                                                  "the champion's, else the only one stored, else dinov2-small)")
     benchmark_cmd.add_argument("--allow-random-weights", action="store_true",
                                help="embed with random weights when pretrained ones cannot be had (plumbing only)")
     benchmark_cmd.add_argument("--report", metavar="PATH.html",
@@ -306,13 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "weights are not here; a named backbone without weights runs on random ones, said loudly)")
 
     pipeline_flags = argparse.ArgumentParser(add_help=False)
-    pipeline_flags.add_argument("--backbone", help="backbone to embed with (default: the champion's, else the only "
-                                                   "one stored, else dinov2-small)")
+    pipeline_flags.add_argument("--backbone", help="backbone to embed with (default: the store's synthwatch.toml, else "
+                                                   "the champion's, else the only one stored, else dinov2-small)")
     pipeline_flags.add_argument("--allow-random-weights", action="store_true",
                                 help="embed with random weights when pretrained ones cannot be had (plumbing only)")
     pipeline_flags.add_argument("--dask", metavar="ADDRESS",
                                 help="fan embedding out over this Dask scheduler (tcp://host:8786)")
-    pipeline_flags.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of each drift check")
+    pipeline_flags.add_argument("--alpha", type=float,
+                                help=f"false-alarm rate of each drift check (default 0.01{IN_CONFIG})")
     _add(commands, "run", cmd_run, common,
          "run one cycle now: ingest watched sources, embed, index, check drift, retrain and gate if needed",
          parents=[pipeline_flags, gate_flags])

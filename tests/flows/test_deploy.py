@@ -34,3 +34,20 @@ def test_each_watched_source_schedules_a_cycle_over_itself(tmp_path):
         assert deployments[name].parameters["alpha"] == 0.05
         assert deployments[name].parameters["gate"] == {"auroc_floor": 0.5}
     assert deployments["continual"].parameters["retrain_inline"] is False  # retraining is the trigger's
+
+
+def test_the_stores_schedule_cycles_over_every_source_and_the_gate_comes_from_its_file(tmp_path):
+    from synthwatch.flows.tasks import policy_in_force
+    from synthwatch.heads.config import config_path
+
+    store = tmp_path / "store"
+    (tmp_path / "drop").mkdir()
+    add_source(StoreLayout(store), str(tmp_path / "drop"), every="15m")
+    config_path(store).write_text('[schedule]\ncron = "30 2 * * *"\n[gate]\nauroc_floor = 0.85\n')
+    deployments = {d.name: d for d in build_deployments(str(store))}
+    whole, own = deployments["continual"].schedules
+    assert whole.schedule.cron == "30 2 * * *" and not whole.parameters  # no `sources`: every source
+    assert own.parameters == {"sources": [str(tmp_path / "drop")]}
+    # Deployments started without a gate leave it to the store's file, read when each run starts.
+    assert deployments["retrain"].parameters.get("gate") is None
+    assert policy_in_force(str(store), deployments["retrain"].parameters.get("gate"), None)[0]["auroc_floor"] == 0.85

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Sequence
@@ -10,13 +11,26 @@ from synthwatch.embeddings.errors import EmbeddingError
 from synthwatch.store.errors import StoreError
 from synthwatch.cli.config_flags import apply_store_config, write_config_after
 from synthwatch.cli.parser import build_parser
-from synthwatch.cli.store_commands import open_neighbor_index
 from synthwatch.settings import Settings
 
-__all__ = ["build_parser", "main", "open_neighbor_index"]
+__all__ = ["build_parser", "main"]
+
+
+class _StderrLines(logging.Handler):
+    """The libraries' warnings as ``synthwatch: ...`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"synthwatch: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_library_warnings() -> None:
+    logger = logging.getLogger("synthwatch")
+    if not any(isinstance(handler, _StderrLines) for handler in logger.handlers):
+        logger.addHandler(_StderrLines(logging.WARNING))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _show_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = Settings.from_args(args.store)

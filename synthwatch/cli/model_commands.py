@@ -9,26 +9,19 @@ import sys
 from pathlib import Path
 
 from synthwatch.store.errors import StoreError
-from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes, read_query_file
-from synthwatch.cli.store_commands import open_neighbor_index
+from synthwatch.cli.output import print_decision, print_drift, print_evaluation, print_json, print_notes
 from synthwatch.settings import Settings
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.heads.detector import HeadSpec
-    from synthwatch.heads.pipeline import train_and_register
-    from synthwatch.heads.promotion import decide
+    from synthwatch.api import Store
 
-    options = train_options(args)
+    store, options, policy = Store(settings.store_root), train_options(args), gate_policy(args)
     if args.head == "convnext":
-        trained = _finetune(args, settings)
+        trained = store.gate(_finetune(args, settings), options=options, policy=policy)
     else:
-        trained, _ = train_and_register(settings.layout, HeadSpec(args.head), backbone=args.backbone, options=options)
-    decision = decide(settings.layout, trained.version, policy=gate_policy(args), options=options,
-                      prepared=trained.prepared)
+        trained = store.train(args.head, backbone=args.backbone, options=options, policy=policy)
     payload = trained.as_dict()
-    payload.update({key: decision.as_dict()[key]
-                    for key in ("decision", "reasons", "checks", "champion", "policy", "policy_sha256")})
     if args.json:
         print_json(payload)
     else:
@@ -64,16 +57,13 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from synthwatch.store.head_listing import list_models, show_model
     from synthwatch.store.registry import HeadRegistry  # records only: no model stack to load
 
     registry = HeadRegistry(settings.layout)
     if args.models_command == "list":
-        champion = registry.champion()
-        models = [{"version": r["version"], "created_at": r["created_at"], "kind": r["kind"],
-                   "backbone_id": r.get("backbone_id"), "decision": r.get("gate", {}).get("decision"),
-                   "forced": r.get("gate", {}).get("forced", False), "champion": r["version"] == champion,
-                   "metrics": r["metrics"]["summary"], "reason": r.get("reason", "")} for r in registry.versions()]
-        payload = {"models": models, "champion": champion}
+        payload = list_models(registry)
+        models = payload["models"]
         if args.json:
             print_json(payload)
         elif not models:
@@ -87,9 +77,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                       f"{' (forced)' if m['forced'] else ''}  {m['created_at'][:19]}  {auroc}")
         return 0
     if args.models_command == "show":
-        record = registry.record(args.version)
-        record["audit"] = [e for e in registry.audit() if e.get("version") == args.version]
-        record["champion"] = registry.champion() == args.version
+        record = show_model(registry, args.version)
         if args.json:
             print_json(record)
         else:
@@ -218,19 +206,12 @@ def _learning_curve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.heads.detection import Detector
+    from synthwatch.api import Store
 
-    detector = Detector.open(settings.layout, args.head)
-    neighbors = None
-    if args.k:
-        try:
-            neighbors = open_neighbor_index(settings.layout, detector.backbone_id)
-        except StoreError as error:
-            print(f"synthwatch: no nearest known fakes: {error}", file=sys.stderr)
-    images = [(str(path), read_query_file(path)) for path in args.images]
-    results = detector.detect(images, k=args.k, neighbors=neighbors)
+    detections = Store(settings.store_root).detect(args.images, k=args.k, head=args.head).as_dict()
+    results = detections["results"]
     if args.json:
-        print_json({"head_version": detector.version, "results": results})
+        print_json(detections)
         return 0
     for entry in results:
         if "error" in entry:

@@ -8,20 +8,6 @@ import sys
 from synthwatch.settings import Settings
 
 
-def read_query_file(path) -> bytes:
-    """The bytes of an image file named on the command line (a regular file, bounded read)."""
-    from synthwatch.embeddings.decode import ImageRejected, read_image_file
-    from synthwatch.store.errors import StoreError
-
-    try:
-        return read_image_file(path)
-    except ImageRejected as rejection:
-        raise StoreError(f"Expected an image file, but {path} was refused: {rejection.reason}.") from None
-    except OSError as error:
-        raise StoreError(f"Expected a readable image file, but {path} could not be read "
-                         f"({error.strerror or error}).") from None
-
-
 def print_json(payload: dict) -> None:
     json.dump(payload, sys.stdout, ensure_ascii=False, default=str)
     sys.stdout.write("\n")

@@ -8,38 +8,20 @@ from pathlib import Path
 
 from synthwatch.embeddings.decode import DecodeLimits
 from synthwatch.embeddings.errors import EmbeddingError
-from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
 from synthwatch.store.ingest import IngestOptions, ingest
-from synthwatch.store.sources import plan_sources
-from synthwatch.store.vectors import embedding_counts
 from synthwatch.store.verify import verify_store
-from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status, read_query_file
+from synthwatch.api import Store, open_neighbors
+from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status
 from synthwatch.settings import Settings
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.store.candidates import Plan
-    from synthwatch.store.layouts import plan_layout, summarise
+    from synthwatch.api import plan_ingest
+    from synthwatch.store.layouts import summarise
 
-    if args.layout:
-        given = [flag for flag, value in (("--label", args.label), ("--generator", args.generator),
-                                          ("--source", args.source), ("--root", args.root)) if value]
-        if given:
-            raise StoreError(f"Expected --layout alone to say what each file is, but got {', '.join(given)} too. "
-                             "Drop them, or drop --layout.")
-        plan, names = Plan(), []
-        for path in args.paths:
-            name, part = plan_layout(path, args.layout)
-            plan.extend(part)
-            names.append(name)
-        layout = ",".join(dict.fromkeys(names))
-    else:
-        plan = plan_sources(
-            args.paths, label=args.label, generator=args.generator, source=args.source,
-            manifest_root=args.root,
-        )
-        layout = "folders"
+    plan, layout = plan_ingest(args.paths, label=args.label, generator=args.generator, source=args.source,
+                               root=args.root, layout=args.layout)
     if args.dry_run:
         summary = summarise(layout, plan)
         if args.json:
@@ -65,7 +47,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    status = _status(settings)
+    status = Store(settings.store_root).status()
     repairs = _repair(settings.layout) if args.repair else []  # finds what is damaged itself
     if repairs:
         status["repairs"] = repairs
@@ -123,21 +105,14 @@ def cmd_corpus_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.embeddings.backbone import create_backbone
     from synthwatch.embeddings.engine import EngineOptions
-    from synthwatch.embeddings.job import embed_store
 
-    backbone = create_backbone(args.backbone, layers=_parse_layers(args.layers), mode=args.mode,
-                               revision=args.revision, allow_random_weights=args.allow_random_weights)
-    if backbone.random_parts:
-        print("synthwatch: WARNING: no pretrained weights for "
-              f"{', '.join(backbone.random_parts)}; embedding with RANDOM weights (--allow-random-weights). "
-              f"These vectors are kept apart under {backbone.backbone_id} and are useless for "
-              "detection.", file=sys.stderr)
     options = EngineOptions(seed=args.seed, batch_size=args.batch_size, workers=args.workers,
                             device=args.device, shard_images=args.shard_images)
-    report = embed_store(settings.layout, backbone, views=args.views, options=options,
-                         progress_factory=None if args.json or args.quiet else _progress_bar("embed", "image"))
+    report = Store(settings.store_root).embed(
+        args.backbone, views=args.views, layers=_parse_layers(args.layers), mode=args.mode, revision=args.revision,
+        allow_random_weights=args.allow_random_weights, options=options,
+        progress_factory=None if args.json or args.quiet else _progress_bar("embed", "image"))
     result = report.as_dict()
     if args.json:
         print_json(result)
@@ -167,25 +142,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
-    from synthwatch.embeddings.backbone import backbone_from_description
-    from synthwatch.embeddings.decode import ImageRejected
-    from synthwatch.embeddings.query import embed_query
-
-    neighbors = open_neighbor_index(settings.layout, args.backbone)
-    backbone = backbone_from_description(neighbors.description)
-    results = []
-    for path in args.images:
-        entry: dict = {"query": str(path)}
-        try:
-            vector = embed_query(backbone, read_query_file(path))
-        except ImageRejected as rejection:
-            entry.update(neighbors=[], error=rejection.reason)
-            results.append(entry)
-            continue
-        found, matching = neighbors.search(vector[None], args.k, label=args.label, generator=args.generator)
-        entry.update(neighbors=[n.as_dict() for n in found[0]], matching=matching)
-        results.append(entry)
-    payload = {"backbone_id": neighbors.backbone_id, "k": args.k, "results": results}
+    payload = Store(settings.store_root).similar(args.images, k=args.k, label=args.label, generator=args.generator,
+                                                 backbone=args.backbone).as_dict()
+    results = payload["results"]
     if args.json:
         print_json(payload)
     else:
@@ -201,7 +160,7 @@ def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.store.neighbors import near_duplicate_groups
 
-    neighbors = open_neighbor_index(settings.layout, args.backbone)
+    neighbors = open_neighbors(settings.layout, args.backbone)
     pairs = neighbors.pairs_above(args.threshold)
     info = neighbors.catalog.image_labels()
     splits, seed = neighbors.catalog.group_splits(), neighbors.catalog.split_seed()
@@ -225,24 +184,6 @@ def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
             for image in group["images"]:
                 print(f"  {image['label']:<9} {image['generator'] or '-':<16} {image['split'] or '-':<5} {image['path']}")
     return 0
-
-
-def open_neighbor_index(layout, requested: str | None):
-    """The store's index for the chosen backbone (default: the champion's, else the only one),
-    brought up to date first (with a notice)."""
-    from synthwatch.store.neighbors import open_for_reading
-
-    neighbors, notice = open_for_reading(layout, requested)
-    if notice:
-        print(f"synthwatch: {notice}", file=sys.stderr)
-    return neighbors
-
-
-def _status(settings: Settings) -> dict:
-    status = Catalog(settings.layout).status()
-    status["embeddings"] = embedding_counts(settings.layout)
-    status["store"] = str(settings.store_root)
-    return status
 
 
 def _parse_layers(text: str | None) -> tuple[int, ...] | None:

@@ -1,30 +1,37 @@
 """The HTTP service: `POST /detect` (score an uploaded image with the champion head),
-`POST /similar` (nearest known images), `GET /health`.
+`POST /similar` (nearest known images), `GET /thumbnail/{image_id}` (a small JPEG of a stored
+original), `GET /models` and `GET /models/{version}` (the head registry), `GET /health`, and the
+analyst's web page at `/` (its files under `/web/`).
 
 A reader of the store: it never writes, keeps answering while other processes ingest, embed and
 re-index (short catalog connections that wait out a committing writer), and on each request
 picks up a rebuilt index or a newly promoted champion. Every route needs
-``Authorization: Bearer`` except /health, which without it says only whether the service is up;
-the OpenAPI schema too. Every error is ``{"detail": "<one line>"}`` (401, 413, 422, 503), and the
-schema says so.
+``Authorization: Bearer`` except /health, which without it says only whether the service is up,
+and the page and its files, which hold no data (the page asks for the token and sends it in the
+header); the OpenAPI schema needs it too. Every error is ``{"detail": "<one line>"}`` (401, 404,
+413, 422, 503), and the schema says so.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+from importlib import resources
 from typing import Literal
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from synthwatch.embeddings.decode import DecodeLimits, ImageRejected
+from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DecodeLimits, ImageRejected
 from synthwatch.embeddings.errors import EmbeddingError
+from synthwatch.embeddings.thumbnails import MAX_THUMBNAIL_SIDE
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.originals import IMAGE_ID
+from synthwatch.store.registry import VERSION_NAME, HeadRegistry
 from synthwatch import __version__
 from synthwatch.limits import SERVICE_MAX_PIXELS
 
@@ -42,6 +49,16 @@ ERRORS = {
     413: {"model": Problem, "description": "upload over --max-upload-mb"},
     422: {"model": Problem, "description": "not an acceptable image (with the reason), or a bad parameter"},
     503: {"model": Problem, "description": "the store cannot serve yet (no index, no champion, weights missing)"},
+}
+LOOKUP_ERRORS = {code: ERRORS[code] for code in (401, 422, 503)} | {
+    404: {"model": Problem, "description": "no such image or head version (images: only originals copied into "
+                                           "the store are served)"}}
+# The page's files, by the name in its URL: nothing a client sends is joined to a path.
+WEB_FILES = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+WEB_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
 }
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
@@ -130,7 +147,6 @@ class _State:
     def for_detect(self):
         """``(Detector, NeighborIndex or None)`` of the current champion."""
         from synthwatch.heads.detection import Detector
-        from synthwatch.store.registry import HeadRegistry
 
         with self.lock:
             champion = HeadRegistry(self.layout).champion()
@@ -178,8 +194,6 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     @app.get("/health")
     def health(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
         """Liveness for anyone; with the token, what is loaded (champion, index, size)."""
-        from synthwatch.store.registry import HeadRegistry
-
         try:
             neighbors, _ = state.for_similar()
         except (StoreError, EmbeddingError) as error:
@@ -234,7 +248,79 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             raise _rejected(result["error"])
         return {"head_version": detector.version, "results": [result]}
 
+    thumbnail_limits = DecodeLimits(max_pixels=max_pixels, min_side=1, max_bytes=DEFAULT_MAX_BYTES)
+
+    @app.get("/thumbnail/{image_id}", dependencies=[Depends(authorised)], response_class=Response,
+             responses={**LOOKUP_ERRORS, 200: {"content": {"image/jpeg": {}}, "description": "a JPEG"}})
+    def thumbnail(
+        image_id: str = Path(pattern=f"^{IMAGE_ID.pattern}$", description="an image_id from /similar or /detect"),
+        size: int = Query(128, ge=16, le=MAX_THUMBNAIL_SIDE, description="longer side in pixels"),
+    ) -> Response:
+        """A JPEG of a catalogued image's stored original, at most ``size`` pixels a side."""
+        with decoding:
+            jpeg = _thumbnail(layout, image_id, size, thumbnail_limits)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    @app.get("/models", dependencies=[Depends(authorised)], responses=LOOKUP_ERRORS)
+    def models() -> dict:
+        """Every head version (as `synthwatch models list --json`), the champion, the audit log."""
+        from synthwatch.store.head_listing import list_models
+
+        registry = HeadRegistry(layout)
+        return _ready(lambda: {**list_models(registry), "audit": registry.audit()})
+
+    @app.get("/models/{version}", dependencies=[Depends(authorised)], responses=LOOKUP_ERRORS)
+    def model(version: str = Path(pattern=f"^{VERSION_NAME.pattern}$", description="a head version")) -> dict:
+        """One version as `synthwatch models show --json`: its record, gate decision with every
+        check (``gate``), its audit entries and whether it is the champion."""
+        from synthwatch.store.head_listing import show_model
+
+        registry = HeadRegistry(layout)
+        try:
+            registry.record(version)
+        except StoreError as error:
+            raise HTTPException(404, str(error)) from None
+        return _ready(lambda: show_model(registry, version))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_web_file("index.html"), headers=WEB_HEADERS)
+
+    @app.get("/web/{name}", include_in_schema=False)
+    def web_file(name: str) -> Response:
+        if name not in WEB_FILES:
+            raise HTTPException(404, f"Expected one of the page's files ({', '.join(WEB_FILES)}), but got "
+                                     f"{name[:80]!r}. Open / for the page.")
+        return Response(_web_file(name), media_type=WEB_FILES[name], headers=WEB_HEADERS)
+
     return app
+
+
+def _web_file(name: str) -> bytes:
+    """A file of the page, read from the installed package (never from the working folder)."""
+    return resources.files("synthwatch.web").joinpath(name).read_bytes()
+
+
+def _thumbnail(layout: StoreLayout, image_id: str, size: int, limits: DecodeLimits) -> bytes:
+    """JPEG of the stored original of ``image_id``; 404 when there is none, 422 when it does not decode."""
+    from synthwatch.embeddings.decode import read_image_file
+    from synthwatch.embeddings.thumbnails import thumbnail
+    from synthwatch.store.originals import OriginalNotFound, stored_original
+
+    try:
+        blob = stored_original(layout, image_id)
+    except OriginalNotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except StoreError as error:  # the catalog busy past its wait, or damaged
+        raise HTTPException(503, str(error)) from None
+    try:
+        return thumbnail(read_image_file(blob, limits), size, limits)
+    except ImageRejected as rejection:
+        raise HTTPException(422, f"Expected a stored original the service can decode, but {image_id} was "
+                                 f"rejected: {rejection.reason}") from None
+    except FileNotFoundError:
+        raise HTTPException(404, f"Expected the stored original of {image_id}, but it was removed. "
+                                 "Ask /detect or /similar again.") from None
 
 
 def _ready(load):

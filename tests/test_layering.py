@@ -97,6 +97,7 @@ def test_the_project_installs_under_one_name_with_every_package():
     assert packages == wanted
     assert config["package-dir"] == {f"synthwatch.{room}": room for room in LAYERS if room != "synthwatch"}
     data = {(package, name) for package, names in config.get("package-data", {}).items() for name in names}
-    shipped = {(f"synthwatch.{path.parent.name}" if path.parent.name != "synthwatch" else "synthwatch", path.name)
-               for room in LAYERS for path in (ROOT / room).glob("*.json")}
+    folders = {name: path.parent for name, path in _modules().items() if path.name == "__init__.py"}
+    shipped = {(name, file.name) for name, folder in folders.items() for file in folder.iterdir()
+               if file.is_file() and file.suffix not in (".py", ".pyc")}
     assert data == shipped, "every data file a package reads is listed in [tool.setuptools.package-data]"

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.embeddings.test_decode import _png_header_only
 from tests.store.test_index import TINY, _write_crops
-
-TOKEN = "test-token-5f2c"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.synthwatch.serving import TOKEN, running_service
 
 
 def _synthwatch(store, *args, check=True):
@@ -35,29 +29,8 @@ def server(cli, store, tmp_path):
     cli("--store", store, "ingest", tmp_path / "in", "--json")
     cli("--store", store, "embed", *TINY, "--json")
     cli("--store", store, "index", "--json")
-    port = _free_port()
-    env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port),
-         "--max-upload-mb", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    _wait_until_up(base, process)
-    yield base, store, tmp_path
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def _wait_until_up(base, process):
-    """Poll until the service answers; a process that died fails at once, one that never answers
-    is stopped by pytest-timeout (no wall-clock bound here)."""
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).json()["status"] == "ok":
-                return
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.2)
+    with running_service(store, "--max-upload-mb", "0.5") as base:
+        yield base, store, tmp_path
 
 
 def _post(base, path, data, token=TOKEN, **params):
@@ -186,13 +159,7 @@ def test_detect_follows_the_champion_without_restart(proxy_store, cli):
 
     store, corpus = proxy_store
     _, first, _ = cli("--store", store, "train", "--n-boot", "50", "--auroc-floor", "0", "--tpr-floor", "0", "--json")
-    port = _free_port()
-    env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
-    process = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base, process)
+    with running_service(store) as base:
         fake = next((corpus.out / "synthetic" / "ae-nearest").rglob("*.png"))
         headers = {"Authorization": f"Bearer {TOKEN}"}
         ask = lambda: httpx.post(f"{base}/detect", params={"k": 3}, headers=headers,  # noqa: E731
@@ -202,11 +169,73 @@ def test_detect_follows_the_champion_without_restart(proxy_store, cli):
         result = answer["results"][0]
         assert answer["head_version"] == first["version"] == result["head_version"]
         assert {"score", "synthetic", "threshold", "attribution", "neighbors"} <= set(result)
-        assert result["neighbors"][0]["path"] == str(fake)
+        assert result["neighbors"][0]["path"] == str(fake) and len(result["neighbors"][0]["image_id"]) == 64
         _, second, _ = cli("--store", store, "train", "--head", "knn", "--n-boot", "50", "--json")
         assert second["champion"] == first["version"] and second["decision"] == "rejected"  # floors
         HeadRegistry(StoreLayout(store)).promote(second["version"], reason="test")
         assert ask().json()["head_version"] == second["version"]  # no restart
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+
+
+def _get(base, path, token=TOKEN, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{base}{path}", params=params, headers=headers, timeout=30)
+
+
+def test_thumbnails_are_small_jpegs_of_stored_originals_found_by_id(server, cli):
+    base, store, tmp_path = server
+    query = next((tmp_path / "in" / "real").iterdir())
+    neighbor = _post(base, query.name, query.read_bytes(), k=1).json()["results"][0]["neighbors"][0]
+    assert neighbor["image_id"] == hashlib.sha256(query.read_bytes()).hexdigest()
+    path = f"/thumbnail/{neighbor['image_id']}"
+    assert _get(base, path, token=None).status_code == 401
+    assert _get(base, path, token="wrong").status_code == 401
+    answer = _get(base, path, size=32)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(answer.content)) as image:
+        assert image.format == "JPEG" and max(image.size) == 32
+    with Image.open(io.BytesIO(_get(base, path).content)) as image:
+        assert image.size == (48, 48)  # never enlarged
+    too_large = _get(base, path, size=4096)
+    assert too_large.status_code == 422
+    assert too_large.json()["detail"].startswith("Expected a valid request, but query.size")
+    unknown = _get(base, f"/thumbnail/{'0' * 64}")
+    assert unknown.status_code == 404 and "is not one" in unknown.json()["detail"]
+    for bad in ("not-an-id", "%2E%2E%2Fcatalog.duckdb", neighbor["image_id"].upper()):
+        answer = _get(base, f"/thumbnail/{bad}")
+        assert answer.status_code in (404, 422) and set(answer.json()) == {"detail"}
+        assert answer.headers["content-type"] == "application/json"
+    referenced = _write_crops(tmp_path / "in-place", 1, seed=9)[0]
+    cli("--store", store, "ingest", referenced.parent, "--label", "real", "--no-copy", "--json")
+    in_place = _get(base, f"/thumbnail/{hashlib.sha256(referenced.read_bytes()).hexdigest()}")
+    assert in_place.status_code == 404 and "--no-copy" in in_place.json()["detail"]
+
+
+def test_models_answers_what_models_list_and_show_print(trained_service, cli):
+    base, store, _ = trained_service
+    assert _get(base, "/models", token=None).status_code == 401
+    registry = _get(base, "/models").json()
+    _, listed, _ = cli("--store", store, "models", "list", "--json")
+    assert {k: v for k, v in registry.items() if k != "audit"} == listed and registry["champion"]
+    assert [e["action"] for e in registry["audit"]] == ["create", "promote", "decide"]
+    champion = _get(base, f"/models/{registry['champion']}").json()
+    _, shown, _ = cli("--store", store, "models", "show", registry["champion"], "--json")
+    assert champion == shown and champion["champion"] is True
+    assert {"name", "value", "threshold", "passed"} <= set(champion["gate"]["checks"][0])
+    unknown = _get(base, "/models/h20990101-000000-abcdef")
+    assert unknown.status_code == 404 and "is not one" in unknown.json()["detail"]
+    assert _get(base, "/models/..%2Fcatalog.duckdb").status_code in (404, 422)
+    assert _get(base, "/models/x", token=None).status_code == 401
+
+
+def test_the_page_and_its_files_need_no_token_and_hold_no_data(trained_service):
+    base, _, _ = trained_service
+    page = httpx.get(f"{base}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src="/web/app.js"' in page.text and "://" not in page.text
+    for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        answer = httpx.get(f"{base}/web/{name}")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind)
+        assert "://" not in answer.text  # nothing loaded from elsewhere
+    assert httpx.get(f"{base}/web/index.html").status_code == 404
+    assert httpx.get(f"{base}/web/..%2F..%2Fservice.py").status_code == 404

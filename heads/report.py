@@ -1,6 +1,6 @@
-"""The evaluation report: one self-contained HTML file (plots drawn as inline SVG) and the same
-numbers as JSON beside it; a benchmark's report opens with the published numbers beside the
-measured ones."""
+"""The evaluation report: one self-contained HTML file (matplotlib figures inlined as SVG,
+:mod:`synthwatch.heads.plots`) and the same numbers as JSON beside it; a benchmark's report opens
+with the published numbers beside the measured ones."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
-
+from synthwatch.heads import plots
 from synthwatch.heads.evaluation import Evaluation, GeneratorResult
-from synthwatch.heads.metrics import roc_curve
 from synthwatch.store.atomic import atomic_write_bytes
 
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-            "#bcbd22", "#7f7f7f")
 _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ci{color:#777;font-size:12px}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.note{color:#555}svg text{font:11px sans-serif}"""
+.grid{display:flex;flex-wrap:wrap;gap:12px}.note{color:#555}svg{max-width:100%;height:auto}"""
 _METRIC_NAMES = {"accuracy": "accuracy", "ap": "AP"}
 _METRIC_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("tpr_at_1fpr", "TPR @ 1% FPR"),
                    ("tpr_at_5fpr", "TPR @ 5% FPR"), ("accuracy", "accuracy @ threshold"),
@@ -27,19 +23,24 @@ _METRIC_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("tpr_at_1fpr", "TPR @ 1% F
 
 
 def write_report(path: Path, evaluation: Evaluation | None, context: dict, *, comparison: dict | None = None,
-                 references: dict | None = None, learning_curves: list[dict] = ()) -> tuple[Path, Path]:
+                 references: dict | None = None, learning_curves: list[dict] = (),
+                 embedding_map: dict | None = None) -> tuple[Path, Path]:
     """Write ``path`` (HTML) and ``path`` with suffix ``.json``; returns both paths. A benchmark
     passes its ``comparison`` (:func:`synthwatch.heads.references.compare`) and ``references``;
-    ``learning_curves`` (``LearningCurve.as_dict()``) are plotted, alone when ``evaluation`` is None."""
+    ``learning_curves`` (``LearningCurve.as_dict()``) are plotted, alone when ``evaluation`` is None;
+    ``embedding_map`` (:func:`synthwatch.heads.embedding_map.embedding_map`) is drawn and kept in the JSON."""
     path = Path(path)
     payload = {**context, **(evaluation.as_dict() if evaluation is not None else {})}
     if comparison is not None:
         payload.update(comparison=comparison, references=references)
     if learning_curves:
         payload["learning_curves"] = list(learning_curves)
+    if embedding_map is not None:
+        payload["embedding_map"] = embedding_map
     json_path = path.with_suffix(".json")
     atomic_write_bytes(json_path, json.dumps(payload, indent=1, ensure_ascii=False, default=str).encode())
-    page = (render(evaluation, context, comparison=comparison, references=references, learning_curves=learning_curves)
+    page = (render(evaluation, context, comparison=comparison, references=references, learning_curves=learning_curves,
+                   embedding_map=embedding_map)
             if evaluation is not None else _render_curves(learning_curves, context))
     atomic_write_bytes(path, page.encode())
     return path, json_path
@@ -52,25 +53,36 @@ def _render_curves(curves: list[dict], context: dict) -> str:
 
 
 def render(evaluation: Evaluation, context: dict, *, comparison: dict | None = None,
-           references: dict | None = None, learning_curves: list[dict] = ()) -> str:
+           references: dict | None = None, learning_curves: list[dict] = (), embedding_map: dict | None = None) -> str:
     """The report as one HTML document."""
-    held = [r for r in evaluation.results if r.held_out]
+    results, held = evaluation.results, [r for r in evaluation.results if r.held_out]
+    colours = plots.palette([r.generator for r in results] + list(embedding_map["generator"] if embedding_map else []))
     title = "synthwatch benchmark" if comparison is not None else "synthwatch evaluation"
+    none_held = "<p class='note'>No held-out generator could be measured.</p>"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
         f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
         _context_table(evaluation, context),
         *([_comparison_section(comparison, references)] if comparison is not None else []),
         *([_curves_section(learning_curves)] if learning_curves else []),
-        "<h2>Held-out generators: ROC curves</h2>",
-        _roc_svg(held) if held else "<p class='note'>No held-out generator could be measured.</p>",
+        "<h2>Held-out generators: ROC curves</h2><p class='note'>False-positive rate on a log axis: the region a "
+        "detector is run in (a rate of 0 is drawn at its left edge). A dot marks where the head's own threshold (set on validation real images) puts each "
+        "generator; the dashed line is the target false-positive rate.</p>",
+        plots.roc_svg(held, target_fpr=evaluation.target_fpr, colours=colours) if held else none_held,
+        "<h2>True-positive rate at a fixed false-positive rate</h2><p class='note'>Each generator's share caught "
+        "at the threshold that lets through 1% (or 5%) of its test real images (set on those images, unlike the "
+        "head's own threshold); bars are 95% bootstrap intervals.</p>",
+        plots.tpr_svg(results, target_fpr=evaluation.target_fpr, colours=colours) if results else none_held,
         "<h2>Metrics (95% bootstrap intervals)</h2>",
-        _metrics_table(evaluation.results),
-        "<h2>Scores: held-out real images against each generator</h2><div class='grid'>",
-        *(_histogram_svg(r, evaluation.threshold if evaluation.threshold is not None else r.threshold, i)
-          for i, r in enumerate(evaluation.results)),
-        "</div>",
-        "<h2>Robustness</h2>", _robustness_table(evaluation.results),
+        _metrics_table(results),
+        "<h2>Calibration of held-out generators</h2><p class='note'>Test images binned by predicted P(synthetic) "
+        "(ten equal bins): on the diagonal, a score means what it says. The observed share also depends on the "
+        "mix of real and synthetic test images, given in the legend.</p>",
+        plots.calibration_svg(held, colours=colours) if held else none_held,
+        "<h2>Scores: held-out real images against each generator</h2>",
+        *([plots.histograms_svg(results, colours=colours)] if results else []),
+        *([_map_section(embedding_map, colours)] if embedding_map is not None else []),
+        "<h2>Robustness</h2>", _robustness_table(results),
     ]
     if evaluation.skipped:
         parts.append("<h2>Not measured</h2><ul>" + "".join(
@@ -142,37 +154,21 @@ def _curves_section(curves: list[dict]) -> str:
             parts.append(f"<p class='note'>{html.escape(curve['generator'])}: {html.escape(curve['skipped'])}</p>")
             continue
         needed = curve["fakes_needed"]
-        parts.append(_curve_svg(curve, f"not caught with all {curve['available']} of its fakes" if needed is None
-                                else "caught without any of its fakes" if needed == 0 else f"caught from {needed} fakes"))
+        caption = (f"not caught with all {curve['available']} of its fakes" if needed is None
+                   else "caught without any of its fakes" if needed == 0 else f"caught from {needed} fakes")
+        parts.append(plots.curve_svg(curve, caption))
     return "".join(parts) + "</div>"
 
 
-def _curve_svg(curve: dict, caption: str, width: int = 460, height: int = 240) -> str:
-    pad, points = 40, curve["curve"]
-    step = (width - 2 * pad) / max(1, len(points) - 1)
-
-    def xy(i: int, value: float) -> tuple[float, float]:
-        return pad + i * step, height - pad - value * (height - 2 * pad)
-
-    marks = []
-    for key, colour, floor in (("auroc", "#1f77b4", curve["floors"]["auroc"]),
-                               ("tpr_at_1fpr", "#d62728", curve["floors"]["tpr_at_1fpr"])):
-        line = " ".join("{:.1f},{:.1f}".format(*xy(i, p[key])) for i, p in enumerate(points))
-        marks.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.6' points='{line}'/>")
-        for i, p in enumerate(points):
-            (x, low), (_, high) = xy(i, p[f"{key}_ci"][0]), xy(i, p[f"{key}_ci"][1])
-            marks.append(f"<line x1='{x:.1f}' y1='{low:.1f}' x2='{x:.1f}' y2='{high:.1f}' stroke='{colour}'/>")
-        _, y = xy(0, floor)
-        marks.append(f"<line x1='{pad}' y1='{y:.1f}' x2='{width - pad}' y2='{y:.1f}' stroke='{colour}' "
-                     "stroke-dasharray='4' stroke-opacity='0.6'/>")
-    ticks = "".join(f"<text x='{xy(i, 0)[0] - 6:.1f}' y='{height - pad + 16}'>{p['fakes']}</text>"
-                    for i, p in enumerate(points))
-    return (f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
-            f"<text x='{pad}' y='16'>{html.escape(curve['generator'])}: {html.escape(caption)}</text>"
-            f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#999'/>"
-            f"{''.join(marks)}{ticks}<text x='{width / 2 - 30}' y='{height - 6}'>fakes trained on</text>"
-            f"<text x='{width - pad - 130}' y='{pad + 14}' fill='#1f77b4'>AUROC</text>"
-            f"<text x='{width - pad - 130}' y='{pad + 28}' fill='#d62728'>TPR at 1% FPR</text></svg>")
+def _map_section(embedding_map: dict, colours: dict[str, str]) -> str:
+    newest = embedding_map["newest"]
+    return ("<h2>Map of the embeddings</h2>"
+            f"<p class='note'>{html.escape(embedding_map['method'])} of {len(embedding_map['x'])} of the "
+            f"{embedding_map['of']} stored images (clean views), sampled evenly over real images and each generator "
+            f"(seed {embedding_map['seed']}). Nearby points have similar embeddings; distances between clusters and "
+            "the axes carry no meaning."
+            + (f" The newest generator, {html.escape(newest)}, is drawn larger and outlined." if newest else "")
+            + f"</p>{plots.map_svg(embedding_map, colours=colours)}")
 
 
 def _percent_with_ci(metrics: dict, key: str) -> str:
@@ -210,49 +206,3 @@ def _robustness_table(results: list[GeneratorResult]) -> str:
         return "<p class='note'>No robustness views were embedded (run without --no-robustness).</p>"
     return ("<table><tr><th>generator</th><th>images</th><th>AUROC</th><th>TPR @ 1% FPR</th>"
             f"<th>accuracy</th><th>FPR</th></tr>{''.join(rows)}</table>")
-
-
-def _roc_svg(results: list[GeneratorResult], size: int = 420) -> str:
-    pad = 40
-    plot = size - 2 * pad
-
-    def point(x: float, y: float) -> str:
-        return f"{pad + x * plot:.1f},{size - pad - y * plot:.1f}"
-
-    lines, legend = [], []
-    for i, r in enumerate(results):
-        fpr, tpr = roc_curve(r.real_scores, r.fake_scores)
-        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 400)).astype(int))
-        colour = _COLOURS[i % len(_COLOURS)]
-        lines.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.6' "
-                     f"points='{' '.join(point(fpr[j], tpr[j]) for j in keep)}'/>")
-        legend.append(f"<text x='{size + 10}' y='{pad + 16 * i}' fill='{colour}'>"
-                      f"{html.escape(r.generator)} (AUROC {r.metrics['auroc']:.3f})</text>")
-    frame = (f"<rect x='{pad}' y='{pad}' width='{plot}' height='{plot}' fill='none' stroke='#999'/>"
-             f"<line x1='{pad}' y1='{size - pad}' x2='{size - pad}' y2='{pad}' stroke='#ccc' stroke-dasharray='4'/>"
-             f"<text x='{size / 2 - 40}' y='{size - 8}'>false-positive rate</text>"
-             f"<text x='4' y='{pad - 10}'>true-positive rate</text>")
-    return f"<svg width='{size + 260}' height='{size}' xmlns='http://www.w3.org/2000/svg'>{frame}{''.join(lines)}{''.join(legend)}</svg>"
-
-
-def _histogram_svg(result: GeneratorResult, threshold: float, number: int, width: int = 340, height: int = 180) -> str:
-    pad = 24
-    edges = np.linspace(0.0, 1.0, 31)
-    real, _ = np.histogram(np.clip(result.real_scores, 0, 1), edges)
-    fake, _ = np.histogram(np.clip(result.fake_scores, 0, 1), edges)
-    real = real / max(1, real.sum())
-    fake = fake / max(1, fake.sum())
-    top = max(real.max(), fake.max(), 1e-9)
-    bar = (width - 2 * pad) / 30
-    bars = []
-    for values, colour in ((real, "#1f77b4"), (fake, _COLOURS[(number + 1) % len(_COLOURS)])):
-        for j, value in enumerate(values):
-            h = value / top * (height - 2 * pad)
-            bars.append(f"<rect x='{pad + j * bar:.1f}' y='{height - pad - h:.1f}' width='{bar:.1f}' "
-                        f"height='{h:.1f}' fill='{colour}' fill-opacity='0.5'/>")
-    x = pad + min(max(threshold, 0), 1) * (width - 2 * pad)
-    return (f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
-            f"<text x='{pad}' y='14'>{html.escape(result.generator)}: real (blue) vs synthetic</text>"
-            f"{''.join(bars)}<line x1='{x:.1f}' y1='{pad}' x2='{x:.1f}' y2='{height - pad}' stroke='#000' "
-            f"stroke-dasharray='3'/><text x='{pad}' y='{height - 6}'>0</text>"
-            f"<text x='{width - pad - 6}' y='{height - 6}'>1</text></svg>")

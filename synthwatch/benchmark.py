@@ -33,6 +33,7 @@ def run_benchmark(layout: StoreLayout, options: BenchmarkOptions, say=print) -> 
     folder was given), ``embed``, ``comparison``, ``references``, ``report`` and ``report_json``."""
     from synthwatch.embeddings.job import embed_store, resolve_pipeline_backbone
     from synthwatch.heads.detector import HeadSpec
+    from synthwatch.heads.embedding_map import embedding_map_of
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.presets import PRESETS, preset_train_on
     from synthwatch.heads.references import compare, load_references
@@ -68,7 +69,8 @@ def run_benchmark(layout: StoreLayout, options: BenchmarkOptions, say=print) -> 
                "random weights": ", ".join(backbone.random_parts) or "none"}
     path = options.report or layout.root / "benchmarks" / f"{preset.name}.html"
     html_path, json_path = write_report(path, report.evaluation, context, comparison=comparison,
-                                        references=None if references is None else references.as_dict())
+                                        references=None if references is None else references.as_dict(),
+                                        embedding_map=embedding_map_of(layout, report.backbone_id))
     return {**report.as_dict(), "preset": preset.name, "head": spec.kind, "ingest": ingested,
             "embed": {key: value for key, value in embedded.items() if key != "failures"},
             "random_weights": list(backbone.random_parts), "comparison": comparison,

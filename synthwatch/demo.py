@@ -162,6 +162,7 @@ def _lookup(layout: StoreLayout, inbox: Path, say) -> dict:
 
 
 def _report(layout: StoreLayout, path: Path, say, learning_curves: list[dict]) -> str | None:
+    from synthwatch.heads.embedding_map import embedding_map_of
     from synthwatch.heads.pipeline import evaluate_registered
     from synthwatch.heads.report import write_report
     from synthwatch.store.registry import HeadRegistry
@@ -172,7 +173,8 @@ def _report(layout: StoreLayout, path: Path, say, learning_curves: list[dict]) -
         return None
     report = evaluate_registered(layout, version=champion, protocol="logo")  # every generator held out in turn
     html_path, _ = write_report(path, report.evaluation, {"head_version": champion, "backbone_id": report.backbone_id},
-                                learning_curves=learning_curves)
+                                learning_curves=learning_curves,
+                                embedding_map=embedding_map_of(layout, report.backbone_id))
     say(f"demo: report of the champion: {html_path.resolve()}")
     return str(html_path.resolve())
 

@@ -157,8 +157,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
                                  options=train_options(args), train_on=train_on, backbone=args.backbone)
     payload = report.as_dict()
     if args.report:
+        from synthwatch.heads.embedding_map import embedding_map_of
+
         context = {key: payload[key] for key in ("head_version", "backbone_id") if payload.get(key)}
-        html_path, json_path = write_report(Path(args.report), report.evaluation, context)
+        points = embedding_map_of(settings.layout, report.backbone_id) if report.backbone_id else None
+        html_path, json_path = write_report(Path(args.report), report.evaluation, context, embedding_map=points)
         payload["report"], payload["report_json"] = str(html_path.resolve()), str(json_path.resolve())
     if args.json:
         print_json(payload)

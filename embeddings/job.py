@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import job_lock
 from synthwatch.store.vectors import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,6 +116,8 @@ def embed_store(
         report.elapsed_s = time.perf_counter() - started
         catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"},
                            snapshot=lock)  # fan-out workers (lock False) would each copy the whole catalog
+    log.info("embedded %d images (%d rows, %d failed) with %s in %.1f s", report.images, report.embedded,
+             report.failed, backbone.backbone_id, report.elapsed_s)
     return report
 
 

@@ -65,6 +65,7 @@ def retrain_flow(store: str, reason: str = "", head: str = "logreg", gate: dict 
         return {"retrained": False, "why": needed["why"], "drift": drift, "decision": "none"}
     why = "; ".join(filter(None, [reason, *needed["why"]])) or "asked"
     result = tasks.retrain(store, why, head, gate, alpha, drift)
+    tasks.publish_decision(store, result)
     tasks.forward_events(store)
     return {"retrained": True, "why": needed["why"], **result}
 
@@ -87,10 +88,12 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
     embedded = embedder(store, backbone, allow_random_weights, views, fan_out=bool(dask_address))
     index_flow(store, embedded["backbone_id"])
     drift = tasks.check_drift(store, alpha)
+    tasks.publish_drift(store, drift)
     needed = tasks.retrain_needed(store, drift)
     result = None
     if needed["retrain"] and retrain_inline:
         result = tasks.retrain(store, "; ".join(needed["why"]), head, gate, alpha, drift)
+        tasks.publish_decision(store, result)
     events = tasks.forward_events(store)
     champion = tasks.champion(store)
     return {
@@ -101,5 +104,6 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
         "checks": result["checks"] if result else [], "champion": champion,
         "learning_curves": result["learning_curves"] if result else [],
         "learning_curve_lines": result["learning_curve_lines"] if result else [],
+        "report": result["report"] if result else None,
         "events": ingested["events"] + events,
     }

@@ -4,14 +4,16 @@ idempotent, so a retried or re-run task skips what is already done."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from prefect import task
 from prefect.events import emit_event
 
+from synthwatch.flows import publish
+from synthwatch.flows.publish import store_key
 from synthwatch.store.layout import StoreLayout
 
+publish.send_library_logs_to_prefect()
 
 
 def transient(task, task_run, state) -> bool:
@@ -38,7 +40,7 @@ def _layout(store: str) -> StoreLayout:
 
 def store_resource(store: str) -> dict[str, str]:
     """The Prefect resource events about one store are attached to."""
-    return {"prefect.resource.id": f"synthwatch.store.{hashlib.sha256(store.encode()).hexdigest()[:12]}",
+    return {"prefect.resource.id": f"synthwatch.store.{store_key(store)}",
             "prefect.resource.name": store}
 
 
@@ -152,8 +154,19 @@ def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift:
 
     layout = _layout(store)
     options = TrainOptions(reason=reason, max_train=load_config(layout.root).max_train)
-    result = run(layout, spec=HeadSpec(head), options=options, policy=GatePolicy(**gate), alpha=alpha, drift=drift)
+    result = run(layout, spec=HeadSpec(head), options=options, policy=GatePolicy(**gate), alpha=alpha, drift=drift,
+                 report_dir=layout.root / "reports")
     return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
+
+
+@task
+def publish_drift(store: str, drift: dict) -> None:
+    publish.publish_drift(store, drift)
+
+
+@task
+def publish_decision(store: str, result: dict) -> None:
+    publish.publish_decision(store, result)
 
 
 @task

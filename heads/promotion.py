@@ -7,7 +7,9 @@ event, and a promotion moves the champion alias through the audit log.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from synthwatch.heads.dataset import REAL
 from synthwatch.heads.detector import HeadSpec
@@ -15,6 +17,7 @@ from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
 from synthwatch.heads.evaluation import Evaluation, paired_results
 from synthwatch.heads.gate import GatePolicy, judge, reasons
 from synthwatch.heads.learning_curve import learning_curve
+from synthwatch.heads.report import write_report
 from synthwatch.heads.pipeline import evaluate_registered, prepare_for, train_and_register
 from synthwatch.heads.prepare import EvaluationData, embedding_set_of
 from synthwatch.heads.records import HeadRecord, read_record
@@ -26,6 +29,7 @@ from synthwatch.store.registry import ChampionChanged, HeadRegistry
 from synthwatch.store.schema import utc_now
 from synthwatch.store.training_data import labelled_vectors
 
+log = logging.getLogger(__name__)
 __all__ = ["Decision", "check_drift", "decide", "decided_versions", "force_promote", "new_to_champion", "retrain",
            "retrain_needed"]
 
@@ -98,6 +102,8 @@ def decide(layout: StoreLayout, version: str, *, policy: GatePolicy = GatePolicy
                                 decision.drift, decision.decided_at)
     registry.set_decision(version, decision.stored())  # once, with the verdict that took effect
     decision = Decision(**{**decision.__dict__, "champion": registry.champion()})
+    log.info("gate: %s %s (champion now %s): %s", decision.decision, version, decision.champion,
+             "; ".join(decision.reasons))
     Catalog(layout).log_event(HEAD_PROMOTED if decision.promoted else HEAD_REJECTED, {
         "candidate": version, "champion": decision.champion, "reasons": decision.reasons,
         "policy_sha256": policy.digest})
@@ -150,6 +156,8 @@ def check_drift(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, permutatio
                                   alpha=alpha))
     detected = any(check.drift for check in checks)
     result.update(checked=True, detected=detected, checks=[check.as_dict() for check in checks])
+    log.info("drift: %s on %d new synthetic images (%s): %s", "DETECTED" if detected else "none", len(new),
+             ", ".join(result["generators"]), "; ".join(f"{c.name} p {c.p_value:.4f}" for c in checks))
     if detected:
         Catalog(layout).log_event(DRIFT_DETECTED, {"champion": champion, "checks": result["checks"],
                                                    "generators": result["generators"]})
@@ -195,21 +203,28 @@ def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
 
 
 def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainOptions = TrainOptions(),
-            policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None) -> dict:
+            policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None,
+            report_dir: Path | None = None) -> dict:
     """Check drift (unless ``drift`` is already known), train a candidate on everything the store
     holds, and gate it on the data it was trained with (the splits are the store's, so the
     champion is measured on the same test images). For each generator the champion never saw,
-    the learning curve says how many of its fakes it takes to catch it."""
+    the learning curve says how many of its fakes it takes to catch it. With ``report_dir``, the
+    candidate's report is written there as ``<version>.html`` (and ``.json``)."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
     new = new_to_champion(layout)
-    trained, _ = train_and_register(layout, spec, options=options)
+    trained, evaluation = train_and_register(layout, spec, options=options)
     decision = decide(layout, trained.version, policy=policy, options=options, drift=drift, prepared=trained.prepared)
     curves = [learning_curve(trained.prepared.data, generator, spec=spec, options=options.evaluation,
                              auroc_floor=policy.auroc_floor, tpr_floor=policy.tpr_floor,
                              near_duplicates=trained.prepared.pairs)
               for generator in new if generator in trained.prepared.data.generator_names()]
+    report = None
+    if report_dir is not None:
+        context = {"head_version": trained.version, "backbone_id": trained.backbone_id, "decision": decision.decision}
+        report, _ = write_report(Path(report_dir) / f"{trained.version}.html", evaluation, context,
+                                 learning_curves=[curve.as_dict() for curve in curves])
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
-            "checks": decision.checks, "drift": drift, "champion": decision.champion,
+            "checks": decision.checks, "drift": drift, "champion": decision.champion, "report": report and str(report),
             "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes,
             "training_sample": trained.prepared.training_sample,
             "learning_curves": [curve.as_dict() for curve in curves],

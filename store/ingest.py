@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,8 @@ from synthwatch.store.catalog import Batch, Catalog, ImageRecord, KnownImage, Qu
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock
 from synthwatch.store.candidates import Candidate, Plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ def ingest(
         report.elapsed_s = time.perf_counter() - started
         catalog.finish_run(report.run_id, {k: v for k, v in report.as_dict().items()
                                            if k not in ("rejections", "conflict_details")})
+    log.info("ingested %d new images into %s (%d duplicates, %d rejected, %d conflicts) in %.1f s; new generators: %s",
+             report.ingested, layout.root, report.duplicates, report.rejected, report.conflicts, report.elapsed_s,
+             ", ".join(report.new_generators) or "none")
     return report
 
 

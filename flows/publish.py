@@ -1,0 +1,78 @@
+"""What a cycle shows in Prefect's UI besides task states: the libraries' log lines (the
+``synthwatch`` logger) in the run's log, and artifacts keyed per store: the gate's checks (a
+table), drift (markdown) and the candidate's report (a link)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
+
+
+class RunLogHandler(APILogHandler):
+    """Records of the ``synthwatch`` logger, sent to Prefect only from inside a flow or task run
+    (library calls made outside one stay off the API)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
+
+
+def send_library_logs_to_prefect() -> None:
+    """Let Prefect capture what each library step did (INFO and above), once per process."""
+    logger = logging.getLogger("synthwatch")
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, RunLogHandler) for handler in logger.handlers):
+        logger.addHandler(RunLogHandler())
+
+
+def store_key(store: str) -> str:
+    """A short, stable name of a store for resource ids and artifact keys."""
+    return hashlib.sha256(store.encode()).hexdigest()[:12]
+
+
+def artifact_key(kind: str, store: str) -> str:
+    """``synthwatch-<kind>-<store key>``: the same key each cycle, so the UI shows its history."""
+    return f"synthwatch-{kind}-{store_key(store)}"
+
+
+def drift_markdown(store: str, drift: dict) -> str:
+    if not drift.get("checked"):
+        return f"# Drift in `{store}`\n\nNot checked: {drift.get('reason', 'no reason given')}.\n"
+    lines = [f"# Drift in `{store}`: {'**DETECTED**' if drift['detected'] else 'none'}", "",
+             f"{drift['new_synthetic']} new synthetic images ({', '.join(drift['generators'])}) against champion "
+             f"`{drift['champion']}`, each check at alpha {drift['alpha']}.", "",
+             "| check | statistic | p-value | drift |", "|---|---|---|---|"]
+    lines += [f"| {c['name']} | {c['statistic']:.4f} | {c['p_value']:.4f} | {'yes' if c['drift'] else 'no'} |"
+              for c in drift["checks"]]
+    return "\n".join(lines) + "\n"
+
+
+def checks_table(result: dict) -> list[dict]:
+    """One row per gate check: name, verdict, value, interval and threshold."""
+    def number(value):
+        return None if value is None else round(value, 4)
+
+    return [{"check": c["name"], "verdict": "pass" if c["passed"] else "FAIL", "value": number(c["value"]),
+             "interval": "" if not c.get("interval") else f"[{c['interval'][0]:.4f}, {c['interval'][1]:.4f}]",
+             "threshold": number(c["threshold"])} for c in result["checks"]]
+
+
+def publish_drift(store: str, drift: dict) -> None:
+    create_markdown_artifact(drift_markdown(store, drift), key=artifact_key("drift", store),
+                             description=f"drift checks of {store}")
+
+
+def publish_decision(store: str, result: dict) -> None:
+    """The gate's checks on the candidate, and a link to its report when one was written."""
+    create_table_artifact(checks_table(result), key=artifact_key("gate-checks", store),
+                          description=f"{result['decision']}: candidate {result['candidate']} of {store}; "
+                                      + "; ".join(result["reasons"]))
+    if result.get("report"):
+        create_link_artifact(Path(result["report"]).as_uri(), link_text=f"report of {result['candidate']}",
+                             key=artifact_key("report", store), description=f"evaluation report, {store}")

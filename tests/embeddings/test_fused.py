@@ -3,10 +3,6 @@ fused ids, and a fused id flowing through embed, index, train, detect, similar a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ import torch
 from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
 from synthwatch.embeddings.errors import EmbeddingError
 from synthwatch.embeddings.registry import REGISTRY
-from tests.synthwatch.test_service import TOKEN, _free_port, _wait_until_up
+from tests.synthwatch.serving import TOKEN, running_service
 
 FUSED = "test-tiny-dinov2+spectrum"
 CHEAP = sorted(name for name in REGISTRY if name.startswith("test-tiny") or REGISTRY[name].weightless)
@@ -90,21 +86,12 @@ def test_a_fused_id_flows_through_embed_index_train_detect_similar_and_the_servi
     assert code == 0 and similar["backbone_id"] == backbone_id  # the champion's backbone is the default
     assert similar["results"][0]["neighbors"][0]["score"] == pytest.approx(1.0, abs=1e-5)
 
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port)],
-                               env={**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_until_up(base, process)
+    with running_service(store) as base:
         answer = httpx.post(f"{base}/detect", headers={"Authorization": f"Bearer {TOKEN}"},
                             files={"file": (query.name, query.read_bytes(), "image/png")}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        served = answer.json()["results"][0]
-        assert served["head_version"] == trained["version"] and served["score"] == pytest.approx(result["score"], abs=1e-6)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()["results"][0]
+    assert served["head_version"] == trained["version"] and served["score"] == pytest.approx(result["score"], abs=1e-6)
 
 
 def test_a_fused_id_with_a_random_part_says_so_in_the_part():

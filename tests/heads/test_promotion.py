@@ -4,7 +4,6 @@ is promoted, a forced promotion is recorded as forced, rollback, and drift on a 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from synthwatch.store.catalog import Catalog

@@ -155,7 +155,7 @@ def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift:
     layout = _layout(store)
     options = TrainOptions(reason=reason, max_train=load_config(layout.root).max_train)
     result = run(layout, spec=HeadSpec(head), options=options, policy=GatePolicy(**gate), alpha=alpha, drift=drift,
-                 report_dir=layout.root / "reports")
+                 write_report_file=True)
     return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from synthwatch.heads.dataset import REAL
 from synthwatch.heads.detector import HeadSpec
@@ -204,12 +203,12 @@ def force_promote(layout: StoreLayout, version: str, *, reason: str) -> dict:
 
 def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainOptions = TrainOptions(),
             policy: GatePolicy = GatePolicy(), alpha: float = DEFAULT_ALPHA, drift: dict | None = None,
-            report_dir: Path | None = None) -> dict:
+            write_report_file: bool = False) -> dict:
     """Check drift (unless ``drift`` is already known), train a candidate on everything the store
     holds, and gate it on the data it was trained with (the splits are the store's, so the
     champion is measured on the same test images). For each generator the champion never saw,
-    the learning curve says how many of its fakes it takes to catch it. With ``report_dir``, the
-    candidate's report is written there as ``<version>.html`` (and ``.json``)."""
+    the learning curve says how many of its fakes it takes to catch it. With ``write_report_file``,
+    the candidate's report is written where the store keeps it (``layout.report_path``)."""
     drift = check_drift(layout, alpha=alpha) if drift is None else drift
     new = new_to_champion(layout)
     trained, evaluation = train_and_register(layout, spec, options=options)
@@ -219,9 +218,9 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
                              near_duplicates=trained.prepared.pairs)
               for generator in new if generator in trained.prepared.data.generator_names()]
     report = None
-    if report_dir is not None:
+    if write_report_file:
         context = {"head_version": trained.version, "backbone_id": trained.backbone_id, "decision": decision.decision}
-        report, _ = write_report(Path(report_dir) / f"{trained.version}.html", evaluation, context,
+        report, _ = write_report(layout.report_path(trained.version), evaluation, context,
                                  learning_curves=[curve.as_dict() for curve in curves])
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
             "checks": decision.checks, "drift": drift, "champion": decision.champion, "report": report and str(report),

@@ -12,8 +12,15 @@ def list_models(registry: HeadRegistry) -> dict:
     models = [{"version": r["version"], "created_at": r["created_at"], "kind": r["kind"],
                "backbone_id": r.get("backbone_id"), "decision": r.get("gate", {}).get("decision"),
                "forced": r.get("gate", {}).get("forced", False), "champion": r["version"] == champion,
-               "metrics": r["metrics"]["summary"], "reason": r.get("reason", "")} for r in registry.versions()]
+               "metrics": r["metrics"]["summary"], "reason": r.get("reason", ""),
+               "report": report_of(registry, r["version"])} for r in registry.versions()]
     return {"models": models, "champion": champion}
+
+
+def report_of(registry: HeadRegistry, version: str) -> str | None:
+    """The path of ``version``'s evaluation report in the store, if one was written."""
+    path = registry.layout.report_path(version)
+    return str(path) if path.is_file() else None
 
 
 def show_model(registry: HeadRegistry, version: str) -> dict:
@@ -22,4 +29,5 @@ def show_model(registry: HeadRegistry, version: str) -> dict:
     record = registry.record(version)
     record["audit"] = [e for e in registry.audit() if e.get("version") == version]
     record["champion"] = registry.champion() == version
+    record["report"] = report_of(registry, version)
     return record

@@ -36,6 +36,14 @@ class StoreLayout:
         """A lock file for one kind of job (``embed-<backbone id>``), beside the catalog's."""
         return self.root / "locks" / f"{job}.lock"
 
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def report_path(self, version: str) -> Path:
+        """Where the evaluation report of head ``version`` is kept (written by retrain)."""
+        return self.reports_dir / f"{version}.html"
+
     def blob_path(self, image_id: str) -> Path:
         """Content-addressed location of an original: ``blobs/ab/cd/<sha256>``."""
         return self.blobs_dir / image_id[:2] / image_id[2:4] / image_id

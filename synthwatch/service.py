@@ -56,10 +56,13 @@ LOOKUP_ERRORS = {code: ERRORS[code] for code in (401, 422, 503)} | {
 # The page's files, by the name in its URL: nothing a client sends is joined to a path.
 WEB_FILES = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 WEB_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob:; "
                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
 }
+# A report is one file of inline styles and SVG: nothing to run, nothing to fetch.
+REPORT_HEADERS = {**WEB_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                            "img-src data:; base-uri 'none'; form-action 'none'"}
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
 
@@ -281,6 +284,16 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         except StoreError as error:
             raise HTTPException(404, str(error)) from None
         return _ready(lambda: show_model(registry, version))
+
+    @app.get("/reports/{version}", dependencies=[Depends(authorised)], response_class=HTMLResponse,
+             responses={**LOOKUP_ERRORS, 200: {"content": {"text/html": {}}, "description": "the report"}})
+    def report(version: str = Path(pattern=f"^{VERSION_NAME.pattern}$", description="a head version")) -> HTMLResponse:
+        """The evaluation report a retrain wrote for ``version`` (self-contained HTML, no scripts)."""
+        path = layout.report_path(version)
+        if not path.is_file():
+            raise HTTPException(404, f"Expected a head version with a report, but {version} has none (reports are "
+                                     "written by `synthwatch retrain` and each cycle's retrain).")
+        return HTMLResponse(path.read_bytes(), headers=REPORT_HEADERS)
 
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:

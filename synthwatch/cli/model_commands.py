@@ -38,7 +38,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.promotion import retrain
 
     result = retrain(settings.layout, spec=HeadSpec(args.head), options=train_options(args), policy=gate_policy(args),
-                     alpha=args.alpha)
+                     alpha=args.alpha, write_report_file=True)
     if args.json:
         print_json(result)
     else:
@@ -53,6 +53,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         print_decision(result)
         for line in result["learning_curve_lines"]:
             print(f"learning curve: {line}")
+        print(f"report: {result['report']}")
     return gate_exit_code(result["decision"])
 
 

@@ -284,8 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
 
     serve_cmd = _add(commands, "serve", cmd_serve, common,
-                     "HTTP service: POST /detect (verdict and nearest known fakes), POST /similar, GET /health, "
-                     "OpenAPI docs at /docs; requests send Authorization: Bearer $SYNTHWATCH_API_TOKEN")
+                     "HTTP service and the analysts' web page at / (drop an image: verdict and nearest known "
+                     "fakes; head versions and their checks): POST /detect, POST /similar, GET /thumbnail/ID, "
+                     "GET /models, GET /reports/VERSION, GET /health; requests send Authorization: Bearer "
+                     "$SYNTHWATCH_API_TOKEN (the page asks for it once)")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")

@@ -248,8 +248,10 @@ function renderModels(registry) {
     open.type = "button";
     open.addEventListener("click", () => showModel(model.version));
     const gate = (model.decision || "undecided") + (model.forced ? " (forced)" : "");
+    const actions = el("span");
+    actions.append(open, ...(model.report ? [" ", reportButton(model.version)] : []));
     const tr = row([model.version + (model.champion ? " ★ champion" : ""), model.kind, model.created_at.slice(0, 19),
-                    gate, fixed(model.metrics && model.metrics.mean_auroc, 3), open]);
+                    gate, fixed(model.metrics && model.metrics.mean_auroc, 3), actions]);
     if (model.champion) tr.className = "champion";
     body.appendChild(tr);
   }
@@ -257,7 +259,7 @@ function renderModels(registry) {
   audit.replaceChildren();
   for (const entry of registry.audit.slice().reverse()) {
     audit.appendChild(row([(entry.at || "").slice(0, 19), describeAction(entry), entry.version, entry.who,
-                           withReports(entry.reason, entry)]));
+                           entry.reason]));
   }
 }
 
@@ -294,8 +296,7 @@ function modelDetails(record) {
   for (const reason of gate.reasons || []) reasons.appendChild(el("li", reason));
   box.appendChild(reasons);
   box.appendChild(checksTable(gate.checks || []));
-  const reports = reportLinks([record, gate, ...(record.audit || [])]);
-  if (reports.childNodes.length) box.appendChild(reports);
+  if (record.report) box.appendChild(el("p")).append("Evaluation report: ", reportButton(record.version));
   return box;
 }
 
@@ -314,33 +315,28 @@ function checksTable(checks) {
 
 // Reports the records name: links when they are web addresses; a path on the service's machine
 // is shown as text (the service never serves files by path).
-function reportLinks(sources) {
-  const list = el("ul", null, "reports");
-  const seen = new Set();
-  for (const source of sources) {
-    for (const [key, value] of Object.entries(source || {})) {
-      if (!/report/.test(key) || typeof value !== "string" || seen.has(value)) continue;
-      seen.add(value);
-      list.appendChild(el("li")).append(`${key}: `, reportLink(value));
-    }
+// A report is fetched with the token and opened from memory (its styles are inline: the page's
+// policy allows inline styles, never inline scripts).
+function reportButton(version) {
+  const button = el("button", "report");
+  button.type = "button";
+  button.className = "report";
+  button.addEventListener("click", () => openReport(version));
+  return button;
+}
+
+async function openReport(version) {
+  clearError();
+  const reportWindow = window.open("", "_blank");  // opened on the click, before the fetch, so it is not blocked
+  try {
+    const html = await (await api(`/reports/${encodeURIComponent(version)}`)).text();
+    const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+    reportWindow.location = url;
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (error) {
+    reportWindow.close();
+    showError(error);
   }
-  return list;
-}
-
-function reportLink(value) {
-  if (!/^https?:\/\//i.test(value)) return el("code", value);
-  const link = el("a", value);
-  link.href = value;
-  link.rel = "noopener noreferrer";
-  link.target = "_blank";
-  return link;
-}
-
-function withReports(text, entry) {
-  const span = el("span", text || "");
-  const reports = reportLinks([entry]);
-  if (reports.childNodes.length) span.appendChild(reports);
-  return span;
 }
 
 // -- views -----------------------------------------------------------------------------------

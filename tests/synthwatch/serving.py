@@ -15,6 +15,8 @@ from typing import Iterator
 import httpx
 
 from synthwatch.cli import main
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.registry import HeadRegistry
 from tests.store.test_index import TINY, _write_crops
 
 TOKEN = "test-token-5f2c"
@@ -24,8 +26,8 @@ GENERATORS = ("gen-a", "gen-b")
 def build_trained_store(folder: Path) -> Path:
     """A store in ``folder`` of real crops and fakes of two generators in six source groups each
     (enough groups for the splits), embedded with test-tiny-dinov2, indexed, and a trained
-    champion judged on floors of 0; returns the store root (the originals are under
-    ``folder/in``)."""
+    champion judged on floors of 0, and the champion's report where a retrain keeps it; returns
+    the store root (the originals are under ``folder/in``)."""
     for group in range(6):
         _write_crops(folder / "in" / "real" / f"r{group}", 4, seed=10 + group)
         for number, generator in enumerate(GENERATORS):
@@ -34,6 +36,9 @@ def build_trained_store(folder: Path) -> Path:
     for args in (["ingest", folder / "in", "--quiet"], ["embed", *TINY, "--quiet"], ["index"],
                  ["train", "--n-boot", "50", "--auroc-floor", "0", "--tpr-floor", "0"]):
         assert main(["--store", str(store), *map(str, args), "--json"]) == 0, args
+    layout = StoreLayout(store)
+    report = layout.report_path(HeadRegistry(layout).champion())
+    assert main(["--store", str(store), "evaluate", "--n-boot", "50", "--report", str(report), "--json"]) == 0
     return store
 
 

@@ -134,6 +134,29 @@ def test_the_models_view_shows_the_champion_its_checks_and_the_audit(browser, tr
     assert _page_problems(browser) == []
 
 
+def test_a_versions_report_opens_from_the_models_view(browser, trained_service):
+    base, store, _ = trained_service
+    champion = httpx.get(f"{base}/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()["champion"]
+    _open_with_token(browser, base, TOKEN)
+    browser.find_element(By.ID, "tab-models").click()
+    button = _wait(browser, shown.element_to_be_clickable(
+        (By.CSS_SELECTOR, f"#model-details .model[data-version='{champion}'] button.report")))
+    page = browser.current_window_handle
+    button.click()
+    _wait(browser, lambda driver: len(driver.window_handles) == 2)
+    browser.switch_to.window(next(handle for handle in browser.window_handles if handle != page))
+    try:
+        _wait(browser, lambda driver: driver.title == "synthwatch evaluation")
+        assert champion in browser.page_source and browser.current_url.startswith("blob:")
+        assert "AUROC" in browser.find_element(By.TAG_NAME, "body").text
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert body.value_of_css_property("font-size") == "14px"  # the report's inline styles applied (not 16px)
+        assert _page_problems(browser) == []
+    finally:
+        browser.close()
+        browser.switch_to.window(page)
+
+
 def test_a_wrong_token_shows_the_services_401_message(browser, trained_service, tmp_path):
     base, _, originals = trained_service
     _open_with_token(browser, base, "not-the-token")

@@ -3,6 +3,7 @@ verdict with the nearest known fakes."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, decode_image
@@ -67,3 +68,16 @@ class Detector:
                 "neighbors": [n.as_dict() for n in evidence[position]] if evidence is not None else [],
             })
         return results
+
+
+def prediction_row(entry: dict, data: bytes, *, backbone_id: str | None, source: str | None, channel: str) -> dict:
+    """The prediction-log row (``store.predictions.SCHEMA``) of one answer of :meth:`Detector.detect`
+    for the image ``data``."""
+    attribution = entry.get("attribution") or {}
+    nearest = entry["neighbors"][0] if entry.get("neighbors") else None
+    return {"image_id": hashlib.sha256(data).hexdigest(), "score": entry["score"], "synthetic": entry["synthetic"],
+            "threshold": entry["threshold"], "head_version": entry["head_version"], "backbone_id": backbone_id,
+            "attribution": attribution.get("generator"), "attribution_probability": attribution.get("probability"),
+            "nearest_fake_distance": None if nearest is None else round(1.0 - nearest["score"], 6),
+            "nearest_fake_generator": None if nearest is None else nearest["generator"],
+            "source": source, "channel": channel}

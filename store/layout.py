@@ -37,6 +37,16 @@ class StoreLayout:
         return self.root / "locks" / f"{job}.lock"
 
     @property
+    def predictions_dir(self) -> Path:
+        """The prediction log (Parquet files, see ``store.predictions``)."""
+        return self.root / "predictions"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploaded images kept for labelling (``serve --keep-uploads``)."""
+        return self.root / "uploads"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
 

@@ -233,10 +233,13 @@ class Store:
         self._write_config()
         return Trained(trained, decision)
 
-    def detect(self, images: ImageInput | Sequence[ImageInput], *, k: int = 5, head: str | None = None) -> Detections:
+    def detect(self, images: ImageInput | Sequence[ImageInput], *, k: int = 5, head: str | None = None,
+               log: bool = False, source: str | None = None) -> Detections:
         """Score images (paths, bytes or PIL images) with the champion (or ``head``), each with
-        its ``k`` nearest known fakes."""
-        from synthwatch.heads.detection import Detector
+        its ``k`` nearest known fakes; with ``log``, each verdict goes to the store's prediction
+        log (tagged ``source``)."""
+        from synthwatch.heads.detection import Detector, prediction_row
+        from synthwatch.store.predictions import PredictionLog
 
         detector = Detector.open(self.layout, head)
         neighbors = None
@@ -245,7 +248,14 @@ class Store:
                 neighbors = self._neighbors(detector.backbone_id)
             except StoreError as error:
                 log.warning(f"no nearest known fakes: {error}")
-        entries = detector.detect(_named_bytes(images), k=k, neighbors=neighbors)
+        named = _named_bytes(images)
+        entries = detector.detect(named, k=k, neighbors=neighbors)
+        if log:
+            prediction_log = PredictionLog(self.layout)
+            prediction_log.append([prediction_row(entry, data, backbone_id=detector.backbone_id, source=source,
+                                                  channel="cli")
+                                   for entry, (_, data) in zip(entries, named) if "error" not in entry])
+            prediction_log.flush()
         return Detections(detector.version, tuple(Detection.from_dict(entry) for entry in entries))
 
     def similar(self, images: ImageInput | Sequence[ImageInput], *, k: int = 10, label: str | None = None,

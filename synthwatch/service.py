@@ -3,8 +3,9 @@
 original), `GET /models` and `GET /models/{version}` (the head registry), `GET /health`, and the
 analyst's web page at `/` (its files under `/web/`).
 
-A reader of the store: it never writes, keeps answering while other processes ingest, embed and
-re-index (short catalog connections that wait out a committing writer), and on each request
+A reader of the store, which writes only its prediction log (and, if asked, uploaded images):
+it keeps answering while other processes ingest, embed and re-index (short catalog connections
+that wait out a committing writer), and on each request
 picks up a rebuilt index or a newly promoted champion. Every route needs
 ``Authorization: Bearer`` except /health, which without it says only whether the service is up,
 and the page and its files, which hold no data (the page asks for the token and sends it in the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Literal
 
@@ -30,7 +32,9 @@ from synthwatch.embeddings.errors import EmbeddingError
 from synthwatch.embeddings.thumbnails import MAX_THUMBNAIL_SIDE
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
+from synthwatch.heads.detection import prediction_row
 from synthwatch.store.originals import IMAGE_ID
+from synthwatch.store.predictions import PeriodicFlush, PredictionLog, keep_upload
 from synthwatch.store.registry import VERSION_NAME, HeadRegistry
 from synthwatch import __version__
 from synthwatch.limits import SERVICE_MAX_PIXELS
@@ -63,6 +67,7 @@ WEB_HEADERS = {
 # A report is one file of inline styles and SVG: nothing to run, nothing to fetch.
 REPORT_HEADERS = {**WEB_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                                             "img-src data:; base-uri 'none'; form-action 'none'"}
+SOURCE_TAG = r"^[A-Za-z0-9._:/-]{1,100}$"
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
 
@@ -165,11 +170,21 @@ class _State:
 
 def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = SERVICE_MAX_PIXELS,
-               decoders: int = 2) -> FastAPI:
+               decoders: int = 2, prediction_log: PredictionLog | None = None, keep_uploads: bool = False) -> FastAPI:
     """The FastAPI application over one store; ``token`` None disables authentication. At most
     ``decoders`` uploads are decoded and embedded at once (each may take hundreds of MB), and none
-    over ``max_pixels``."""
+    over ``max_pixels``. Each verdict of /detect goes to ``prediction_log`` (flushed every few
+    seconds and at shutdown), and with ``keep_uploads`` its image under ``uploads/``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        flusher = PeriodicFlush(prediction_log).start() if prediction_log is not None else None
+        yield
+        if flusher is not None:
+            flusher.stop()
+
     app = FastAPI(title="synthwatch", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan,
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
@@ -242,6 +257,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         request: Request,
         file: UploadFile = File(..., description="the image"),
         k: int = Query(5, ge=0, le=100, description="nearest known fakes returned as evidence"),
+        source: str | None = Query(None, pattern=SOURCE_TAG, description="a tag of where the image came from, "
+                                                                         "kept in the prediction log"),
     ) -> dict:
         data = _read_limited(request, file, max_upload_bytes)
         detector, neighbors = _ready(state.for_detect)
@@ -249,6 +266,11 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors, limits=limits)[0]
         if "error" in result:
             raise _rejected(result["error"])
+        if prediction_log is not None:
+            row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http")
+            prediction_log.append([row])
+            if keep_uploads:
+                keep_upload(layout, row["image_id"], data)
         return {"head_version": detector.version, "results": [result]}
 
     thumbnail_limits = DecodeLimits(max_pixels=max_pixels, min_side=1, max_bytes=DEFAULT_MAX_BYTES)

@@ -212,7 +212,10 @@ def _learning_curve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.api import Store
 
-    detections = Store(settings.store_root).detect(args.images, k=args.k, head=args.head).as_dict()
+    if args.source and not args.log:
+        raise ValueError("Expected --source only with --log, but got it alone. Add --log, or drop --source.")
+    detections = Store(settings.store_root).detect(args.images, k=args.k, head=args.head, log=args.log,
+                                                   source=args.source).as_dict()
     results = detections["results"]
     if args.json:
         print_json(detections)
@@ -236,6 +239,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from synthwatch.service import create_app
+    from synthwatch.store.predictions import PredictionLog
 
     token = os.environ.get("SYNTHWATCH_API_TOKEN") or None
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
@@ -246,9 +250,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_auth and not loopback:
         raise StoreError(f"Expected a loopback --host with --no-auth, but got {args.host}. "
                          "Set SYNTHWATCH_API_TOKEN to serve on other addresses.")
+    log = None if args.no_log else PredictionLog(settings.layout, max_bytes=int(args.log_max_mb * 1024 * 1024))
     app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                     decoders=args.decoders)
+                     decoders=args.decoders, prediction_log=log, keep_uploads=args.keep_uploads)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

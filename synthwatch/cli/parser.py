@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect_cmd.add_argument("images", nargs="+", metavar="IMAGE")
     detect_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
     detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
+    detect_cmd.add_argument("--log", action="store_true",
+                            help="append each verdict to the store's prediction log (predictions/*.parquet), as "
+                                 "the service does for /detect")
+    detect_cmd.add_argument("--source", metavar="TAG", help="with --log: where the images came from (kept with each row)")
 
     serve_cmd = _add(commands, "serve", cmd_serve, common,
                      "HTTP service and the analysts' web page at / (drop an image: verdict and nearest known "
@@ -298,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"largest image decoded, checked from its header (default {SERVICE_MAX_PIXELS:,})")
     serve_cmd.add_argument("--decoders", type=int, default=2,
                            help="uploads decoded and embedded at once; more wait (default 2)")
+    serve_cmd.add_argument("--no-log", action="store_true",
+                           help="do not append /detect verdicts to the prediction log (predictions/*.parquet)")
+    serve_cmd.add_argument("--log-max-mb", type=float, default=1024.0,
+                           help="the prediction log's budget on disk; the oldest files go first (default 1024)")
+    serve_cmd.add_argument("--keep-uploads", action="store_true",
+                           help="also keep each image sent to /detect under uploads/ in the store, by its sha256, "
+                                "for labelling later (default: only the verdict and the sha256 are logged)")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

@@ -253,3 +253,63 @@ def test_the_page_and_its_files_need_no_token_and_hold_no_data(trained_service):
         assert "://" not in answer.text  # nothing loaded from elsewhere
     assert httpx.get(f"{base}/web/index.html").status_code == 404
     assert httpx.get(f"{base}/web/..%2F..%2Fservice.py").status_code == 404
+
+
+def _detect(base, data: bytes, **params):
+    return httpx.post(f"{base}/detect", params=params, headers={"Authorization": f"Bearer {TOKEN}"},
+                      files={"file": ("q.png", data, "application/octet-stream")}, timeout=120)
+
+
+def _logged(store, source: str, expected: int) -> list[dict]:
+    """The prediction log's rows tagged ``source``, once ``expected`` of them are written (the
+    service flushes every few seconds; pytest-timeout bounds the wait)."""
+    import time
+
+    from synthwatch.store.layout import StoreLayout
+    from synthwatch.store.predictions import read_predictions
+
+    while True:
+        rows = [r for r in read_predictions(StoreLayout(store)).to_pylist() if r["source"] == source]
+        if len(rows) >= expected:
+            return rows
+        time.sleep(0.5)
+
+
+def test_every_verdict_of_many_concurrent_requests_is_logged_exactly(trained_service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, store, originals = trained_service
+    images = sorted(originals.rglob("*.png"))[:12]
+    uploads = [images[n % len(images)].read_bytes() for n in range(48)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda data: _detect(base, data, k=2, source="load-test"), uploads))
+    assert all(a.status_code == 200 for a in answers)
+    rows = _logged(store, "load-test", len(uploads))
+    assert len(rows) == len(uploads)  # none lost, none twice
+    expected = sorted((hashlib.sha256(data).hexdigest(), a.json()["results"][0]["score"])
+                      for data, a in zip(uploads, answers))
+    assert sorted((r["image_id"], r["score"]) for r in rows) == expected
+    first = answers[0].json()["results"][0]
+    row = next(r for r in rows if r["image_id"] == hashlib.sha256(uploads[0]).hexdigest())
+    assert (row["synthetic"], row["threshold"], row["head_version"], row["channel"]) == \
+        (first["synthetic"], first["threshold"], first["head_version"], "http")
+    assert row["nearest_fake_distance"] == pytest.approx(1 - first["neighbors"][0]["score"], abs=1e-6)
+    assert row["nearest_fake_generator"] == first["neighbors"][0]["generator"]
+    assert _detect(base, uploads[0], source="no spaces allowed").status_code == 422
+
+
+def test_a_second_process_keeps_uploads_and_both_write_one_log(trained_service, cli, tmp_path):
+    base, store, originals = trained_service
+    image = sorted(originals.rglob("*.png"))[0]
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    with running_service(store, "--keep-uploads") as second:
+        assert _detect(second, image.read_bytes(), source="second-process").status_code == 200
+    kept = store / "uploads" / digest[:2] / digest
+    assert kept.read_bytes() == image.read_bytes()  # stopped: flushed at shutdown, and the image kept
+    assert [r["image_id"] for r in _logged(store, "second-process", 1)] == [digest]
+    code, _, _ = cli("--store", store, "detect", image, "--log", "--source", "from-the-cli", "--json")
+    assert code == 0
+    (row,) = _logged(store, "from-the-cli", 1)
+    assert (row["image_id"], row["channel"]) == (digest, "cli")
+    code, _, err = cli("--store", store, "detect", image, "--source", "x")
+    assert code == 1 and "--source only with --log" in err

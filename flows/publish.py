@@ -23,10 +23,14 @@ class RunLogHandler(APILogHandler):
 
 
 def send_library_logs_to_prefect() -> None:
-    """Let Prefect capture what each library step did (INFO and above), once per process."""
+    """Let Prefect capture what each library step did (INFO and above), once per process. The
+    ``synthwatch`` logger then stops passing records up to the root logger, whose console handler
+    (Prefect's) would print every INFO line, and warnings twice: the command line prints the
+    warnings through its own handler on this logger."""
     logger = logging.getLogger("synthwatch")
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+    logger.propagate = False
     if not any(isinstance(handler, RunLogHandler) for handler in logger.handlers):
         logger.addHandler(RunLogHandler())
 

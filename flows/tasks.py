@@ -75,10 +75,14 @@ def forward_events(store: str) -> list[str]:
 
 @task(**IO_RETRIES)
 def pipeline_backbone(store: str, backbone: str | None, allow_random_weights: bool) -> dict:
-    """The description of the backbone this cycle embeds with (see ``resolve_pipeline_backbone``)."""
+    """The description of the backbone this cycle embeds with: ``backbone``, else synthwatch.toml's,
+    else ``resolve_pipeline_backbone``'s choice."""
     from synthwatch.embeddings.job import resolve_pipeline_backbone
+    from synthwatch.heads.config import load_config
 
-    return resolve_pipeline_backbone(_layout(store), backbone, allow_random_weights=allow_random_weights).describe()
+    layout = _layout(store)
+    chosen = backbone or load_config(layout.root).backbone
+    return resolve_pipeline_backbone(layout, chosen, allow_random_weights=allow_random_weights).describe()
 
 
 @task(**IO_RETRIES)
@@ -148,13 +152,15 @@ def policy_in_force(store: str, gate: dict | None, alpha: float | None) -> tuple
 def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift: dict | None = None) -> dict:
     from synthwatch.heads.config import load_config
     from synthwatch.heads.detector import HeadSpec
-    from synthwatch.heads.gate import GatePolicy
+    from synthwatch.heads.evaluation import EvalOptions
     from synthwatch.heads.training import TrainOptions
     from synthwatch.heads.promotion import retrain as run
 
     layout = _layout(store)
-    options = TrainOptions(reason=reason, max_train=load_config(layout.root).max_train)
-    result = run(layout, spec=HeadSpec(head), options=options, policy=GatePolicy(**gate), alpha=alpha, drift=drift,
+    config = load_config(layout.root, {"gate": gate, "alpha": alpha})
+    options = TrainOptions(reason=reason, max_train=config.max_train,
+                           evaluation=EvalOptions(target_fpr=config.target_fpr))
+    result = run(layout, spec=HeadSpec(head), options=options, policy=config.gate, alpha=config.alpha, drift=drift,
                  write_report_file=True)
     return {k: v for k, v in result.items() if k != "metrics"} | {"summary": result["metrics"]["summary"]}
 

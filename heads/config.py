@@ -6,6 +6,7 @@ built-in defaults."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR
 from synthwatch.heads.gate import GatePolicy
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 from synthwatch.store.atomic import atomic_write_bytes
@@ -62,8 +64,8 @@ class StoreConfig(BaseSettings):
     backbone: str | None = Field(
         None, description="what embed, run, deploy and benchmark embed with (unset: dinov2-small for embed; "
                           "the champion's, else the only one stored, for the others)")
-    target_fpr: float = Field(0.01, gt=0, lt=1, description="false-positive rate thresholds are set for")
-    alpha: float = Field(0.01, gt=0, lt=1, description="false-alarm rate of each drift check")
+    target_fpr: float = Field(DEFAULT_TARGET_FPR, gt=0, lt=1, description="false-positive rate thresholds are set for")
+    alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="false-alarm rate of each drift check")
     max_train: int = Field(DEFAULT_MAX_TRAIN, ge=1, description="most training rows of a retrain (a replay set)")
     gate: GatePolicy = Field(GatePolicy(), description="the promotion gate (see `synthwatch retrain --help`)")
     schedule: Schedule = Field(Schedule(), description="the continual cycle's schedule under `synthwatch deploy`")
@@ -99,7 +101,8 @@ def load_config(root: Path, overrides: dict | None = None) -> StoreConfig:
         raise ValueError(f"Expected TOML in {path}, but it does not parse ({error}). Fix the file, or delete it "
                          "to use the defaults.") from None
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg'].rstrip('.')}"
+                             for e in error.errors())
         raise ValueError(f"Expected valid settings in {path} (or its {ENV_PREFIX}* environment variables and the "
                          f"flags given), but got: {problems}. Fix them; `synthwatch init --print` shows every key "
                          "with its default.") from None
@@ -144,5 +147,5 @@ def _toml_line(name: str, value) -> str:
     if isinstance(value, bool):
         return f"{name} = {str(value).lower()}"
     if isinstance(value, str):
-        return f'{name} = "{value}"'
+        return f"{name} = {json.dumps(value)}"  # a TOML basic string: JSON's escapes are TOML's
     return f"{name} = {value!r}"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import hypergeom
 
-DEFAULT_ALPHA = 0.01
+from synthwatch.heads.defaults import DEFAULT_ALPHA
+
 MAX_SAMPLE = 1000  # per side: the kernel matrix of 2,000 points is 16 MB
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from synthwatch.heads.defaults import DEFAULT_TARGET_FPR
 from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
 from synthwatch.heads.base import EmbeddingHead
 from synthwatch.heads.dataset import (
@@ -32,7 +33,7 @@ class EvalOptions:
     """Target false-positive rate, bootstrap resamples and their seed, and the fewest test images
     a generator needs to be measured. (Splits are not seeded here: they are stored data.)"""
 
-    target_fpr: float = 0.01
+    target_fpr: float = DEFAULT_TARGET_FPR
     n_boot: int = 1000
     seed: int = 0
     min_images: int = 5

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, replace
 
 from synthwatch.heads.dataset import REAL
 from synthwatch.heads.detector import HeadSpec
-from synthwatch.heads.drift import DEFAULT_ALPHA, mmd_test, score_drift
+from synthwatch.heads.defaults import DEFAULT_ALPHA
+from synthwatch.heads.drift import mmd_test, score_drift
+from synthwatch.heads.embedding_map import embedding_map
 from synthwatch.heads.evaluation import Evaluation, paired_results
 from synthwatch.heads.gate import GatePolicy, judge, reasons
 from synthwatch.heads.learning_curve import learning_curve
@@ -220,8 +222,9 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
     report = None
     if write_report_file:
         context = {"head_version": trained.version, "backbone_id": trained.backbone_id, "decision": decision.decision}
+        points = embedding_map(trained.prepared.data, Catalog(layout).arrival_times())
         report, _ = write_report(layout.report_path(trained.version), evaluation, context,
-                                 learning_curves=[curve.as_dict() for curve in curves])
+                                 learning_curves=[curve.as_dict() for curve in curves], embedding_map=points)
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
             "checks": decision.checks, "drift": drift, "champion": decision.champion, "report": report and str(report),
             "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes,

@@ -18,9 +18,9 @@ def list_models(registry: HeadRegistry) -> dict:
 
 
 def report_of(registry: HeadRegistry, version: str) -> str | None:
-    """The path of ``version``'s evaluation report in the store, if one was written."""
+    """Where ``version``'s evaluation report is, relative to the store root, if one was written."""
     path = registry.layout.report_path(version)
-    return str(path) if path.is_file() else None
+    return str(path.relative_to(registry.layout.root)) if path.is_file() else None
 
 
 def show_model(registry: HeadRegistry, version: str) -> dict:

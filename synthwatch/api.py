@@ -177,12 +177,14 @@ class Store:
 
     def ingest(self, *paths: str | os.PathLike, label: str | None = None, generator: str | None = None,
                source: str | None = None, root: str | os.PathLike | None = None, layout: str | None = None,
-               options=None, progress=None):
+               options=None, progress_factory=None):
         """Validate, deduplicate and register images (folders, files, manifests, or a public
-        benchmark's tree with ``layout``); returns ``store.ingest.IngestReport``."""
+        benchmark's tree with ``layout``); returns ``store.ingest.IngestReport``.
+        ``progress_factory(total)`` returns a callback given each chunk's count of files."""
         from synthwatch.store.ingest import IngestOptions, ingest
 
         plan, _ = plan_ingest(paths, label=label, generator=generator, source=source, root=root, layout=layout)
+        progress = progress_factory(len(plan.candidates)) if progress_factory else None
         report = ingest(self.layout, plan, options or IngestOptions(), progress=progress)
         self._write_config()
         return report
@@ -195,10 +197,8 @@ class Store:
         from synthwatch.embeddings.backbone import create_backbone
         from synthwatch.embeddings.engine import EngineOptions
         from synthwatch.embeddings.job import embed_store
-        from synthwatch.embeddings.registry import DEFAULT_BACKBONE
 
-        name = backbone or self.config().backbone or DEFAULT_BACKBONE
-        model = create_backbone(name, layers=layers, mode=mode, revision=revision,
+        model = create_backbone(self.backbone_to_embed(backbone), layers=layers, mode=mode, revision=revision,
                                 allow_random_weights=allow_random_weights)
         if model.random_parts:
             log.warning(f"WARNING: no pretrained weights for {', '.join(model.random_parts)}; embedding with RANDOM "
@@ -208,6 +208,12 @@ class Store:
                              progress_factory=progress_factory)
         self._write_config()
         return report
+
+    def backbone_to_embed(self, backbone: str | None = None) -> str:
+        """``backbone``, else synthwatch.toml's, else the default (dinov2-small)."""
+        from synthwatch.embeddings.registry import DEFAULT_BACKBONE
+
+        return backbone or self.config().backbone or DEFAULT_BACKBONE
 
     def train(self, head: str = "logreg", *, backbone: str | None = None, holdout: Iterable[str] = (),
               reason: str = "", options=None, policy=None) -> Trained:
@@ -219,7 +225,10 @@ class Store:
         from synthwatch.heads.pipeline import train_and_register
         from synthwatch.heads.training import TrainOptions
 
-        settings = self.config()
+        if options is not None and (tuple(holdout) or reason):
+            raise ValueError("Expected holdout and reason inside options when options are given, but got them "
+                             "beside it. Pass TrainOptions(holdout=..., reason=...).")
+        settings = self.config() if options is None or policy is None else None
         options = options or TrainOptions(holdout=tuple(holdout), reason=reason,
                                           evaluation=EvalOptions(target_fpr=settings.target_fpr))
         trained, _ = train_and_register(self.layout, HeadSpec(head), backbone=backbone, options=options)

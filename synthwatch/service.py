@@ -66,7 +66,8 @@ WEB_HEADERS = {
 }
 # A report is one file of inline styles and SVG: nothing to run, nothing to fetch.
 REPORT_HEADERS = {**WEB_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                                            "img-src data:; base-uri 'none'; form-action 'none'"}
+                                                            "img-src data:; base-uri 'none'; form-action 'none'; "
+                                                            "frame-ancestors 'none'"}
 SOURCE_TAG = r"^[A-Za-z0-9._:/-]{1,100}$"
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
@@ -284,7 +285,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         """A JPEG of a catalogued image's stored original, at most ``size`` pixels a side."""
         with decoding:
             jpeg = _thumbnail(layout, image_id, size, thumbnail_limits)
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/models", dependencies=[Depends(authorised)], responses=LOOKUP_ERRORS)
     def models() -> dict:

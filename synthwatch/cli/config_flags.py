@@ -15,47 +15,53 @@ CONFIG_FLAGS = {
     **{name: ("gate", name) for name in ("auroc_floor", "tpr_floor", "regression_tolerance", "tpr_tolerance",
                                          "confidence", "correction", "fpr_bound")},
 }
-EMBEDDING_COMMANDS = ("embed", "run", "deploy", "benchmark")  # their --backbone defaults to the file's
 WRITING_COMMANDS = ("ingest", "embed", "index", "train", "retrain", "run", "deploy", "benchmark", "demo", "sources")
 
 
 def apply_store_config(args: argparse.Namespace, settings: Settings) -> None:
-    """Fill each settings flag of this command that was not given from the settings in force."""
+    """Fill each settings flag of this command that was not given from the settings in force;
+    ``args.given_settings`` keeps what was given (the flows, which read the file when each run
+    starts, get only that)."""
     dests = [dest for dest in CONFIG_FLAGS if hasattr(args, dest)]
     if args.command == "evaluate" and not args.learning_curve:
         dests = [dest for dest in dests if CONFIG_FLAGS[dest][0] != "gate"]  # floors only mean something there
-    fills_backbone = args.command in EMBEDDING_COMMANDS
-    if not dests and not fills_backbone:
-        return
-    from synthwatch.embeddings.registry import DEFAULT_BACKBONE
-    from synthwatch.heads.config import load_config
-
-    overrides: dict = {}
+    given: dict = {}
     for dest in dests:
         if getattr(args, dest) is not None:
             *tables, key = CONFIG_FLAGS[dest]
-            target = overrides
+            target = given
             for table in tables:
                 target = target.setdefault(table, {})
             target[key] = getattr(args, dest)
-    if fills_backbone and args.backbone:
-        overrides["backbone"] = args.backbone
-    config = load_config(settings.store_root, overrides)
+    args.given_settings = given
+    fills_backbone = args.command == "benchmark" and not args.backbone  # the flows and `embed` read it themselves
+    if not dests and not fills_backbone:
+        return
+    from synthwatch.heads.config import load_config
+
+    config = load_config(settings.store_root, given)
     for dest in dests:
         value = config
         for part in CONFIG_FLAGS[dest]:
             value = getattr(value, part)
         setattr(args, dest, value)
     if fills_backbone:
-        args.backbone = config.backbone or (DEFAULT_BACKBONE if args.command == "embed" else None)
+        args.backbone = config.backbone
 
 
 def write_config_after(args: argparse.Namespace, settings: Settings) -> None:
-    """After a command that writes to the store, give the store its synthwatch.toml if it has none."""
-    if args.command in WRITING_COMMANDS and settings.layout.exists():
-        from synthwatch.heads.config import write_default_config
+    """After a command that wrote to the store, give the store its synthwatch.toml if it has none."""
+    reads_only = getattr(args, "dry_run", False) or getattr(args, "sources_command", None) == "list"
+    if args.command not in WRITING_COMMANDS or reads_only or not settings.layout.exists():
+        return
+    from synthwatch.heads.config import config_path, write_default_config
 
+    try:
         write_default_config(settings.store_root)
+    except OSError as error:
+        raise StoreError(f"Expected to write {config_path(settings.store_root)} (the store's settings), but "
+                         f"could not ({error.strerror or error}). Make the store writable, or run "
+                         "`synthwatch init` where it is.") from None
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:

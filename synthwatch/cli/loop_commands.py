@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from synthwatch.store.errors import StoreError
-from synthwatch.cli.model_commands import gate_exit_code, gate_policy
+from synthwatch.cli.model_commands import gate_exit_code
 from synthwatch.cli.output import print_comparison, print_decision, print_drift, print_json, print_notes
 from synthwatch.settings import Settings
 
@@ -53,10 +53,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.flows.reaper import reap_children_on_exit
 
     reap_children_on_exit()  # Prefect's temporary server must not outlive a killed run
-    gate = gate_policy(args).as_dict()
+    given = args.given_settings  # the flow reads the rest from synthwatch.toml
     result = continual_flow(store=str(settings.store_root), backbone=args.backbone,
                             allow_random_weights=args.allow_random_weights, dask_address=args.dask,
-                            gate=gate, alpha=args.alpha)
+                            gate=given.get("gate"), alpha=given.get("alpha"))
     if args.json:
         print_json(result)
     else:
@@ -108,7 +108,7 @@ def _when(source: dict) -> str:
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.flows.deploy import serve_store
 
-    gate = gate_policy(args).as_dict()
+    given = args.given_settings  # the rest is read from synthwatch.toml when each run starts
     serve_store(str(settings.store_root), backbone=args.backbone, allow_random_weights=args.allow_random_weights,
-                dask_address=args.dask, gate=gate, alpha=args.alpha)
+                dask_address=args.dask, gate=given.get("gate"), alpha=given.get("alpha"))
     return 0

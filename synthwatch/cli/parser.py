@@ -8,7 +8,8 @@ from typing import Callable
 from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
-from synthwatch.heads.config import CONFIG_FILE, StoreConfig
+from synthwatch.heads.config import CONFIG_FILE
+from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR
 from synthwatch.heads.gate import CORRECTIONS, GatePolicy
 from synthwatch.heads.presets import PRESETS
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_flags = argparse.ArgumentParser(add_help=False)
     evaluation_flags.add_argument("--target-fpr", type=float,
                                   help="false-positive rate the threshold is set for, on validation real images "
-                                       f"(default {StoreConfig.model_fields['target_fpr'].default}{IN_CONFIG})")
+                                       f"(default {DEFAULT_TARGET_FPR}{IN_CONFIG})")
     evaluation_flags.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each interval (default 1000)")
     evaluation_flags.add_argument("--seed", type=int, default=0,
                                   help="seed of the bootstrap and of sampling (splits are stored in the catalog)")
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg")
     retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
     retrain_cmd.add_argument("--alpha", type=float,
-                             help=f"false-alarm rate of each drift check (default 0.01{IN_CONFIG})")
+                             help=f"false-alarm rate of each drift check (default {DEFAULT_ALPHA}{IN_CONFIG})")
     retrain_cmd.add_argument("--max-train", type=int, metavar="N",
                              help="train on at most N rows: a replay set balanced over labels and generators, "
                                   "recent images more likely, every generator kept, seeded by --seed and recorded "
@@ -339,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_flags.add_argument("--dask", metavar="ADDRESS",
                                 help="fan embedding out over this Dask scheduler (tcp://host:8786)")
     pipeline_flags.add_argument("--alpha", type=float,
-                                help=f"false-alarm rate of each drift check (default 0.01{IN_CONFIG})")
+                                help=f"false-alarm rate of each drift check (default {DEFAULT_ALPHA}{IN_CONFIG})")
     _add(commands, "run", cmd_run, common,
          "run one cycle now: ingest watched sources, embed, index, check drift, retrain and gate if needed",
          parents=[pipeline_flags, gate_flags])

@@ -9,7 +9,7 @@ from pathlib import Path
 from synthwatch.embeddings.decode import DecodeLimits
 from synthwatch.embeddings.errors import EmbeddingError
 from synthwatch.store.errors import StoreError
-from synthwatch.store.ingest import IngestOptions, ingest
+from synthwatch.store.ingest import IngestOptions
 from synthwatch.store.verify import verify_store
 from synthwatch.api import Store, open_neighbors
 from synthwatch.cli.output import print_corpus, print_ingest, print_json, print_status
@@ -20,9 +20,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.api import plan_ingest
     from synthwatch.store.layouts import summarise
 
-    plan, layout = plan_ingest(args.paths, label=args.label, generator=args.generator, source=args.source,
-                               root=args.root, layout=args.layout)
     if args.dry_run:
+        plan, layout = plan_ingest(args.paths, label=args.label, generator=args.generator, source=args.source,
+                                   root=args.root, layout=args.layout)
         summary = summarise(layout, plan)
         if args.json:
             print_json(summary)
@@ -33,12 +33,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             for generator, count in summary["synthetic"].items():
                 print(f"  {count:8d}  {generator}")
         return 0
-    options = IngestOptions(
-        copy=not args.no_copy,
-        limits=_limits(args),
-        batch_size=args.batch_size,
-    )
-    report = _run_ingest(settings, plan, options, quiet=args.json or args.quiet)
+    options = IngestOptions(copy=not args.no_copy, limits=_limits(args), batch_size=args.batch_size)
+    report = Store(settings.store_root).ingest(
+        *args.paths, label=args.label, generator=args.generator, source=args.source, root=args.root,
+        layout=args.layout, options=options,
+        progress_factory=None if args.json or args.quiet else _progress_bar("ingest", "file")).as_dict()
     if args.json:
         print_json(report)
     else:
@@ -211,16 +210,6 @@ def _limits(args: argparse.Namespace) -> DecodeLimits:
         return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side, max_bytes=args.max_bytes)
     except ValueError as error:
         raise StoreError(f"{error} (--max-pixels, --min-side, --max-bytes)") from None
-
-
-def _run_ingest(settings: Settings, plan, options: IngestOptions, *, quiet: bool) -> dict:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(plan.candidates), unit="file", desc="ingest", file=sys.stderr,
-               disable=quiet or not sys.stderr.isatty())
-    with bar:
-        report = ingest(settings.layout, plan, options, progress=bar.update)
-    return report.as_dict()
 
 
 def _build_corpus(out: str, *, seed: int, size: str, cache: str | None) -> dict:

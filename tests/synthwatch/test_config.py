@@ -36,14 +36,17 @@ def test_flags_beat_the_environment_which_beats_the_file_which_beats_the_default
     assert (args.auroc_floor, args.tpr_floor, args.alpha, args.correction) == (0.6, 0.3, 0.001, "holm")
 
 
-def test_the_backbone_to_embed_with_comes_from_the_file_only_for_commands_that_embed(store):
+def test_the_backbone_to_embed_with_comes_from_the_file_where_something_embeds(store):
+    from synthwatch import Store
+    from synthwatch.flows.tasks import pipeline_backbone
+
     store.mkdir()
-    assert _resolved(store, "embed").backbone == "dinov2-small"
-    assert _resolved(store, "run").backbone is None  # the champion's, else the only one stored
+    assert Store(store).backbone_to_embed() == "dinov2-small"
     config_path(store).write_text(STRICT)
-    assert _resolved(store, "embed").backbone == "spectrum"
-    assert _resolved(store, "run").backbone == "spectrum"
-    assert _resolved(store, "embed", "--backbone", "test-tiny-dinov2").backbone == "test-tiny-dinov2"
+    assert Store(store).backbone_to_embed() == "spectrum" and _resolved(store, "benchmark", "--preset",
+                                                                         "genimage-sdv14").backbone == "spectrum"
+    assert Store(store).backbone_to_embed("test-tiny-dinov2") == "test-tiny-dinov2"
+    assert pipeline_backbone(str(store), None, False)["backbone_id"].startswith("spectrum@")  # a cycle embeds with it
     assert _resolved(store, "similar", "x.png").backbone is None  # which stored index: not a setting
 
 
@@ -83,6 +86,9 @@ def test_the_first_writing_command_writes_the_file_and_reading_ones_do_not(store
     (tmp_path / "drop").mkdir()
     code, _, _ = cli("--store", store, "sources", "add", tmp_path / "drop", "--json")
     assert code == 0 and load_config(store).gate == GatePolicy()
+    config_path(store).unlink()
+    for reading in (["sources", "list"], ["ingest", tmp_path / "drop", "--label", "real", "--dry-run"]):
+        assert cli("--store", store, *reading, "--json")[0] == 0 and not config_path(store).exists(), reading
 
 
 def test_the_policy_in_force_and_its_hash_are_stored_with_the_decision(proxy_store, cli, monkeypatch):
@@ -96,6 +102,16 @@ def test_the_policy_in_force_and_its_hash_are_stored_with_the_decision(proxy_sto
     assert any(c["name"].startswith("held_out_auroc_floor") and c["threshold"] == 0.99 for c in trained["checks"])
     _, shown, _ = cli("--store", store, "models", "show", trained["version"], "--json")
     assert shown["gate"]["policy"] == expected.as_dict() and shown["gate"]["policy_sha256"] == expected.digest
+
+
+def test_deploy_and_run_hand_the_flows_only_the_flags_given(store):
+    """What `deploy` and `run` pass on (``given_settings``): the flows read the rest from the file
+    when each run starts, so an edited file takes effect without redeploying."""
+    store.mkdir()
+    config_path(store).write_text(STRICT)
+    for command in ("deploy", "run"):
+        args = _resolved(store, command, "--tpr-floor", "0.2")
+        assert args.given_settings == {"gate": {"tpr_floor": 0.2}} and args.backbone is None
 
 
 def test_flows_read_the_file_and_a_partial_gate_given_to_them_overrides_only_its_keys(store):

@@ -225,13 +225,14 @@ def test_models_answers_what_models_list_and_show_print(trained_service, cli):
     assert unknown.status_code == 404 and "is not one" in unknown.json()["detail"]
     assert _get(base, "/models/..%2Fcatalog.duckdb").status_code in (404, 422)
     assert _get(base, "/models/x", token=None).status_code == 401
+    assert _get(base, "/models/.hidden").status_code == 422
 
 
 def test_a_versions_report_is_served_by_version_only(trained_service):
     base, store, _ = trained_service
     champion = _get(base, "/models").json()["champion"]
     listed = {m["version"]: m["report"] for m in _get(base, "/models").json()["models"]}
-    assert listed[champion] == str(store / "reports" / f"{champion}.html")
+    assert listed[champion] == f"reports/{champion}.html"  # relative to the store: no server path given out
     assert _get(base, f"/reports/{champion}", token=None).status_code == 401
     report = _get(base, f"/reports/{champion}")
     assert report.status_code == 200 and report.content == (store / "reports" / f"{champion}.html").read_bytes()
@@ -239,6 +240,7 @@ def test_a_versions_report_is_served_by_version_only(trained_service):
     missing = _get(base, "/reports/h20990101-000000-abcdef")
     assert missing.status_code == 404 and "has none" in missing.json()["detail"]
     assert _get(base, "/reports/..%2Fcatalog.duckdb").status_code in (404, 422)
+    assert _get(base, "/reports/.hidden").status_code == 422  # only version names reach the store
 
 
 def test_the_page_and_its_files_need_no_token_and_hold_no_data(trained_service):

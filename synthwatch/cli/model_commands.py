@@ -57,6 +57,39 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     return gate_exit_code(result["decision"])
 
 
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.traffic:
+        from synthwatch.heads.promotion import check_drift
+
+        if args.since:
+            raise ValueError("Expected --since only with --traffic, but got it alone. Add --traffic, or drop --since.")
+        result = check_drift(settings.layout, alpha=args.alpha)
+        if args.json:
+            print_json(result)
+        else:
+            print_drift(result)
+        return 0
+    from datetime import timedelta
+
+    from synthwatch.heads.traffic import check_traffic
+    from synthwatch.store.watched import parse_duration
+
+    result = check_traffic(settings.layout, since=timedelta(seconds=parse_duration(args.since or "1d")),
+                           alpha=args.alpha)
+    if args.json:
+        print_json(result)
+        return 0
+    window, baseline = result["window"], result["baseline"]
+    print(f"traffic drift of head {result['head_version'] or '-'}: {window['images']} images from {window['from'][:19]} "
+          f"to {window['to'][:19]} UTC against {baseline['images']} before")
+    if not result["checked"]:
+        print(f"  not checked: {result['reason']}")
+    for check in result["checks"]:
+        print(f"  {check['name']:<22} statistic {check['statistic']:.4f}  p {check['p_value']:.4f}  "
+              f"{'DRIFT' if check['drift'] else 'no drift'} (alpha {check['threshold']})  {check['detail']}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.store.head_listing import list_models, show_model
     from synthwatch.store.registry import HeadRegistry  # records only: no model stack to load

@@ -17,7 +17,9 @@ from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
 from synthwatch.cli.config_flags import cmd_init
 from synthwatch.cli.loop_commands import cmd_benchmark, cmd_demo, cmd_deploy, cmd_run, cmd_sources
-from synthwatch.cli.model_commands import cmd_detect, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train
+from synthwatch.cli.model_commands import (
+    cmd_detect, cmd_drift, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train,
+)
 from synthwatch.cli.store_commands import (
     cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_restore, cmd_similar, cmd_status,
 )
@@ -212,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train on at most N rows: a replay set balanced over labels and generators, "
                                   "recent images more likely, every generator kept, seeded by --seed and recorded "
                                   f"with the candidate; evaluation still uses every test image (default {DEFAULT_MAX_TRAIN:,}{IN_CONFIG})")
+
+    drift_cmd = _add(commands, "drift", cmd_drift, common,
+                     "check drift: of the synthetic images that arrived since the last head was trained, or with "
+                     "--traffic of production traffic in the prediction log")
+    drift_cmd.add_argument("--traffic", action="store_true",
+                           help="the prediction log's recent window against the traffic the same champion answered "
+                                "before: flag rate, score distribution, distance to the nearest known fake")
+    drift_cmd.add_argument("--since", metavar="DURATION", help="with --traffic: the window (30m, 6h, 1d; default 1d)")
+    drift_cmd.add_argument("--alpha", type=float,
+                           help=f"false-alarm rate of each check (default {DEFAULT_ALPHA}{IN_CONFIG})")
 
     models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback, repair")
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")

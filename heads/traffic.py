@@ -1,0 +1,98 @@
+"""Drift of production traffic, read from the prediction log: has the recent window moved away
+from the traffic the same champion answered before it?
+
+Traffic is unlabelled and its mix of real and fake is unknown, so a window is compared with
+earlier traffic of the same head, not with the head's validation set. Three checks, each a test
+whose p-value is valid when the window and the baseline come from one distribution:
+
+- ``flag_rate``: the share flagged synthetic (Fisher's exact test, two-sided);
+- ``score_distribution``: the scores as a whole, also below the threshold (two-sample
+  Kolmogorov-Smirnov test);
+- ``nearest_fake_distance``: images farther from every known fake than before, how an unknown
+  generator shows (one-sided Mann-Whitney U test; rows logged with ``k=0`` have no distance).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from scipy.stats import fisher_exact, ks_2samp, mannwhitneyu
+
+from synthwatch.heads.defaults import DEFAULT_ALPHA
+from synthwatch.store.catalog import TRAFFIC_DRIFT, Catalog
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.predictions import read_predictions
+
+MIN_IMAGES = 20  # fewer in the window or the baseline: not checked
+
+
+def traffic_drift(rows: list[dict], *, since: timedelta, alpha: float = DEFAULT_ALPHA,
+                  now: datetime | None = None, head_version: str | None = None) -> dict:
+    """The checks of the window ``[now - since, now]`` against the earlier rows of the same head
+    (``head_version``, default: the head that answered the window's latest row)."""
+    now = now or datetime.now(timezone.utc)
+    start = now - since
+    window = [r for r in rows if start <= r["at"] <= now]
+    head_version = head_version or (window[-1]["head_version"] if window else None)
+    window = [r for r in window if r["head_version"] == head_version]
+    baseline = [r for r in rows if r["at"] < start and r["head_version"] == head_version]
+    result = {"window": _span(window, start, now), "baseline": _span(baseline, None, start), "alpha": alpha,
+              "head_version": head_version, "checks": [], "drift": False, "checked": False}
+    if len(window) < MIN_IMAGES or len(baseline) < MIN_IMAGES:
+        result["reason"] = (f"expected at least {MIN_IMAGES} images of head {head_version} in the window and before "
+                            f"it, but got {len(window)} and {len(baseline)}")
+        return result
+    checks = [flag_rate(window, baseline, alpha), score_distribution(window, baseline, alpha)]
+    distances = nearest_fake_distance(window, baseline, alpha)
+    if distances is not None:
+        checks.append(distances)
+    result.update(checks=checks, checked=True, drift=any(c["drift"] for c in checks))
+    return result
+
+
+def flag_rate(window: list[dict], baseline: list[dict], alpha: float) -> dict:
+    flagged = [sum(r["synthetic"] for r in rows) for rows in (window, baseline)]
+    table = [[flagged[0], len(window) - flagged[0]], [flagged[1], len(baseline) - flagged[1]]]
+    p_value = float(fisher_exact(table).pvalue)
+    change = flagged[0] / len(window) - flagged[1] / len(baseline)
+    return _check("flag_rate", change, p_value, alpha,
+                  f"{flagged[0]}/{len(window)} flagged in the window against {flagged[1]}/{len(baseline)} before")
+
+
+def score_distribution(window: list[dict], baseline: list[dict], alpha: float) -> dict:
+    test = ks_2samp([r["score"] for r in window], [r["score"] for r in baseline])
+    return _check("score_distribution", float(test.statistic), float(test.pvalue), alpha,
+                  "largest gap between the two score distributions (Kolmogorov-Smirnov)")
+
+
+def nearest_fake_distance(window: list[dict], baseline: list[dict], alpha: float) -> dict | None:
+    ours, theirs = ([r["nearest_fake_distance"] for r in rows if r["nearest_fake_distance"] is not None]
+                    for rows in (window, baseline))
+    if len(ours) < MIN_IMAGES or len(theirs) < MIN_IMAGES:
+        return None
+    test = mannwhitneyu(ours, theirs, alternative="greater")
+    far = float(np.mean(np.asarray(ours) > np.quantile(theirs, 0.95)))
+    return _check("nearest_fake_distance", far, float(test.pvalue), alpha,
+                  "share of the window farther from every known fake than 95% of the baseline")
+
+
+def _check(name: str, statistic: float, p_value: float, alpha: float, detail: str) -> dict:
+    return {"name": name, "statistic": round(statistic, 6), "p_value": round(p_value, 6), "threshold": alpha,
+            "drift": p_value < alpha, "detail": detail}
+
+
+def _span(rows: list[dict], start: datetime | None, end: datetime) -> dict:
+    begin = start if start is not None else (rows[0]["at"] if rows else end)
+    return {"from": begin.isoformat(), "to": end.isoformat(), "images": len(rows)}
+
+
+def check_traffic(layout: StoreLayout, *, since: timedelta, alpha: float = DEFAULT_ALPHA,
+                  now: datetime | None = None) -> dict:
+    """:func:`traffic_drift` of the store's prediction log; a detection is logged as a
+    ``synthwatch.traffic.drift`` event (sent to Prefect by the next cycle, for a deployment to act on)."""
+    rows = read_predictions(layout).to_pylist()
+    result = traffic_drift(rows, since=since, alpha=alpha, now=now)
+    if result["drift"]:
+        Catalog(layout).log_event(TRAFFIC_DRIFT, {key: result[key] for key in ("window", "head_version", "checks")})
+    return result

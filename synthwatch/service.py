@@ -38,6 +38,7 @@ from synthwatch.store.predictions import PeriodicFlush, PredictionLog, keep_uplo
 from synthwatch.store.registry import VERSION_NAME, HeadRegistry
 from synthwatch import __version__
 from synthwatch.limits import SERVICE_MAX_PIXELS
+from synthwatch.metrics import ServiceMetrics, TimedRoutes
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -189,6 +190,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
+    metrics = ServiceMetrics()
+    app.add_middleware(TimedRoutes, metrics=metrics)
     state = _State(layout, backbone)
     limits = DecodeLimits(max_pixels=max_pixels, max_bytes=max_upload_bytes)
     decoding = threading.BoundedSemaphore(max(1, decoders))
@@ -231,6 +234,35 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         return {**answer, "backbone_id": neighbors.backbone_id, "ntotal": int(neighbors.index.ntotal),
                 "index": neighbors.version}
 
+    @app.get("/ready", responses={503: {"model": Problem, "description": "not ready: no champion or no index"}})
+    def ready(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
+        """Readiness for anyone (200 once the champion and the index load, else 503); with the
+        token, what is loaded, or why not. /health stays 200 while the process lives."""
+        try:
+            detector, neighbors = state.for_detect()
+            if neighbors is None:
+                raise StoreError("the store has no index for the champion's backbone yet")
+        except (StoreError, EmbeddingError) as error:
+            detail = str(error)
+            shown = detail if _has_token(credentials) else "not ready"
+            raise HTTPException(503, shown) from None
+        answer = {"ready": True}
+        if _has_token(credentials):
+            answer.update(champion=detector.version, backbone_id=neighbors.backbone_id)
+        return answer
+
+    def _has_token(credentials) -> bool:
+        try:
+            authorised(credentials)
+        except HTTPException:
+            return False
+        return True
+
+    @app.get("/metrics", dependencies=[Depends(authorised)], response_class=Response, include_in_schema=False)
+    def metrics_page() -> Response:
+        """Prometheus metrics (text format): requests and latency by route and status, verdicts, head."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
     @app.post("/similar", dependencies=[Depends(authorised)], responses=ERRORS)
     def similar(
         request: Request,
@@ -267,6 +299,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors, limits=limits)[0]
         if "error" in result:
             raise _rejected(result["error"])
+        metrics.verdict(result["synthetic"], detector.version)
         if prediction_log is not None:
             row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http")
             prediction_log.append([row])

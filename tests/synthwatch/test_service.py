@@ -315,3 +315,53 @@ def test_a_second_process_keeps_uploads_and_both_write_one_log(trained_service, 
     assert (row["image_id"], row["channel"]) == (digest, "cli")
     code, _, err = cli("--store", store, "detect", image, "--source", "x")
     assert code == 1 and "--source only with --log" in err
+
+
+def _scrape(base) -> dict:
+    """``{(metric sample name, labels as a sorted tuple): value}`` of /metrics, read with
+    Prometheus's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = _get(base, "/metrics").text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_requests_latency_and_verdicts_in_prometheus_format(trained_service):
+    base, store, originals = trained_service
+    assert _get(base, "/metrics", token=None).status_code == 401
+    before = _scrape(base)
+    images = sorted(originals.rglob("*.png"))[:5]
+    answers = [_detect(base, image.read_bytes(), k=0).json()["results"][0] for image in images]
+    assert _detect(base, b"not an image").status_code == 422
+    image_id = hashlib.sha256(images[0].read_bytes()).hexdigest()
+    assert _get(base, f"/thumbnail/{image_id}").status_code == 200
+    after = _scrape(base)
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert delta("synthwatch_requests_total", route="/detect", status="200") == 5
+    assert delta("synthwatch_requests_total", route="/detect", status="422") == 1
+    assert delta("synthwatch_request_seconds_count", route="/detect") == 6
+    assert delta("synthwatch_request_seconds_bucket", route="/detect", le="+Inf") == 6
+    flagged = sum(a["synthetic"] for a in answers)
+    assert (delta("synthwatch_verdicts_total", verdict="synthetic"), delta("synthwatch_verdicts_total", verdict="real")) \
+        == (flagged, 5 - flagged)
+    champion = answers[0]["head_version"]
+    assert after[("synthwatch_head_info", (("version", champion),))] == 1
+    assert delta("synthwatch_requests_total", route="/thumbnail/{image_id}", status="200") == 1  # the template:
+    assert not any(image_id in dict(labels).get("route", "") for _, labels in after)  # ids never become labels
+
+
+def test_ready_waits_for_a_champion_and_an_index_while_health_says_alive(trained_service, server):
+    base, _, _ = trained_service
+    assert _get(base, "/ready", token=None).json() == {"ready": True}
+    assert _get(base, "/ready").json()["champion"]
+    bare, _, _ = server  # an indexed store with no head yet
+    refused = _get(bare, "/ready", token=None)
+    assert refused.status_code == 503 and refused.json()["detail"] == "not ready"
+    explained = _get(bare, "/ready")
+    assert explained.status_code == 503 and explained.json()["detail"] != "not ready"
+    assert _get(bare, "/health", token=None).status_code == 200

@@ -70,6 +70,8 @@ REPORT_HEADERS = {**WEB_HEADERS, "Content-Security-Policy": "default-src 'none';
                                                             "img-src data:; base-uri 'none'; form-action 'none'; "
                                                             "frame-ancestors 'none'"}
 SOURCE_TAG = r"^[A-Za-z0-9._:/-]{1,100}$"
+MAX_BATCH = 32  # images in one /detect request
+DECODE_CHUNK = 4  # images of a batch decoded and embedded together
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and part headers around the image
 
 
@@ -288,24 +290,38 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     @app.post("/detect", dependencies=[Depends(authorised)], responses=ERRORS)
     def detect(
         request: Request,
-        file: UploadFile = File(..., description="the image"),
+        file: list[UploadFile] = File(..., description=f"the image; repeat the field for a batch (at most "
+                                                       f"{MAX_BATCH}, within --max-upload-mb together)"),
         k: int = Query(5, ge=0, le=100, description="nearest known fakes returned as evidence"),
         source: str | None = Query(None, pattern=SOURCE_TAG, description="a tag of where the image came from, "
                                                                          "kept in the prediction log"),
     ) -> dict:
-        data = _read_limited(request, file, max_upload_bytes)
+        if len(file) > MAX_BATCH:
+            raise HTTPException(422, f"Expected at most {MAX_BATCH} images in one request, but got {len(file)}. "
+                                     "Send them in several requests.")
+        uploads = [(upload.filename, _read_limited(request, upload, max_upload_bytes)) for upload in file]
         detector, neighbors = _ready(state.for_detect)
-        with decoding:
-            result = detector.detect([(file.filename, data)], k=k, neighbors=neighbors, limits=limits)[0]
-        if "error" in result:
-            raise _rejected(result["error"])
+        results = []
+        for start in range(0, len(uploads), DECODE_CHUNK):  # a batch's decoded pixels are held a few at a time
+            with decoding:
+                results += detector.detect(uploads[start:start + DECODE_CHUNK], k=k, neighbors=neighbors,
+                                           limits=limits)
+        if len(uploads) == 1 and "error" in results[0]:
+            raise _rejected(results[0]["error"])  # one image refused: the request was
+        for result, (_, data) in zip(results, uploads):
+            if "error" not in result:
+                record_verdict(result, data, detector, source)
+        return {"head_version": detector.version, "results": results}
+
+    def record_verdict(result: dict, data: bytes, detector, source: str | None) -> None:
+        """Count the verdict, and append it to the prediction log (and keep the image, if asked)."""
         metrics.verdict(result["synthetic"], detector.version)
-        if prediction_log is not None:
-            row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http")
-            prediction_log.append([row])
-            if keep_uploads:
-                keep_upload(layout, row["image_id"], data)
-        return {"head_version": detector.version, "results": [result]}
+        if prediction_log is None:
+            return
+        row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http")
+        prediction_log.append([row])
+        if keep_uploads:
+            keep_upload(layout, row["image_id"], data)
 
     thumbnail_limits = DecodeLimits(max_pixels=max_pixels, min_side=1, max_bytes=DEFAULT_MAX_BYTES)
 

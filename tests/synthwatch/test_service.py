@@ -365,3 +365,23 @@ def test_ready_waits_for_a_champion_and_an_index_while_health_says_alive(trained
     explained = _get(bare, "/ready")
     assert explained.status_code == 503 and explained.json()["detail"] != "not ready"
     assert _get(bare, "/health", token=None).status_code == 200
+
+
+def test_a_batch_is_scored_as_its_images_one_by_one_and_a_bad_one_is_an_answer(trained_service):
+    base, _, originals = trained_service
+    images = sorted(originals.rglob("*.png"))[:5]
+    files = [("file", (image.name, image.read_bytes(), "image/png")) for image in images]
+    files.insert(2, ("file", ("broken.png", b"not an image", "image/png")))
+    batch = httpx.post(f"{base}/detect", params={"k": 1, "source": "batch-test"},
+                       headers={"Authorization": f"Bearer {TOKEN}"}, files=files, timeout=120)
+    assert batch.status_code == 200
+    results = batch.json()["results"]
+    assert [r["query"] for r in results] == [name for _, (name, _, _) in files]
+    assert "error" in results[2] and "score" not in results[2]
+    for image, result in zip(images, results[:2] + results[3:]):
+        alone = _detect(base, image.read_bytes(), k=1).json()["results"][0]
+        assert result["score"] == alone["score"] and result["neighbors"] == alone["neighbors"]
+    assert len(_logged(trained_service[1], "batch-test", 5)) == 5  # the refused image is not logged
+    too_many = [("file", (f"{n}.png", images[0].read_bytes(), "image/png")) for n in range(33)]
+    refused = httpx.post(f"{base}/detect", headers={"Authorization": f"Bearer {TOKEN}"}, files=too_many, timeout=120)
+    assert refused.status_code == 422 and "at most 32 images" in refused.json()["detail"]

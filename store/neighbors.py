@@ -65,6 +65,7 @@ class NeighborIndex:
         self.version = self.manifest["file"]
         # Read after the index: the catalog then holds every indexed image not removed since.
         self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
+        self._allowed: dict[tuple, np.ndarray] = {}  # a filter's keys, read once per index in use
 
     def refresh(self) -> bool:
         """Reload if another process swapped in a new index; return whether it did."""
@@ -108,14 +109,18 @@ class NeighborIndex:
         return self.manifest["backbone"]
 
     def allowed_keys(self, label: str | None, generator: str | None) -> np.ndarray | None:
-        """Indexed keys of images matching the filters (None when there is no filter)."""
+        """Indexed keys of images matching the filters (None when there is no filter). Read from
+        the catalog once per filter and index in use: an image's label and generator never change,
+        and one removed since is skipped when the search resolves its results."""
         if label is None and generator is None:
             return None
-        table = self.catalog.arrow(
-            "SELECT image_id FROM images WHERE ($1 IS NULL OR label = $1) AND ($2 IS NULL OR generator = $2)",
-            [label, generator],
-        )
-        return np.intersect1d(image_keys(table.column("image_id")), self.keys)
+        if (label, generator) not in self._allowed:
+            table = self.catalog.arrow(
+                "SELECT image_id FROM images WHERE ($1 IS NULL OR label = $1) AND ($2 IS NULL OR generator = $2)",
+                [label, generator],
+            )
+            self._allowed[label, generator] = np.intersect1d(image_keys(table.column("image_id")), self.keys)
+        return self._allowed[label, generator]
 
     def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
                generator: str | None = None) -> tuple[list[list[Neighbor]], int]:

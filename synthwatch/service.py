@@ -49,6 +49,55 @@ class Problem(BaseModel):
     detail: str
 
 
+class KnownImage(BaseModel):
+    """A stored image found near the query (``score``: cosine similarity)."""
+
+    image_id: str
+    label: Literal["real", "synthetic"]
+    generator: str | None
+    score: float
+    path: str
+
+
+class Attribution(BaseModel):
+    """The generator the image is most like, with P(real) and the top few."""
+
+    generator: str | None
+    probability: float
+    real_probability: float
+    top: list[dict] = []
+
+
+class Detection(BaseModel):
+    """One image's verdict (or ``error``, in a batch, for an image that could not be decoded)."""
+
+    query: str
+    score: float | None = None
+    synthetic: bool | None = None
+    threshold: float | None = None
+    head_version: str | None = None
+    attribution: Attribution | None = None
+    neighbors: list[KnownImage] = []
+    error: str | None = None
+
+
+class Detections(BaseModel):
+    head_version: str
+    results: list[Detection]
+
+
+class SimilarImages(BaseModel):
+    query: str | None
+    neighbors: list[KnownImage]
+    matching: int
+
+
+class Similar(BaseModel):
+    backbone_id: str
+    k: int
+    results: list[SimilarImages]
+
+
 ERRORS = {
     401: {"model": Problem, "description": "missing or wrong bearer token"},
     413: {"model": Problem, "description": "upload over --max-upload-mb"},
@@ -265,7 +314,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         """Prometheus metrics (text format): requests and latency by route and status, verdicts, head."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
-    @app.post("/similar", dependencies=[Depends(authorised)], responses=ERRORS)
+    @app.post("/similar", dependencies=[Depends(authorised)], responses=ERRORS, response_model=Similar,
+              response_model_exclude_unset=True)
     def similar(
         request: Request,
         file: UploadFile = File(..., description="the image"),
@@ -287,7 +337,8 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             {"query": file.filename, "neighbors": [n.as_dict() for n in found[0]], "matching": matching}
         ]}
 
-    @app.post("/detect", dependencies=[Depends(authorised)], responses=ERRORS)
+    @app.post("/detect", dependencies=[Depends(authorised)], responses=ERRORS, response_model=Detections,
+              response_model_exclude_unset=True)
     def detect(
         request: Request,
         file: list[UploadFile] = File(..., description=f"the image; repeat the field for a batch (at most "

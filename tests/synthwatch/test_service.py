@@ -385,3 +385,17 @@ def test_a_batch_is_scored_as_its_images_one_by_one_and_a_bad_one_is_an_answer(t
     too_many = [("file", (f"{n}.png", images[0].read_bytes(), "image/png")) for n in range(33)]
     refused = httpx.post(f"{base}/detect", headers={"Authorization": f"Bearer {TOKEN}"}, files=too_many, timeout=120)
     assert refused.status_code == 422 and "at most 32 images" in refused.json()["detail"]
+
+
+def test_the_schema_types_every_answer_and_every_error(trained_service):
+    base, _, _ = trained_service
+    schema = _get(base, "/openapi.json").json()
+    detect = schema["paths"]["/detect"]["post"]["responses"]
+    assert detect["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Detections")
+    assert {"401", "413", "422", "503"} <= set(detect)
+    assert all(detect[code]["content"]["application/json"]["schema"]["$ref"].endswith("/Problem")
+               for code in ("401", "413", "422", "503"))
+    detection = schema["components"]["schemas"]["Detection"]["properties"]
+    assert {"score", "synthetic", "threshold", "head_version", "attribution", "neighbors", "error"} <= set(detection)
+    similar = schema["paths"]["/similar"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert similar["$ref"].endswith("/Similar")

@@ -46,7 +46,7 @@ def test_the_backbone_to_embed_with_comes_from_the_file_where_something_embeds(s
     assert Store(store).backbone_to_embed() == "spectrum" and _resolved(store, "benchmark", "--preset",
                                                                          "genimage-sdv14").backbone == "spectrum"
     assert Store(store).backbone_to_embed("test-tiny-dinov2") == "test-tiny-dinov2"
-    assert pipeline_backbone(str(store), None, False)["backbone_id"].startswith("spectrum@")  # a cycle embeds with it
+    assert pipeline_backbone.fn(str(store), None, False)["backbone_id"].startswith("spectrum@")  # a cycle embeds with it
     assert _resolved(store, "similar", "x.png").backbone is None  # which stored index: not a setting
 
 

@@ -287,7 +287,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                      decoders=args.decoders, prediction_log=log, keep_uploads=args.keep_uploads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.access_log else "warning",
+                access_log=args.access_log)
     return 0
 
 

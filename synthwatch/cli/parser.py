@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="do not append /detect verdicts to the prediction log (predictions/*.parquet)")
     serve_cmd.add_argument("--log-max-mb", type=float, default=1024.0,
                            help="the prediction log's budget on disk; the oldest files go first (default 1024)")
+    serve_cmd.add_argument("--access-log", action="store_true",
+                           help="print one line per request on stderr: client, method, path and query, status "
+                                "(never the token or the image)")
     serve_cmd.add_argument("--keep-uploads", action="store_true",
                            help="also keep each image sent to /detect under uploads/ in the store, by its sha256, "
                                 "for labelling later (default: only the verdict and the sha256 are logged)")

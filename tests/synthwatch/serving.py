@@ -49,12 +49,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_service(store: Path, *args: str) -> Iterator[str]:
+def running_service(store: Path, *args: str, output: Path | None = None) -> Iterator[str]:
     """`synthwatch --store STORE serve ARGS` with the test token; yields its base URL once it
-    answers, and stops it after. Its output goes to a file (a pipe nobody reads fills and stalls it)."""
+    answers, and stops it after. Its output goes to a file (a pipe nobody reads fills and stalls
+    it): ``output`` if given, else a temporary one."""
     port = _free_port()
     env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
-    with tempfile.TemporaryFile() as log:
+    with (open(output, "w+b") if output else tempfile.TemporaryFile()) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port", str(port), *map(str, args)],
             env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -399,3 +399,16 @@ def test_the_schema_types_every_answer_and_every_error(trained_service):
     assert {"score", "synthetic", "threshold", "head_version", "attribution", "neighbors", "error"} <= set(detection)
     similar = schema["paths"]["/similar"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert similar["$ref"].endswith("/Similar")
+
+
+def test_the_access_log_has_a_line_per_request_and_never_the_token(trained_service, tmp_path):
+    _, store, originals = trained_service
+    output = tmp_path / "serve.log"
+    image = sorted(originals.rglob("*.png"))[0]
+    with running_service(store, "--access-log", output=output) as base:
+        assert _detect(base, image.read_bytes(), k=0, source="access-log-test").status_code == 200
+        assert _get(base, "/models", token="wrong").status_code == 401
+    lines = output.read_text().splitlines()
+    assert any('"POST /detect?k=0&source=access-log-test HTTP/1.1" 200' in line for line in lines), lines
+    assert any('"GET /models HTTP/1.1" 401' in line for line in lines)
+    assert TOKEN not in output.read_text() and "wrong" not in output.read_text()

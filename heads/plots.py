@@ -73,6 +73,12 @@ def map_svg(embedding_map: dict, *, colours: dict[str, str]) -> str:
     return _render(partial(_draw_map, embedding_map, colours), size=(7.8, 5.2), name="embedding-map")
 
 
+def traffic_history_svg(history: list[dict]) -> str:
+    """Traffic drift over time (``heads.traffic.traffic_history``): the flag rate of each window,
+    and each check's p-value against alpha (log scale), detections in red."""
+    return _render(partial(_draw_traffic, history), size=(7.8, 5.4), name="traffic-history")
+
+
 def _render(draw: Callable, *, size: tuple[float, float], name: str) -> str:
     """Draw a figure of ``size`` inches with ``draw(figure)`` and return its ``<svg>`` element."""
     import matplotlib
@@ -221,6 +227,33 @@ def _draw_curve(curve: dict, caption: str, figure) -> None:
     ax.set_title(f"{_text(curve['generator'])}: {caption}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+
+
+def _draw_traffic(history: list[dict], figure) -> None:
+    rates, checks = figure.subplots(2, 1, sharex=True)
+    ends = [result["window"]["to"][:16].replace("T", " ") for result in history]
+    where = np.arange(len(history))
+    rate = [r["window"]["flagged"] / r["window"]["images"] if r["window"]["images"] else np.nan for r in history]
+    rates.plot(where, rate, "o-", color="#444", ms=4)
+    rates.set_ylabel("share flagged synthetic")
+    rates.set_title("flag rate of each window", fontsize=9)
+    rates.grid(True, alpha=0.3)
+    names = sorted({c["name"] for r in history for c in r["checks"]})
+    for name, colour in zip(names, ("#1f77b4", "#2ca02c", "#9467bd")):
+        points = [(i, c["p_value"], c["drift"]) for i, r in enumerate(history) for c in r["checks"] if c["name"] == name]
+        if points:
+            at, p_values, drift = zip(*points)
+            checks.plot(at, np.maximum(p_values, 1e-6), "o-", color=colour, ms=4, label=name)
+            checks.scatter([a for a, d in zip(at, drift) if d], [max(p, 1e-6) for p, d in zip(p_values, drift) if d],
+                           s=60, facecolors="none", edgecolors="#d62728", zorder=3)
+    alpha = history[-1]["alpha"] if history else 0.01
+    checks.axhline(alpha, color="#d62728", ls="--", lw=0.9, label=f"alpha {alpha} (red circles: drift)")
+    checks.set_yscale("log")
+    checks.set_ylabel("p-value (log scale)")
+    checks.set_xlabel("window ending (UTC)")
+    checks.set_xticks(where, ends, rotation=30, ha="right", fontsize=7)
+    checks.grid(True, alpha=0.3)
+    checks.legend(fontsize=7, loc="lower left")
 
 
 def _draw_map(embedding_map: dict, colours: dict[str, str], figure) -> None:

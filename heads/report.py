@@ -46,6 +46,27 @@ def write_report(path: Path, evaluation: Evaluation | None, context: dict, *, co
     return path, json_path
 
 
+def write_traffic_report(path: Path, history: list[dict], context: dict) -> tuple[Path, Path]:
+    """The traffic drift report: the figures of each window over time (``heads.traffic.traffic_history``),
+    as ``path`` (HTML) and ``path`` with suffix ``.json``."""
+    path = Path(path)
+    json_path = path.with_suffix(".json")
+    atomic_write_bytes(json_path, json.dumps({**context, "history": history}, indent=1, default=str).encode())
+    rows = "".join(
+        f"<tr><td>{html.escape(r['window']['to'][:16])}</td><td>{r['window']['images']}</td>"
+        f"<td>{r['window']['flagged']}</td><td>{'DRIFT' if r['drift'] else ('no' if r['checked'] else 'not checked')}</td>"
+        f"<td>{html.escape('; '.join(c['name'] + ' p ' + format(c['p_value'], '.4f') for c in r['checks']))}</td></tr>"
+        for r in history)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch traffic drift</title>"
+            f"<style>{_STYLE}</style></head><body><h1>synthwatch traffic drift</h1>{_key_values(context)}"
+            "<p class='note'>Each window is compared with the traffic the same champion answered before it.</p>"
+            f"{plots.traffic_history_svg(history) if history else ''}"
+            "<table><tr><th>window ending (UTC)</th><th>images</th><th>flagged</th><th>verdict</th><th>checks</th></tr>"
+            f"{rows}</table></body></html>")
+    atomic_write_bytes(path, page.encode())
+    return path, json_path
+
+
 def _render_curves(curves: list[dict], context: dict) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch learning curve</title>"
             f"<style>{_STYLE}</style></head><body><h1>synthwatch learning curve</h1>{_key_values(context)}"

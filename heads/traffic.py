@@ -84,7 +84,16 @@ def _check(name: str, statistic: float, p_value: float, alpha: float, detail: st
 
 def _span(rows: list[dict], start: datetime | None, end: datetime) -> dict:
     begin = start if start is not None else (rows[0]["at"] if rows else end)
-    return {"from": begin.isoformat(), "to": end.isoformat(), "images": len(rows)}
+    return {"from": begin.isoformat(), "to": end.isoformat(), "images": len(rows),
+            "flagged": sum(bool(r["synthetic"]) for r in rows)}
+
+
+def traffic_history(rows: list[dict], *, since: timedelta, windows: int, alpha: float = DEFAULT_ALPHA,
+                    now: datetime | None = None) -> list[dict]:
+    """:func:`traffic_drift` of each of the last ``windows`` windows of length ``since``, oldest
+    first, each against the traffic before it: how the figures moved over time."""
+    now = now or datetime.now(timezone.utc)
+    return [traffic_drift(rows, since=since, alpha=alpha, now=now - since * back) for back in range(windows - 1, -1, -1)]
 
 
 def check_traffic(layout: StoreLayout, *, since: timedelta, alpha: float = DEFAULT_ALPHA,

@@ -61,8 +61,10 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     if not args.traffic:
         from synthwatch.heads.promotion import check_drift
 
-        if args.since:
-            raise ValueError("Expected --since only with --traffic, but got it alone. Add --traffic, or drop --since.")
+        given = [flag for flag, value in (("--since", args.since), ("--report", args.report)) if value]
+        if given:
+            raise ValueError(f"Expected {', '.join(given)} only with --traffic, but got it alone. Add --traffic, "
+                             "or drop it.")
         result = check_drift(settings.layout, alpha=args.alpha)
         if args.json:
             print_json(result)
@@ -74,8 +76,18 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.traffic import check_traffic
     from synthwatch.store.watched import parse_duration
 
-    result = check_traffic(settings.layout, since=timedelta(seconds=parse_duration(args.since or "1d")),
-                           alpha=args.alpha)
+    since = timedelta(seconds=parse_duration(args.since or "1d"))
+    result = check_traffic(settings.layout, since=since, alpha=args.alpha)
+    if args.report:
+        from synthwatch.heads.report import write_traffic_report
+        from synthwatch.heads.traffic import traffic_history
+        from synthwatch.store.predictions import read_predictions
+
+        history = traffic_history(read_predictions(settings.layout).to_pylist(), since=since, windows=args.windows,
+                                  alpha=args.alpha)
+        context = {"store": str(settings.store_root), "window": args.since or "1d", "alpha": args.alpha}
+        html_path, json_path = write_traffic_report(Path(args.report), history, context)
+        result.update(report=str(html_path.resolve()), report_json=str(json_path.resolve()))
     if args.json:
         print_json(result)
         return 0
@@ -87,6 +99,8 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     for check in result["checks"]:
         print(f"  {check['name']:<22} statistic {check['statistic']:.4f}  p {check['p_value']:.4f}  "
               f"{'DRIFT' if check['drift'] else 'no drift'} (alpha {check['threshold']})  {check['detail']}")
+    if args.report:
+        print(f"report: {result['report']} (numbers: {result['report_json']})")
     return 0
 
 

@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the prediction log's recent window against the traffic the same champion answered "
                                 "before: flag rate, score distribution, distance to the nearest known fake")
     drift_cmd.add_argument("--since", metavar="DURATION", help="with --traffic: the window (30m, 6h, 1d; default 1d)")
+    drift_cmd.add_argument("--report", metavar="PATH.html",
+                           help="with --traffic: write the figures of the last --windows windows over time there "
+                                "(and PATH.json)")
+    drift_cmd.add_argument("--windows", type=int, default=14, help="windows in the report (default 14)")
     drift_cmd.add_argument("--alpha", type=float,
                            help=f"false-alarm rate of each check (default {DEFAULT_ALPHA}{IN_CONFIG})")
 

@@ -103,3 +103,28 @@ def test_drift_traffic_reads_the_prediction_log_and_raises_an_event(cli, store):
     assert [e["name"] for e in Catalog(StoreLayout(store)).pending_events()] == [TRAFFIC_DRIFT]
     code, _, err = cli("--store", store, "drift", "--since", "6h")
     assert code == 1 and "--since only with --traffic" in err
+
+
+def test_the_traffic_report_draws_each_windows_figures_over_time(cli, store, tmp_path):
+    import json
+    import re
+
+    from synthwatch.store.catalog import Catalog
+    from synthwatch.store.layout import StoreLayout
+    from synthwatch.store.predictions import PredictionLog
+
+    rng = np.random.default_rng(5)
+    now = datetime.now(timezone.utc)
+    Catalog(StoreLayout(store)).create()
+    log = PredictionLog(StoreLayout(store))
+    log.append(_traffic(rng, 600, now - timedelta(days=6), 6 * 24 - 1) + _traffic(rng, 100, now - timedelta(hours=20),
+                                                                                  19, burst=0.4))
+    log.flush()
+    code, out, _ = cli("--store", store, "drift", "--traffic", "--report", tmp_path / "traffic.html", "--windows", "4",
+                       "--json")
+    assert code == 0 and out["report"].endswith("traffic.html")
+    history = json.loads((tmp_path / "traffic.json").read_text())["history"]
+    assert len(history) == 4 and [h["drift"] for h in history][-1] and not any(h["drift"] for h in history[:-1])
+    page = (tmp_path / "traffic.html").read_text()
+    assert re.findall(r'<svg [^>]*id="([^"]+)"', page) == ["traffic-history"]
+    assert "p-value (log scale)" in page and "share flagged synthetic" in page and page.count("DRIFT") >= 1

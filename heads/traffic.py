@@ -97,11 +97,13 @@ def traffic_history(rows: list[dict], *, since: timedelta, windows: int, alpha: 
 
 
 def check_traffic(layout: StoreLayout, *, since: timedelta, alpha: float = DEFAULT_ALPHA,
-                  now: datetime | None = None) -> dict:
-    """:func:`traffic_drift` of the store's prediction log; a detection is logged as a
-    ``synthwatch.traffic.drift`` event (sent to Prefect by the next cycle, for a deployment to act on)."""
+                  now: datetime | None = None, windows: int = 1) -> list[dict]:
+    """:func:`traffic_history` of the store's prediction log (read once), oldest window first: the
+    last is the window ending now. A detection in it is logged as a ``synthwatch.traffic.drift``
+    event (sent to Prefect by the next cycle, for a deployment to act on)."""
     rows = read_predictions(layout).to_pylist()
-    result = traffic_drift(rows, since=since, alpha=alpha, now=now)
+    history = traffic_history(rows, since=since, windows=windows, alpha=alpha, now=now)
+    result = history[-1]
     if result["drift"]:
         Catalog(layout).log_event(TRAFFIC_DRIFT, {key: result[key] for key in ("window", "head_version", "checks")})
-    return result
+    return history

@@ -58,18 +58,24 @@ class Detection:
                 "head_version": self.head_version, "attribution": self.attribution, "neighbors": list(self.neighbors)}
 
 
-@dataclass(frozen=True)
-class Detections(Sequence):
-    """`synthwatch detect --json`: one :class:`Detection` per image, in order."""
+class _Results(Sequence):
+    """A result that reads as the sequence of its ``results``, one per image."""
 
-    head_version: str
-    results: tuple[Detection, ...]
+    results: tuple
 
     def __getitem__(self, index):
         return self.results[index]
 
     def __len__(self) -> int:
         return len(self.results)
+
+
+@dataclass(frozen=True)
+class Detections(_Results):
+    """`synthwatch detect --json`: one :class:`Detection` per image, in order."""
+
+    head_version: str
+    results: tuple[Detection, ...]
 
     def as_dict(self) -> dict:
         return {"head_version": self.head_version, "results": [r.as_dict() for r in self.results]}
@@ -92,18 +98,12 @@ class SimilarImages:
 
 
 @dataclass(frozen=True)
-class Similar(Sequence):
+class Similar(_Results):
     """`synthwatch similar --json`: one :class:`SimilarImages` per query, in order."""
 
     backbone_id: str
     k: int
     results: tuple[SimilarImages, ...]
-
-    def __getitem__(self, index):
-        return self.results[index]
-
-    def __len__(self) -> int:
-        return len(self.results)
 
     def as_dict(self) -> dict:
         return {"backbone_id": self.backbone_id, "k": self.k, "results": [r.as_dict() for r in self.results]}

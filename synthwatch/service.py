@@ -255,6 +255,14 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
             raise HTTPException(401, "Expected Authorization: Bearer <token> with the service's token.",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    def _has_token(credentials: HTTPAuthorizationCredentials | None) -> bool:
+        """Whether the request carries the token (routes that answer anyone say more with it)."""
+        try:
+            authorised(credentials)
+        except HTTPException:
+            return False
+        return True
+
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors())
@@ -272,9 +280,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         except (StoreError, EmbeddingError) as error:
             neighbors, problem = None, str(error)
         answer = {"status": "ok" if neighbors is not None else "no-index"}
-        try:
-            authorised(credentials)
-        except HTTPException:
+        if not _has_token(credentials):
             return answer
         try:
             answer["champion"] = HeadRegistry(layout).champion()
@@ -301,13 +307,6 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         if _has_token(credentials):
             answer.update(champion=detector.version, backbone_id=neighbors.backbone_id)
         return answer
-
-    def _has_token(credentials) -> bool:
-        try:
-            authorised(credentials)
-        except HTTPException:
-            return False
-        return True
 
     @app.get("/metrics", dependencies=[Depends(authorised)], response_class=Response, include_in_schema=False)
     def metrics_page() -> Response:

@@ -77,14 +77,11 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.store.watched import parse_duration
 
     since = timedelta(seconds=parse_duration(args.since or "1d"))
-    result = check_traffic(settings.layout, since=since, alpha=args.alpha)
+    history = check_traffic(settings.layout, since=since, alpha=args.alpha, windows=args.windows if args.report else 1)
+    result = dict(history[-1])
     if args.report:
         from synthwatch.heads.report import write_traffic_report
-        from synthwatch.heads.traffic import traffic_history
-        from synthwatch.store.predictions import read_predictions
 
-        history = traffic_history(read_predictions(settings.layout).to_pylist(), since=since, windows=args.windows,
-                                  alpha=args.alpha)
         context = {"store": str(settings.store_root), "window": args.since or "1d", "alpha": args.alpha}
         html_path, json_path = write_traffic_report(Path(args.report), history, context)
         result.update(report=str(html_path.resolve()), report_json=str(json_path.resolve()))

@@ -1,9 +1,10 @@
 """`synthwatch serve` under load: requests per second and p50 / p99 latency of `POST /detect`,
 one image per request (one client, then several at once) and in batches, over a small store of
-the proxy corpus embedded with a given backbone.
+the proxy corpus embedded with a given backbone; with `--workers 1,2`, once per number of worker
+processes (`serve --workers N`), on the same store and the same requests.
 
 Usage: python benchmarks/service.py [--backbone test-tiny-dinov2] [--requests 200] [--clients 4]
-                                    [--batch 8] [--out FILE.json]
+                                    [--batch 8] [--workers 1[,2...]] [--out FILE.json]
 `--backbone dinov2-small` uses DINOv2-small's architecture (random weights where the real ones are
 missing: the timing is the architecture's, the verdicts mean nothing).
 """
@@ -39,35 +40,63 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--workers", default="1", help="worker processes of the service, comma-separated to compare")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    worker_counts = [int(n) for n in args.workers.split(",")]
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"machine: {machine}; backbone {args.backbone}", flush=True)
+    runs = []
     with tempfile.TemporaryDirectory() as scratch:
         store, images = _trained_store(Path(scratch), args.backbone)
         uploads = [path.read_bytes() for path in images]
-        port = _free_port()
-        env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
-        server = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port",
-                                   str(port), "--decoders", str(args.clients)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(base)
-            _post(base, uploads[:1])  # the first request loads the backbone: not timed
-            runs = [_measure("single, 1 client", base, uploads, args.requests, 1, 1),
-                    _measure(f"single, {args.clients} clients", base, uploads, args.requests, args.clients, 1),
-                    _measure(f"batches of {args.batch}, {args.clients} clients", base, uploads,
-                             max(args.requests // args.batch, 4), args.clients, args.batch)]
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    base_rate = runs[0]["images_per_s"]
+        for workers in worker_counts:
+            runs += [{"workers": workers, **run} for run in _serve_and_measure(store, uploads, workers, args)]
     for run in runs:
-        print(f"{run['mode']:<28} {run['requests_per_s']:7.1f} requests/s  {run['images_per_s']:7.1f} images/s "
-              f"({run['images_per_s'] / base_rate:4.2f}x)  p50 {run['p50_ms']:7.1f} ms  p99 {run['p99_ms']:7.1f} ms")
+        base_rate = next(r["images_per_s"] for r in runs if r["workers"] == run["workers"])
+        print(f"{run['workers']} worker(s)  {run['mode']:<28} {run['requests_per_s']:7.1f} requests/s  "
+              f"{run['images_per_s']:7.1f} images/s ({run['images_per_s'] / base_rate:4.2f}x)  "
+              f"p50 {run['p50_ms']:7.1f} ms  p99 {run['p99_ms']:7.1f} ms")
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": machine, "backbone": args.backbone, "runs": runs}, indent=1))
+
+
+def _serve_and_measure(store: Path, uploads: list[bytes], workers: int, args: argparse.Namespace) -> list[dict]:
+    """The three modes against `synthwatch serve --workers WORKERS` in its own process."""
+    port = _free_port()
+    env = {**os.environ, "SYNTHWATCH_API_TOKEN": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "synthwatch", "--store", str(store), "serve", "--port",
+                               str(port), "--decoders", str(args.clients), "--workers", str(workers)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base)
+        _warm_up(base, uploads, 10 * workers * args.clients, args.clients)
+        return [_measure("single, 1 client", base, uploads, args.requests, 1, 1),
+                _measure(f"single, {args.clients} clients", base, uploads, args.requests, args.clients, 1),
+                _measure(f"batches of {args.batch}, {args.clients} clients", base, uploads,
+                         max(args.requests // args.batch, 4), args.clients, args.batch)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _warm_up(base: str, uploads: list[bytes], requests: int, clients: int) -> None:
+    """Untimed requests until every worker has loaded the head, the index and the backbone. A
+    worker's first requests at once may fail (transformers' lazy imports are not thread-safe):
+    counted and said, not fatal here."""
+    def attempt(data: bytes) -> bool:
+        try:
+            _post(base, [data])
+            return True
+        except httpx.HTTPStatusError:
+            return False
+
+    ok = [attempt(uploads[0])]
+    with ThreadPoolExecutor(clients) as pool:
+        ok += pool.map(attempt, [uploads[n % len(uploads)] for n in range(requests)])
+    if not all(ok):
+        print(f"warm-up: {ok.count(False)} of {len(ok)} requests failed", flush=True)
 
 
 def _trained_store(scratch: Path, backbone: str) -> tuple[Path, list[Path]]:

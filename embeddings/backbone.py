@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import torch
 from torch import nn
@@ -202,10 +203,17 @@ def _rebuilt(description: dict) -> Backbone:
     )
 
 
+_BUILDING = threading.RLock()
+
+
 def cached_backbone(description: dict, cache: dict[str, Backbone]) -> Backbone:
     """The backbone ``description`` names, built on first use and kept in ``cache`` by id (one
-    model per backbone id, however many heads, indexes or tasks use it)."""
+    model per backbone id, however many heads, indexes or tasks use it). Built by one thread at
+    a time: concurrent first requests would build it twice, and transformers' lazy imports
+    fail when several threads trigger them at once (``cannot import name 'Dinov2Config'``)."""
     backbone_id = description["backbone_id"]
     if backbone_id not in cache:
-        cache[backbone_id] = backbone_from_description(description)
+        with _BUILDING:
+            if backbone_id not in cache:
+                cache[backbone_id] = backbone_from_description(description)
     return cache[backbone_id]

@@ -75,8 +75,9 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
                    allow_random_weights: bool = False, views: int = 0, dask_address: str | None = None,
                    retrain_inline: bool = True, head: str = "logreg", gate: dict | None = None,
                    alpha: float | None = None) -> dict:
-    """One cycle: ingest watched sources, embed, index, check drift, and retrain and gate when a
-    new generator or drift calls for it (``retrain_inline``; deployments leave that to the
+    """One cycle: ingest watched sources, embed, index, check drift (of new fakes, and of the
+    prediction log's traffic, with its unfamiliar groups), and retrain and gate when a new
+    generator or drift calls for it (``retrain_inline``; deployments leave that to the
     retrain deployment's event triggers). ``gate`` and ``alpha`` override the store's synthwatch.toml."""
     gate, alpha = tasks.policy_in_force(store, gate, alpha)
     ingested = ingest_flow(store, sources)
@@ -89,6 +90,7 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
     index_flow(store, embedded["backbone_id"])
     drift = tasks.check_drift(store, alpha)
     tasks.publish_drift(store, drift)
+    traffic = tasks.watch_traffic(store, alpha)
     needed = tasks.retrain_needed(store, drift)
     result = None
     if needed["retrain"] and retrain_inline:
@@ -105,5 +107,7 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
         "learning_curves": result["learning_curves"] if result else [],
         "learning_curve_lines": result["learning_curve_lines"] if result else [],
         "report": result["report"] if result else None,
+        "traffic_drift": bool(traffic.get("drift", {}).get("drift")),
+        "unfamiliar_groups": [g["group"] for g in traffic.get("discovery", {}).get("groups", [])],
         "events": ingested["events"] + events,
     }

@@ -1,6 +1,6 @@
 """What a cycle shows in Prefect's UI besides task states: the libraries' log lines (the
 ``synthwatch`` logger) in the run's log, and artifacts keyed per store: the gate's checks (a
-table), drift (markdown) and the candidate's report (a link)."""
+table), drift and traffic (markdown) and the candidate's report (a link)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,37 @@ def drift_markdown(store: str, drift: dict) -> str:
     lines += [f"| {c['name']} | {c['statistic']:.4f} | {c['p_value']:.4f} | {'yes' if c['drift'] else 'no'} |"
               for c in drift["checks"]]
     return "\n".join(lines) + "\n"
+
+
+def traffic_markdown(store: str, traffic: dict) -> str:
+    """The traffic checks of the last day and the unfamiliar groups of the last week, each with
+    the command that ingests it."""
+    if not traffic.get("checked"):
+        return f"# Traffic of `{store}`\n\nNot checked: {traffic.get('reason', 'no reason given')}.\n"
+    drift, found = traffic["drift"], traffic["discovery"]
+    verdict = "**DRIFT**" if drift["drift"] else ("none" if drift["checked"] else "not checked")
+    lines = [f"# Traffic of `{store}`: drift {verdict}", "",
+             f"{drift['window']['images']} answers of head `{drift['head_version']}` in the window against "
+             f"{drift['baseline']['images']} before, each check at alpha {drift['alpha']}."
+             + (f" {drift['reason']}." if drift.get("reason") else ""), ""]
+    if drift["checks"]:
+        lines += ["| check | statistic | p-value | drift |", "|---|---|---|---|"]
+        lines += [f"| {c['name']} | {c['statistic']:.4f} | {c['p_value']:.4f} | {'yes' if c['drift'] else 'no'} |"
+                  for c in drift["checks"]]
+    lines += ["", f"## Unfamiliar groups: {len(found['groups'])}", ""]
+    if found.get("reason"):
+        lines.append(f"Not searched: {found['reason']}.")
+    for group in found["groups"]:
+        lines.append(f"- `{group['group']}`: {group['size']} images, nearest known generator "
+                     f"{group['nearest_generator']} at {group['mean_distance']} (its own fakes: "
+                     f"{group['generator_spread']}), {group['kept_uploads']} kept; "
+                     f"`synthwatch ingest --from-discovery {group['group']} --generator NAME`")
+    return "\n".join(lines) + "\n"
+
+
+def publish_traffic(store: str, traffic: dict) -> None:
+    create_markdown_artifact(traffic_markdown(store, traffic), key=artifact_key("traffic", store),
+                             description=f"traffic drift and unfamiliar groups of {store}")
 
 
 def checks_table(result: dict) -> list[dict]:

@@ -171,6 +171,16 @@ def publish_drift(store: str, drift: dict) -> None:
 
 
 @task
+def watch_traffic(store: str, alpha: float) -> dict:
+    """Traffic drift of the last day and unfamiliar groups of the last week, shown in the UI."""
+    from synthwatch.heads.traffic import watch_traffic as watch
+
+    traffic = watch(_layout(store), alpha=alpha)
+    publish.publish_traffic(store, traffic)
+    return traffic
+
+
+@task
 def publish_decision(store: str, result: dict) -> None:
     publish.publish_decision(store, result)
 

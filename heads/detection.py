@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from synthwatch.embeddings.decode import DecodeLimits, ImageRejected, decode_image
 from synthwatch.heads.scorers import EmbeddingScorer, NetworkScorer, load_scorer
 from synthwatch.store.layout import StoreLayout
@@ -34,10 +36,12 @@ class Detector:
         return self.scorer.record.backbone_id
 
     def detect(self, images: list[tuple[str, bytes]], *, k: int = 5, neighbors=None,
-               limits: DecodeLimits = DecodeLimits()) -> list[dict]:
+               limits: DecodeLimits = DecodeLimits()) -> tuple[list[dict], list]:
         """One result per ``(name, bytes)``: score, decision, attribution and nearest known fakes
-        (from ``neighbors``, a ``store.neighbors.NeighborIndex``); an image that cannot be decoded
-        gets ``error`` with the reason instead."""
+        (from ``neighbors``, a ``store.neighbors.NeighborIndex``), or ``error`` with the reason for
+        an image that cannot be decoded; and per result the ``(unit vector, backbone id)`` it was
+        scored or looked up with (the evidence index's space when there is one; None for a refused
+        image, or a fine-tuned network without an index): what the prediction log keeps."""
         from synthwatch.embeddings.backbone import cached_backbone
         from synthwatch.embeddings.query import embed_images
 
@@ -49,15 +53,19 @@ class Detector:
             except ImageRejected as rejection:
                 results.append({"query": name, "error": rejection.reason})
         good = [entry for entry in results if "error" not in entry]
+        embeddings = [None] * len(results)
         if not decoded:
-            return results
+            return results, embeddings
         scores, attributions, vectors = self.scorer.score_images(decoded, self.backbones)
+        vectors_of = self.backbone_id
         evidence = None
         if neighbors is not None and k > 0:
             if vectors is None or neighbors.backbone_id != self.backbone_id:
                 vectors = embed_images(cached_backbone(neighbors.description, self.backbones), decoded)
+                vectors_of = neighbors.backbone_id
             evidence = neighbors.search(vectors, k, label="synthetic")[0]
         threshold = self.scorer.threshold
+        good_positions = [position for position, entry in enumerate(results) if "error" not in entry]
         for position, entry in enumerate(good):
             entry.update({
                 "score": round(float(scores[position]), 6),
@@ -67,12 +75,22 @@ class Detector:
                 "attribution": attributions[position],
                 "neighbors": [n.as_dict() for n in evidence[position]] if evidence is not None else [],
             })
-        return results
+            if vectors is not None:
+                embeddings[good_positions[position]] = (_unit(vectors[position]), vectors_of)
+        return results, embeddings
 
 
-def prediction_row(entry: dict, data: bytes, *, backbone_id: str | None, source: str | None, channel: str) -> dict:
+def _unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def prediction_row(entry: dict, data: bytes, *, backbone_id: str | None, source: str | None, channel: str,
+                   embedding: tuple | None = None) -> dict:
     """The prediction-log row (``store.predictions.SCHEMA``) of one answer of :meth:`Detector.detect`
-    for the image ``data``."""
+    for the image ``data``, with its ``(vector, backbone id)`` from
+    :meth:`Detector.detect` when given."""
     attribution = entry.get("attribution") or {}
     nearest = entry["neighbors"][0] if entry.get("neighbors") else None
     return {"image_id": hashlib.sha256(data).hexdigest(), "score": entry["score"], "synthetic": entry["synthetic"],
@@ -80,4 +98,6 @@ def prediction_row(entry: dict, data: bytes, *, backbone_id: str | None, source:
             "attribution": attribution.get("generator"), "attribution_probability": attribution.get("probability"),
             "nearest_fake_distance": None if nearest is None else round(1.0 - nearest["score"], 6),
             "nearest_fake_generator": None if nearest is None else nearest["generator"],
-            "source": source, "channel": channel}
+            "source": source, "channel": channel,
+            "embedding": None if embedding is None else embedding[0].tolist(),
+            "embedding_backbone": None if embedding is None else embedding[1]}

@@ -67,6 +67,41 @@ def write_traffic_report(path: Path, history: list[dict], context: dict) -> tupl
     return path, json_path
 
 
+def write_discovery_report(path: Path, result: dict, context: dict, thumbnails) -> tuple[Path, Path]:
+    """The discovery report (`discover --report`): each group's figures, the thumbnails of its
+    most typical kept uploads (``thumbnails(image_ids)`` gives ``(image_id, JPEG bytes)`` pairs),
+    and the command that ingests it; as ``path`` (HTML) and ``path`` with suffix ``.json``."""
+    import base64
+
+    path = Path(path)
+    json_path = path.with_suffix(".json")
+    atomic_write_bytes(json_path, json.dumps({**context, **result}, indent=1, default=str).encode())
+    sections = []
+    for title, groups in (("Unfamiliar groups: candidate new generators", result["groups"]),
+                          ("Familiar groups: like a known generator", result["familiar_groups"])):
+        sections.append(f"<h2>{title}</h2>" + ("" if groups else "<p class='note'>None.</p>"))
+        for group in groups:
+            images = "".join(f"<img alt='{image_id[:12]}' title='{image_id}' "
+                             f"src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}'>"
+                             for image_id, jpeg in thumbnails(group["image_ids"]))
+            kept = (images or "<p class='note'>No upload of this group was kept (serve with --keep-uploads).</p>")
+            figures = {key: group[key] for key in ("size", "nearest_generator", "mean_distance", "generator_spread",
+                                                   "p_value", "mean_score", "flagged", "attribution", "first_seen",
+                                                   "last_seen", "kept_uploads")}
+            sections.append(
+                f"<h3>{html.escape(group['group'])}</h3>{_key_values({**figures, 'sources': group['sources']})}"
+                f"<div class='grid'>{kept}</div><p>Name it and ingest it: <code>synthwatch ingest --from-discovery "
+                f"{html.escape(group['group'])} --generator NAME</code></p>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch discovery</title>"
+            f"<style>{_STYLE}</style></head><body><h1>synthwatch discovery</h1>{_key_values(context)}"
+            f"<p class='note'>{result['candidates']} images scored synthetic or near the threshold in the window; "
+            f"{result['unclustered']} in no group. A group is unfamiliar when its images lie farther from the "
+            "known fakes than the fakes of the generator they are nearest to lie from each other.</p>"
+            f"{''.join(sections)}</body></html>")
+    atomic_write_bytes(path, page.encode())
+    return path, json_path
+
+
 def _render_curves(curves: list[dict], context: dict) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>synthwatch learning curve</title>"
             f"<style>{_STYLE}</style></head><body><h1>synthwatch learning curve</h1>{_key_values(context)}"

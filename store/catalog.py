@@ -26,6 +26,7 @@ from synthwatch.store.splits import adopt_legacy_splits, assign_new_groups, spli
 GENERATOR_NEW = "synthwatch.generator.new"
 DRIFT_DETECTED = "synthwatch.drift.detected"
 TRAFFIC_DRIFT = "synthwatch.traffic.drift"
+TRAFFIC_DISCOVERED = "synthwatch.traffic.discovered"
 HEAD_PROMOTED = "synthwatch.head.promoted"
 HEAD_REJECTED = "synthwatch.head.rejected"
 

@@ -46,6 +46,18 @@ class StoreLayout:
         """Uploaded images kept for labelling (``serve --keep-uploads``)."""
         return self.root / "uploads"
 
+    def upload_path(self, image_id: str) -> Path:
+        """Where a kept upload lies, by its sha256."""
+        return self.uploads_dir / image_id[:2] / image_id
+
+    @property
+    def discoveries_dir(self) -> Path:
+        """Groups of unfamiliar traffic found by `synthwatch discover` (see ``store.discoveries``)."""
+        return self.root / "discoveries"
+
+    def discovery_path(self, group: str) -> Path:
+        return self.discoveries_dir / f"{group}.json"
+
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"

@@ -9,8 +9,10 @@ it with plain DuckDB: ``SELECT * FROM read_parquet('<store>/predictions/*.parque
 What is stored, and why: the time, the image's sha256 (to find it again, and to count repeats;
 not the image), the verdict (score, threshold, head and backbone), the generator it is most like,
 its distance to the nearest known fake (far from every known fake is how an unknown generator
-shows), and the caller's source tag. The uploaded bytes are kept only when the service is started
-with ``--keep-uploads`` (under ``uploads/``, for labelling later).
+shows), the caller's source tag, and the image's embedding (the vector the nearest known fakes were
+looked up with: what the drift check on embeddings compares and what `synthwatch discover`
+clusters; a vector is not the image, but it describes its content). The uploaded bytes are kept
+only when the service is started with ``--keep-uploads`` (under ``uploads/``, for labelling later).
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ SCHEMA = pa.schema([
     ("nearest_fake_generator", pa.string()),
     ("source", pa.string()),  # the caller's tag (`?source=`, `--source`)
     ("channel", pa.string()),  # http | cli
+    ("embedding", pa.list_(pa.float32())),  # L2-normalised (null: none computed, or logged before vectors were)
+    ("embedding_backbone", pa.string()),  # the backbone id of ``embedding``
 ])
+VECTOR_COLUMNS = ("embedding", "embedding_backbone")
 DEFAULT_MAX_BYTES = 1 << 30  # the log's budget on disk; the oldest files go first
 DEFAULT_BATCH_ROWS = 256
 DEFAULT_FLUSH_S = 5.0
@@ -131,18 +136,21 @@ def log_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet")) if folder.exists() else []
 
 
-def read_predictions(layout: StoreLayout, *, since: datetime | None = None) -> pa.Table:
-    """Every logged prediction (at or after ``since``), oldest first."""
+def read_predictions(layout: StoreLayout, *, since: datetime | None = None, vectors: bool = False) -> pa.Table:
+    """Every logged prediction (at or after ``since``), oldest first; the embeddings only with
+    ``vectors`` (they are most of the log's bytes). Files written before a column existed read
+    it as nulls."""
+    schema = SCHEMA if vectors else pa.schema([f for f in SCHEMA if f.name not in VECTOR_COLUMNS])
     files = log_files(layout.predictions_dir)
     if not files:
-        return SCHEMA.empty_table()
+        return schema.empty_table()
     parts = []
     for path in files:
         try:
-            parts.append(pq.read_table(path, schema=SCHEMA))
+            parts.append(pq.read_table(path, schema=SCHEMA, columns=schema.names))
         except FileNotFoundError:  # trimmed by a writer since it was listed
             continue
-    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
     if since is not None:
         import pyarrow.compute as pc
 
@@ -150,9 +158,26 @@ def read_predictions(layout: StoreLayout, *, since: datetime | None = None) -> p
     return table.sort_by("at")
 
 
+def prediction_rows(table: pa.Table) -> list[dict]:
+    """The rows of :func:`read_predictions` as dicts, each ``embedding`` (when read) a float32
+    array or None: what the traffic checks and discovery take."""
+    import numpy as np
+
+    plain = [name for name in table.column_names if name != "embedding"]
+    rows = table.select(plain).to_pylist()
+    if "embedding" in table.column_names:
+        column = table["embedding"].combine_chunks()
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        offsets = column.offsets.to_numpy()
+        values = column.values.to_numpy(zero_copy_only=False)
+        for position, row in enumerate(rows):
+            row["embedding"] = (values[offsets[position]:offsets[position + 1]] if valid[position] else None)
+    return rows
+
+
 def keep_upload(layout: StoreLayout, image_id: str, data: bytes) -> Path:
     """Keep an uploaded image for labelling later (``--keep-uploads``), content-addressed."""
-    path = layout.uploads_dir / image_id[:2] / image_id
+    path = layout.upload_path(image_id)
     if not path.exists():
         atomic_write_bytes(path, data)
     return path

@@ -177,13 +177,15 @@ class Store:
 
     def ingest(self, *paths: str | os.PathLike, label: str | None = None, generator: str | None = None,
                source: str | None = None, root: str | os.PathLike | None = None, layout: str | None = None,
-               options=None, progress_factory=None):
-        """Validate, deduplicate and register images (folders, files, manifests, or a public
-        benchmark's tree with ``layout``); returns ``store.ingest.IngestReport``.
+               discovery: str | None = None, options=None, progress_factory=None):
+        """Validate, deduplicate and register images (folders, files, manifests, a public
+        benchmark's tree with ``layout``, or with ``discovery`` the kept uploads of a group found by
+        :meth:`discover`, as fakes of ``generator``); returns ``store.ingest.IngestReport``.
         ``progress_factory(total)`` returns a callback given each chunk's count of files."""
         from synthwatch.store.ingest import IngestOptions, ingest
 
-        plan, _ = plan_ingest(paths, label=label, generator=generator, source=source, root=root, layout=layout)
+        plan, _ = plan_ingest(paths, label=label, generator=generator, source=source, root=root, layout=layout,
+                              discovery=discovery, store=self.layout)
         progress = progress_factory(len(plan.candidates)) if progress_factory else None
         report = ingest(self.layout, plan, options or IngestOptions(), progress=progress)
         self._write_config()
@@ -258,12 +260,13 @@ class Store:
             except StoreError as error:
                 log.warning(f"no nearest known fakes: {error}")
         named = _named_bytes(images)
-        entries = detector.detect(named, k=k, neighbors=neighbors)
+        entries, embeddings = detector.detect(named, k=k, neighbors=neighbors)
         if log:
             prediction_log = PredictionLog(self.layout)
             prediction_log.append([prediction_row(entry, data, backbone_id=detector.backbone_id, source=source,
-                                                  channel="cli")
-                                   for entry, (_, data) in zip(entries, named) if "error" not in entry])
+                                                  channel="cli", embedding=embedding)
+                                   for entry, (_, data), embedding in zip(entries, named, embeddings)
+                                   if "error" not in entry])
             prediction_log.flush()
         return Detections(detector.version, tuple(Detection.from_dict(entry) for entry in entries))
 
@@ -286,6 +289,18 @@ class Store:
             found, matching = neighbors.search(vector[None], k, label=label, generator=generator)
             results.append(SimilarImages(name, tuple(n.as_dict() for n in found[0]), matching))
         return Similar(neighbors.backbone_id, k, tuple(results))
+
+    def discover(self, *, since=None, near: float | None = None, min_group: int | None = None,
+                 alpha: float | None = None, now=None) -> dict:
+        """`synthwatch discover --json`: groups of recent traffic scored synthetic (or near the
+        threshold) clustered on their logged embeddings, ``groups`` those farther from the known
+        fakes than a known generator's fakes are from each other (``heads.discovery``); each group
+        is kept for ``ingest(discovery=GROUP, generator=NAME)``. ``since`` is a ``timedelta``."""
+        from synthwatch.heads.discovery import DiscoveryOptions, discover
+
+        given = {key: value for key, value in (("since", since), ("near", near), ("min_group", min_group),
+                                               ("alpha", alpha)) if value is not None}
+        return discover(self.layout, DiscoveryOptions(**given), now=now)
 
     @property
     def models(self) -> Models:
@@ -317,13 +332,26 @@ def open_neighbors(layout: StoreLayout, backbone: str | None):
     return neighbors
 
 
-def plan_ingest(paths, *, label=None, generator=None, source=None, root=None, layout=None):
+def plan_ingest(paths, *, label=None, generator=None, source=None, root=None, layout=None, discovery=None,
+                store: StoreLayout | None = None):
     """What an ingest of ``paths`` would store: ``(store.candidates.Plan, layout name)``; with
-    ``layout``, each path is read as that public benchmark's tree (not with label flags)."""
+    ``layout``, each path is read as that public benchmark's tree (not with label flags); with
+    ``discovery``, the kept uploads of that group of ``store``, as fakes of ``generator``."""
     from synthwatch.store.candidates import Plan
+    from synthwatch.store.discoveries import plan_group
     from synthwatch.store.layouts import plan_layout
     from synthwatch.store.sources import plan_sources
 
+    if discovery:
+        given = [flag for flag, value in (("PATH", paths), ("--label", label not in (None, "synthetic")),
+                                          ("--source", source), ("--root", root), ("--layout", layout)) if value]
+        if given or not generator:
+            raise StoreError(f"Expected --from-discovery with --generator NAME alone, but got "
+                             f"{', '.join(given) or 'no --generator'}. Name the group's generator, and drop the rest.")
+        return plan_group(store, discovery, generator), "discovery"
+    if not paths:
+        raise StoreError("Expected at least one PATH to ingest (or --from-discovery GROUP), but got none. "
+                         "Pass a folder, image file or manifest.")
     if not layout:
         return plan_sources(paths, label=label, generator=generator, source=source, manifest_root=root), "folders"
     given = [flag for flag, value in (("--label", label), ("--generator", generator), ("--source", source),

@@ -223,25 +223,29 @@ class _State:
 
 def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = SERVICE_MAX_PIXELS,
-               decoders: int = 2, prediction_log: PredictionLog | None = None, keep_uploads: bool = False) -> FastAPI:
+               decoders: int = 2, prediction_log: PredictionLog | None = None, keep_uploads: bool = False,
+               metrics_dir: str | None = None) -> FastAPI:
     """The FastAPI application over one store; ``token`` None disables authentication. At most
     ``decoders`` uploads are decoded and embedded at once (each may take hundreds of MB), and none
     over ``max_pixels``. Each verdict of /detect goes to ``prediction_log`` (flushed every few
-    seconds and at shutdown), and with ``keep_uploads`` its image under ``uploads/``."""
+    seconds and at shutdown), and with ``keep_uploads`` its image under ``uploads/``. With
+    ``metrics_dir`` (one worker of several, see :func:`serve_workers`) /metrics adds up every
+    worker's counts written there."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         flusher = PeriodicFlush(prediction_log).start() if prediction_log is not None else None
         yield
         if flusher is not None:
-            flusher.stop()
+            flusher.stop()  # the last rows, when uvicorn stops (each worker on the parent's SIGTERM)
+        metrics.close()
 
     app = FastAPI(title="synthwatch", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan,
                   description="Score images with your own AI-generated-image detector, and find the nearest "
                               "known real and synthetic images.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_OVERHEAD)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(multiprocess_dir=metrics_dir)
     app.add_middleware(TimedRoutes, metrics=metrics)
     state = _State(layout, backbone)
     limits = DecodeLimits(max_pixels=max_pixels, max_bytes=max_upload_bytes)
@@ -351,24 +355,26 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
                                      "Send them in several requests.")
         uploads = [(upload.filename, _read_limited(request, upload, max_upload_bytes)) for upload in file]
         detector, neighbors = _ready(state.for_detect)
-        results = []
+        results, embeddings = [], []
         for start in range(0, len(uploads), DECODE_CHUNK):  # a batch's decoded pixels are held a few at a time
             with decoding:
-                results += detector.detect(uploads[start:start + DECODE_CHUNK], k=k, neighbors=neighbors,
-                                           limits=limits)
+                answers, vectors = detector.detect(uploads[start:start + DECODE_CHUNK], k=k, neighbors=neighbors,
+                                                   limits=limits)
+            results, embeddings = results + answers, embeddings + vectors
         if len(uploads) == 1 and "error" in results[0]:
             raise _rejected(results[0]["error"])  # one image refused: the request was
-        for result, (_, data) in zip(results, uploads):
+        for result, (_, data), embedding in zip(results, uploads, embeddings):
             if "error" not in result:
-                record_verdict(result, data, detector, source)
+                record_verdict(result, data, detector, source, embedding)
         return {"head_version": detector.version, "results": results}
 
-    def record_verdict(result: dict, data: bytes, detector, source: str | None) -> None:
+    def record_verdict(result: dict, data: bytes, detector, source: str | None, embedding) -> None:
         """Count the verdict, and append it to the prediction log (and keep the image, if asked)."""
         metrics.verdict(result["synthetic"], detector.version)
         if prediction_log is None:
             return
-        row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http")
+        row = prediction_row(result, data, backbone_id=detector.backbone_id, source=source, channel="http",
+                             embedding=embedding)
         prediction_log.append([row])
         if keep_uploads:
             keep_upload(layout, row["image_id"], data)

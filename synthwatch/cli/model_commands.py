@@ -282,6 +282,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from synthwatch.fleet import serve_workers
     from synthwatch.service import create_app
     from synthwatch.store.predictions import PredictionLog
 
@@ -294,12 +295,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_auth and not loopback:
         raise StoreError(f"Expected a loopback --host with --no-auth, but got {args.host}. "
                          "Set SYNTHWATCH_API_TOKEN to serve on other addresses.")
-    log = None if args.no_log else PredictionLog(settings.layout, max_bytes=int(args.log_max_mb * 1024 * 1024))
-    app = create_app(settings.layout, token=None if args.no_auth else token, backbone=args.backbone,
-                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                     decoders=args.decoders, prediction_log=log, keep_uploads=args.keep_uploads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.access_log else "warning",
-                access_log=args.access_log)
+    if args.workers < 1:
+        raise StoreError(f"Expected --workers of at least 1, but got {args.workers}. Pass 1 for one process, "
+                         "or more to share the load.")
+    log_max_bytes = None if args.no_log else int(args.log_max_mb * 1024 * 1024)
+    log = None if log_max_bytes is None else PredictionLog(settings.layout, max_bytes=log_max_bytes)  # checked here
+    options = dict(backbone=args.backbone, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                   max_pixels=args.max_pixels, decoders=args.decoders, keep_uploads=args.keep_uploads)
+    running = dict(host=args.host, port=args.port, log_level="info" if args.access_log else "warning",
+                   access_log=args.access_log)
+    if args.workers > 1:  # each worker opens its own log and reads the token from the environment
+        serve_workers(args.workers, {"store": str(settings.layout.root.resolve()), "auth": not args.no_auth,
+                                     "log_max_bytes": log_max_bytes, **options}, **running)
+        return 0
+    app = create_app(settings.layout, token=None if args.no_auth else token, prediction_log=log, **options)
+    uvicorn.run(app, **running)
     return 0
 
 

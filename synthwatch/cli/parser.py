@@ -20,6 +20,7 @@ from synthwatch.cli.loop_commands import cmd_benchmark, cmd_demo, cmd_deploy, cm
 from synthwatch.cli.model_commands import (
     cmd_detect, cmd_drift, cmd_evaluate, cmd_models, cmd_retrain, cmd_serve, cmd_train,
 )
+from synthwatch.cli.traffic_commands import cmd_discover
 from synthwatch.cli.store_commands import (
     cmd_corpus_build, cmd_duplicates, cmd_embed, cmd_index, cmd_ingest, cmd_restore, cmd_similar, cmd_status,
 )
@@ -53,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest_cmd = _add(commands, "ingest", cmd_ingest, common,
                       "validate, deduplicate and register images in the catalog")
-    ingest_cmd.add_argument("paths", nargs="+", metavar="PATH",
+    ingest_cmd.add_argument("paths", nargs="*", metavar="PATH",
                             help="folder (real/, synthetic/<generator>/), image file, or "
                                  "manifest (.csv, .jsonl, .parquet)")
+    ingest_cmd.add_argument("--from-discovery", metavar="GROUP",
+                            help="instead of PATHs: the kept uploads of a group `synthwatch discover` found, as "
+                                 "fakes of --generator NAME (source group discovery-GROUP)")
     ingest_cmd.add_argument("--label", choices=("real", "synthetic"),
                             help="label every image of a flat folder")
     ingest_cmd.add_argument("--generator", help="generator of a flat folder of synthetic images")
@@ -229,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     drift_cmd.add_argument("--alpha", type=float,
                            help=f"false-alarm rate of each check (default {DEFAULT_ALPHA}{IN_CONFIG})")
 
+    discover_cmd = _add(commands, "discover", cmd_discover, common,
+                        "find groups of recent traffic that look synthetic but like no known generator (from the "
+                        "prediction log's embeddings), to name and ingest with `ingest --from-discovery`")
+    discover_cmd.add_argument("--since", metavar="DURATION", default="7d",
+                              help="the window of the prediction log (30m, 6h, 1d; default 7d)")
+    discover_cmd.add_argument("--near", type=float, default=0.1,
+                              help="images scored this far under the threshold are candidates too (default 0.1)")
+    discover_cmd.add_argument("--min-group", type=int, default=5, help="the smallest group reported (default 5)")
+    discover_cmd.add_argument("--alpha", type=float, default=0.01,
+                              help="false-alarm rate of calling a known generator's group unfamiliar, over all "
+                                   "groups (default 0.01)")
+    discover_cmd.add_argument("--report", metavar="PATH.html",
+                              help="write each group's figures and thumbnails of its kept uploads there (and PATH.json)")
+
     models_cmd = commands.add_parser("models", help="the head registry: list, show, promote, rollback, repair")
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     _add(models_commands, "list", cmd_models, common, "every head version, the champion marked *")
@@ -329,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--keep-uploads", action="store_true",
                            help="also keep each image sent to /detect under uploads/ in the store, by its sha256, "
                                 "for labelling later (default: only the verdict and the sha256 are logged)")
+    serve_cmd.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="worker processes answering on one port, each reading the store and writing its "
+                                "own prediction log files; /metrics counts for all of them (default 1: one process)")
 
     corpus_cmd = commands.add_parser("corpus", help="the reproducible proxy corpus")
     corpus_commands = corpus_cmd.add_subparsers(dest="corpus_command", required=True, metavar="COMMAND")

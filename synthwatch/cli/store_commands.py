@@ -22,7 +22,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.dry_run:
         plan, layout = plan_ingest(args.paths, label=args.label, generator=args.generator, source=args.source,
-                                   root=args.root, layout=args.layout)
+                                   root=args.root, layout=args.layout, discovery=args.from_discovery,
+                                   store=settings.layout)
         summary = summarise(layout, plan)
         if args.json:
             print_json(summary)
@@ -36,7 +37,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     options = IngestOptions(copy=not args.no_copy, limits=_limits(args), batch_size=args.batch_size)
     report = Store(settings.store_root).ingest(
         *args.paths, label=args.label, generator=args.generator, source=args.source, root=args.root,
-        layout=args.layout, options=options,
+        layout=args.layout, discovery=args.from_discovery, options=options,
         progress_factory=None if args.json or args.quiet else _progress_bar("ingest", "file")).as_dict()
     if args.json:
         print_json(report)

@@ -69,7 +69,7 @@ def test_embedding_fanned_out_on_a_dask_cluster_gives_the_vectors_of_a_local_run
 
 
 def _the_ui_shows_what_the_cycle_decided(store: str, cycle: dict, flow_run_id) -> None:
-    """Read back from the server: the gate's checks, drift and the report as artifacts keyed by
+    """Read back from the server: the gate's checks, drift, traffic and the report as artifacts keyed by
     store, and the libraries' log lines in the run's log."""
     from pathlib import Path
 
@@ -80,7 +80,7 @@ def _the_ui_shows_what_the_cycle_decided(store: str, cycle: dict, flow_run_id) -
     from synthwatch.flows.publish import artifact_key
 
     APILogHandler().flush()  # send what is queued, then read
-    keys = {kind: artifact_key(kind, store) for kind in ("gate-checks", "drift", "report")}
+    keys = {kind: artifact_key(kind, store) for kind in ("gate-checks", "drift", "report", "traffic")}
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys.values()))))
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
@@ -94,6 +94,8 @@ def _the_ui_shows_what_the_cycle_decided(store: str, cycle: dict, flow_run_id) -
     assert cycle["decision"] in table.description and cycle["candidate"] in table.description
     drift = latest[keys["drift"]]
     assert drift.type == "markdown" and "ae-noise" in drift.data and "embedding_mmd" in drift.data
+    traffic = latest[keys["traffic"]]  # nothing served from this store yet: it says so
+    assert traffic.type == "markdown" and "no traffic logged yet" in traffic.data and not cycle["unfamiliar_groups"]
     report = latest[keys["report"]]
     assert Path(cycle["report"]).exists() and Path(cycle["report"]).as_uri() in report.data  # a link (as markdown)
     messages = [log.message for log in logs if log.name.startswith("synthwatch")]

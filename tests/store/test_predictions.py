@@ -107,3 +107,24 @@ def test_a_writer_killed_mid_write_leaves_no_partial_file_for_readers(tmp_path):
 def test_a_bad_budget_is_refused(tmp_path):
     with pytest.raises(ValueError, match="positive byte budget"):
         PredictionLog(StoreLayout(tmp_path), max_bytes=0)
+
+
+def test_files_written_before_the_vector_columns_read_them_as_nulls(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthwatch.store.predictions import SCHEMA, VECTOR_COLUMNS, prediction_rows
+
+    layout = StoreLayout(tmp_path / "store")
+    old_schema = pa.schema([field for field in SCHEMA if field.name not in VECTOR_COLUMNS])
+    layout.predictions_dir.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{**_row(1), "at": datetime.now(timezone.utc)}], schema=old_schema),
+                   layout.predictions_dir / "part-20260101T000000000000-00000000.parquet")
+    log = PredictionLog(layout)
+    log.append([_row(2, embedding=[0.6, 0.8], embedding_backbone="b1")])
+    log.flush()
+    assert read_predictions(layout).column_names == old_schema.names  # vectors only when asked
+    rows = prediction_rows(read_predictions(layout, vectors=True))
+    assert [r["embedding_backbone"] for r in rows] == [None, "b1"] and rows[0]["embedding"] is None
+    assert rows[1]["embedding"].dtype == "float32" and rows[1]["embedding"].tolist() == pytest.approx([0.6, 0.8])
+

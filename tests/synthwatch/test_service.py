@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -298,6 +299,17 @@ def test_every_verdict_of_many_concurrent_requests_is_logged_exactly(trained_ser
     assert row["nearest_fake_distance"] == pytest.approx(1 - first["neighbors"][0]["score"], abs=1e-6)
     assert row["nearest_fake_generator"] == first["neighbors"][0]["generator"]
     assert _detect(base, uploads[0], source="no spaces allowed").status_code == 422
+    # each row keeps the unit vector its nearest known fakes were looked up with
+    from synthwatch.store.layout import StoreLayout
+    from synthwatch.store.predictions import prediction_rows, read_predictions
+
+    logged = [r for r in prediction_rows(read_predictions(StoreLayout(store), vectors=True)) if r["source"] == "load-test"]
+    assert {r["embedding_backbone"] for r in logged} == {row["backbone_id"]}
+    by_image = {}
+    for r in logged:
+        assert np.linalg.norm(r["embedding"]) == pytest.approx(1, abs=1e-5)
+        by_image.setdefault(r["image_id"], []).append(r["embedding"])
+    assert all(np.allclose(vectors[0], v, atol=1e-5) for vectors in by_image.values() for v in vectors)
 
 
 def test_a_second_process_keeps_uploads_and_both_write_one_log(trained_service, cli, tmp_path):

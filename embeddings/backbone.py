@@ -19,6 +19,10 @@ _POOLING = {"dinov2": "class token + mean of patch tokens per block", "convnext"
             "siglip": "mean of patch tokens per block (after the final layer norm)",
             "spectrum": "azimuthal average of the log power spectrum per block"}
 
+# Models are loaded one at a time: transformers' lazy imports fail when several threads trigger
+# them at once (``cannot import name 'Dinov2Config'``), and two first requests would load twice.
+_BUILDING = threading.RLock()
+
 
 class Backbone:
     """A loaded model with its layers and preprocessing mode; see :func:`create_backbone`."""
@@ -172,7 +176,8 @@ def create_backbone(
         return FusedBackbone([create_backbone(part, mode=mode, allow_random_weights=allow_random_weights)
                               for part in name.split("+")])
     spec = resolve_spec(name, revision=revision)
-    model, spec, weights = load_model(spec, allow_random_weights=allow_random_weights)
+    with _BUILDING:  # transformers' lazy imports fail when several threads trigger them at once
+        model, spec, weights = load_model(spec, allow_random_weights=allow_random_weights)
     return Backbone(spec, model, spec.check_layers(layers), mode, weights)
 
 
@@ -203,14 +208,10 @@ def _rebuilt(description: dict) -> Backbone:
     )
 
 
-_BUILDING = threading.RLock()
-
-
 def cached_backbone(description: dict, cache: dict[str, Backbone]) -> Backbone:
     """The backbone ``description`` names, built on first use and kept in ``cache`` by id (one
     model per backbone id, however many heads, indexes or tasks use it). Built by one thread at
-    a time: concurrent first requests would build it twice, and transformers' lazy imports
-    fail when several threads trigger them at once (``cannot import name 'Dinov2Config'``)."""
+    a time, so concurrent first requests build it once."""
     backbone_id = description["backbone_id"]
     if backbone_id not in cache:
         with _BUILDING:

@@ -90,12 +90,12 @@ def continual_flow(store: str, sources: list[str] | None = None, backbone: str |
     index_flow(store, embedded["backbone_id"])
     drift = tasks.check_drift(store, alpha)
     tasks.publish_drift(store, drift)
-    traffic = tasks.watch_traffic(store, alpha)
     needed = tasks.retrain_needed(store, drift)
     result = None
     if needed["retrain"] and retrain_inline:
         result = tasks.retrain(store, "; ".join(needed["why"]), head, gate, alpha, drift)
         tasks.publish_decision(store, result)
+    traffic = tasks.watch_traffic(store, alpha)
     events = tasks.forward_events(store)
     champion = tasks.champion(store)
     return {

@@ -172,10 +172,18 @@ def publish_drift(store: str, drift: dict) -> None:
 
 @task
 def watch_traffic(store: str, alpha: float) -> dict:
-    """Traffic drift of the last day and unfamiliar groups of the last week, shown in the UI."""
+    """Traffic drift of the last day and unfamiliar groups of the last week, shown in the UI. An
+    extra the cycle does not depend on: a failure is reported in its artifact and the log, and
+    the cycle goes on."""
+    import logging
+
     from synthwatch.heads.traffic import watch_traffic as watch
 
-    traffic = watch(_layout(store), alpha=alpha)
+    try:
+        traffic = watch(_layout(store), alpha=alpha)
+    except Exception as error:  # noqa: BLE001 (any failure of an optional step)
+        logging.getLogger("synthwatch").warning(f"traffic: not checked: {type(error).__name__}: {error}")
+        traffic = {"checked": False, "reason": f"the check failed: {type(error).__name__}: {error}"}
     publish.publish_traffic(store, traffic)
     return traffic
 

@@ -1,20 +1,25 @@
 """Unknown-generator discovery: groups of recent traffic that look synthetic but like no known
 generator, for a person to name and ingest (`synthwatch discover`).
 
-1. Candidates: the window's images (each once, its last answer) scored at least
-   ``threshold - near``: flagged, or just under the line.
-2. They are clustered with HDBSCAN on their logged embeddings (unit vectors); a cluster of at
-   least ``min_group`` images is a group. Images of no cluster are counted, not listed.
+1. Candidates: the window's images not in the catalog (each once, its last answer) scored at
+   least ``threshold - near``: flagged, or just under the line.
+2. They are clustered with HDBSCAN on their logged embeddings (unit vectors), together with a
+   sample of the indexed known fakes as anchors, so that a new generator's images stand apart
+   as a cluster even when nothing else in the window is suspicious. A cluster holding at least
+   ``min_group`` candidates is a group (its anchors are not members). Candidates of no cluster
+   are counted, not listed.
 3. A group is unfamiliar when its images lie farther from the known fakes than the fakes of the
-   generator they are nearest to lie from each other: its members' distances to their nearest
-   known fake against that generator's fakes' distances to their nearest other fake of the same
-   generator (one-sided Mann-Whitney U test, Bonferroni over the groups at ``alpha``). A
-   cluster of a known generator's new images sits as close as its stored fakes sit to each other;
-   a new generator's sits farther, even when it resembles a known one.
+   generator they are nearest to lie from each other: the members' distances to their nearest
+   indexed fake now against that generator's fakes' distances to their nearest other fake of it
+   (one-sided Mann-Whitney U test, Bonferroni over the groups at ``alpha``). New images of a
+   known generator sit as close as its stored fakes sit to each other; a new generator's sit
+   farther, even when it resembles a known one. Without an index nothing can be compared:
+   groups are listed untested (``unfamiliar`` None) and the answer says why.
 
-``groups`` lists the unfamiliar groups, ``familiar_groups`` the others. Each is named from its
-members (``store.discoveries``) and kept for ``ingest --from-discovery``; an unfamiliar group
-found for the first time is logged as a ``synthwatch.traffic.discovered`` event.
+``groups`` lists the unfamiliar (and untested) groups, ``familiar_groups`` the others. A group
+keeps its name while it keeps most of its members (``store.discoveries``) and is kept for
+``ingest --from-discovery``; an unfamiliar group found for the first time is logged as a
+``synthwatch.traffic.discovered`` event.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from synthwatch.store.catalog import TRAFFIC_DISCOVERED, Catalog
-from synthwatch.store.discoveries import group_name, save_group
+from synthwatch.store.discoveries import name_groups, prune_groups, save_group
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
-from synthwatch.store.predictions import prediction_rows, read_predictions
+from synthwatch.store.predictions import most_common_backbone, prediction_rows, read_predictions
 
-SPREAD_SAMPLE = 500  # fakes per known generator whose nearest other fake of it is measured
+SPREAD_SAMPLE = 500  # fakes of a generator whose nearest other fake of it is measured
+ANCHORS = 1000  # indexed known fakes clustered with the candidates
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,53 @@ class DiscoveryOptions:
                              f"{self.alpha}. Pass values in those ranges.")
 
 
+class KnownFakes:
+    """The indexed fakes of one backbone: how far images lie from the nearest of them, and how far
+    a generator's fakes lie from each other."""
+
+    def __init__(self, layout: StoreLayout, backbone_id: str) -> None:
+        from synthwatch.store.neighbors import NeighborIndex
+
+        self.layout, self.backbone_id = layout, backbone_id
+        self.neighbors = NeighborIndex(layout, backbone_id)
+        self._spreads: dict[str, np.ndarray] = {}
+
+    def nearest(self, vectors: np.ndarray) -> tuple[list[float | None], list[str | None]]:
+        """Each vector's distance (1 - cosine) to its nearest indexed fake, and that fake's generator."""
+        found, _ = self.neighbors.search(np.asarray(vectors, np.float32), 1, label="synthetic")
+        return ([1.0 - f[0].score if f else None for f in found], [f[0].generator if f else None for f in found])
+
+    def spread(self, generator: str, *, seed: int = 0) -> np.ndarray:
+        """The distances of (at most ``SPREAD_SAMPLE``) fakes of ``generator`` to their nearest
+        other fake of it."""
+        if generator not in self._spreads:
+            fakes = self.neighbors.allowed_keys("synthetic", generator)
+            distances = []
+            if len(fakes) >= 2:
+                chosen = np.random.default_rng(seed).choice(fakes, min(SPREAD_SAMPLE, len(fakes)), replace=False)
+                for keys, matrix in self._vectors(np.sort(chosen)):
+                    own = self.neighbors.ids.ids_of(keys)
+                    found, _ = self.neighbors.search(matrix, 2, generator=generator)
+                    distances += [1.0 - other.score for key, nearest in zip(keys.tolist(), found)
+                                  for other in [n for n in nearest if n.image_id != own.get(key)][:1]]
+            self._spreads[generator] = np.asarray(distances)
+        return self._spreads[generator]
+
+    def anchors(self, count: int = ANCHORS, *, seed: int = 0) -> np.ndarray:
+        """The clean vectors of (at most ``count``) indexed fakes, drawn at random."""
+        fakes = self.neighbors.allowed_keys("synthetic", None)
+        if len(fakes) == 0:
+            return np.empty((0, 0))
+        chosen = np.sort(np.random.default_rng(seed).choice(fakes, min(count, len(fakes)), replace=False))
+        return np.vstack([matrix for _, matrix in self._vectors(chosen)])
+
+    def _vectors(self, keys: np.ndarray):
+        from synthwatch.store.index_inputs import clean_vector_batches
+        from synthwatch.store.vectors import VectorStore
+
+        return clean_vector_batches(VectorStore(self.layout, self.backbone_id), keys)
+
+
 def discover(layout: StoreLayout, options: DiscoveryOptions = DiscoveryOptions(), *,
              now: datetime | None = None) -> dict:
     """Candidate groups of the window ``[now - since, now]`` (`discover --json`): ``groups``
@@ -61,100 +114,91 @@ def discover(layout: StoreLayout, options: DiscoveryOptions = DiscoveryOptions()
     now = now or datetime.now(timezone.utc)
     start = now - options.since
     rows = [row for row in prediction_rows(read_predictions(layout, since=start, vectors=True)) if row["at"] <= now]
-    latest = {row["image_id"]: row for row in rows if row["embedding"] is not None}  # each image once, last answer
-    backbones = Counter(row["embedding_backbone"] for row in latest.values())
     result = {"window": {"from": start.isoformat(), "to": now.isoformat(), "images": len(rows)},
               "options": _shown(options), "groups": [], "familiar_groups": [], "candidates": 0, "unclustered": 0}
-    if not backbones:
+    backbone_id = most_common_backbone(rows)
+    if backbone_id is None:
         return {**result, "reason": "no logged answer in the window has an embedding"}
-    backbone_id = backbones.most_common(1)[0][0]
-    candidates = [row for row in latest.values() if row["embedding_backbone"] == backbone_id
-                  and row["score"] >= row["threshold"] - options.near]
-    candidates = sorted(candidates, key=lambda row: row["at"])[-options.max_images:]
-    result.update(backbone_id=backbone_id, candidates=len(candidates))
+    first_seen, latest = {}, {}
+    for row in rows:
+        if row["embedding"] is not None and row["embedding_backbone"] == backbone_id:
+            first_seen.setdefault(row["image_id"], row["at"])
+            latest[row["image_id"]] = row  # each image once, its last answer
+    known = Catalog(layout).lookup(list(latest)) if layout.exists() else {}
+    candidates = sorted((row for image_id, row in latest.items() if image_id not in known
+                         and row["score"] >= row["threshold"] - options.near), key=lambda row: row["at"])
+    candidates = candidates[-options.max_images:]
+    result.update(backbone_id=backbone_id, candidates=len(candidates), already_ingested=len(known))
+    try:
+        fakes = KnownFakes(layout, backbone_id)
+    except StoreError as error:
+        fakes, result["reason"] = None, (f"groups are not compared with known fakes: {error}")
     if len(candidates) < options.min_group:
         return {**result, "unclustered": len(candidates)}
     vectors = np.stack([row["embedding"] for row in candidates]).astype(np.float64)
-    labels = _clusters(vectors, options.min_group)
-    clusters = sorted(set(labels.tolist()) - {-1})
-    spreads = known_fake_spreads(layout, backbone_id) if clusters else {}
-    groups = [_group(layout, [row for row, label in zip(candidates, labels) if label == cluster],
-                     vectors[labels == cluster], spreads, options.alpha / len(clusters)) for cluster in clusters]
+    anchors = fakes.anchors() if fakes is not None else np.empty((0, 0))
+    labels = _clusters(np.vstack([vectors, anchors]) if len(anchors) else vectors, options.min_group)[:len(vectors)]
+    clusters = [c for c, n in Counter(labels.tolist()).items() if c >= 0 and n >= options.min_group]
+    members = [[row for row, label in zip(candidates, labels) if label == cluster] for cluster in clusters]
+    groups = [_group(layout, rows_of, vectors[labels == cluster], fakes, options.alpha / len(clusters), first_seen)
+              for cluster, rows_of in zip(clusters, members)]
+    new = set()
+    for group, (name, first) in zip(groups, name_groups(layout, [g["image_ids"] for g in groups])):
+        group["group"] = name
+        if first and group["unfamiliar"]:
+            new.add(name)
     groups.sort(key=lambda group: (-group["size"], group["group"]))
-    first_seen = [group for group in groups if save_group(layout, group) and group["unfamiliar"]]
-    if first_seen:
+    for group in groups:
+        save_group(layout, group)
+    prune_groups(layout)
+    if new:
         Catalog(layout).log_event(TRAFFIC_DISCOVERED, {"backbone_id": backbone_id, "groups": [
             {key: group[key] for key in ("group", "size", "nearest_generator", "mean_distance", "p_value",
-                                         "kept_uploads")} for group in first_seen]})
-    return {**result, "groups": [g for g in groups if g["unfamiliar"]],
-            "familiar_groups": [g for g in groups if not g["unfamiliar"]], "unclustered": int((labels == -1).sum())}
-
-
-def known_fake_spreads(layout: StoreLayout, backbone_id: str, *, sample: int = SPREAD_SAMPLE,
-                       seed: int = 0) -> dict[str, np.ndarray]:
-    """For each indexed generator, its fakes' distances (1 - cosine) to their nearest other fake
-    of the same generator (at most ``sample`` fakes each, drawn at random)."""
-    from synthwatch.store.index_inputs import clean_vector_batches
-    from synthwatch.store.neighbors import NeighborIndex
-    from synthwatch.store.vectors import VectorStore
-
-    try:
-        neighbors = NeighborIndex(layout, backbone_id)
-    except StoreError as error:
-        raise StoreError(f"Expected an index of {backbone_id} to compare groups with the known fakes, but it "
-                         f"could not be opened ({error}). Run `synthwatch index`.") from None
-    generators = [row[0] for row in neighbors.catalog.query(
-        "SELECT DISTINCT generator FROM images WHERE label = 'synthetic' ORDER BY generator")]
-    rng, spreads = np.random.default_rng(seed), {}
-    for generator in generators:
-        fakes = neighbors.allowed_keys("synthetic", generator)
-        if len(fakes) < 2:
-            continue
-        chosen = np.sort(rng.choice(fakes, min(sample, len(fakes)), replace=False))
-        distances = []
-        for keys, matrix in clean_vector_batches(VectorStore(layout, backbone_id), chosen):
-            own = neighbors.ids.ids_of(keys)
-            found, _ = neighbors.search(matrix, 2, generator=generator)
-            distances += [1.0 - other.score for key, nearest in zip(keys.tolist(), found)
-                          for other in [n for n in nearest if n.image_id != own.get(key)][:1]]
-        spreads[generator] = np.asarray(distances)
-    return spreads
+                                         "kept_uploads")} for group in groups if group["group"] in new]})
+    grouped = sum(group["size"] for group in groups)
+    return {**result, "groups": [g for g in groups if g["unfamiliar"] is not False],
+            "familiar_groups": [g for g in groups if g["unfamiliar"] is False], "unclustered": len(candidates) - grouped}
 
 
 def _clusters(vectors: np.ndarray, min_group: int) -> np.ndarray:
     """HDBSCAN labels of the unit ``vectors`` (-1: in no cluster)."""
     from sklearn.cluster import HDBSCAN
 
+    if len(vectors) < min_group:
+        return np.full(len(vectors), -1)
     return HDBSCAN(min_cluster_size=min_group, metric="euclidean", copy=True).fit(vectors).labels_
 
 
-def _group(layout: StoreLayout, rows: list[dict], vectors: np.ndarray, spreads: dict[str, np.ndarray],
-           alpha: float) -> dict:
+def _group(layout: StoreLayout, rows: list[dict], vectors: np.ndarray, fakes: KnownFakes | None, alpha: float,
+           first_seen: dict) -> dict:
     """A cluster as `discover` reports it; members ordered most typical (nearest the centre) first."""
     from scipy.stats import mannwhitneyu
 
     centre = vectors.mean(0)
     order = np.argsort(((vectors - centre) ** 2).sum(1), kind="stable")
     ids = [rows[i]["image_id"] for i in order]
-    distances = [row["nearest_fake_distance"] for row in rows if row["nearest_fake_distance"] is not None]
-    nearest = Counter(row["nearest_fake_generator"] for row in rows if row["nearest_fake_generator"])
-    nearest_generator = nearest.most_common(1)[0][0] if nearest else None
-    spread = spreads.get(nearest_generator, np.empty(0))
-    p_value = (float(mannwhitneyu(distances, spread, alternative="greater").pvalue)
-               if len(distances) and len(spread) else None)
+    distances, nearest_generator, spread, p_value = [], None, np.empty(0), None
+    if fakes is not None:
+        found, generators = fakes.nearest(vectors)
+        distances = [d for d in found if d is not None]
+        counted = Counter(g for g in generators if g)
+        nearest_generator = counted.most_common(1)[0][0] if counted else None
+        spread = fakes.spread(nearest_generator) if nearest_generator else spread
+        if distances and len(spread):
+            p_value = float(mannwhitneyu(distances, spread, alternative="greater").pvalue)
     attributed = Counter(row["attribution"] for row in rows if row["attribution"])
     return {
-        "group": group_name(ids), "size": len(rows), "image_ids": ids,
+        "group": None, "size": len(rows), "image_ids": ids,
         "nearest_generator": nearest_generator,
         "mean_distance": round(float(np.mean(distances)), 6) if distances else None,
         "generator_spread": round(float(np.median(spread)), 6) if len(spread) else None,
         "p_value": None if p_value is None else round(p_value, 6),
-        # No known fake to compare with (no index, or a generator with one fake): unfamiliar.
-        "unfamiliar": p_value is None or p_value < alpha,
+        # None: untested (no index, or a nearest generator with a single indexed fake)
+        "unfamiliar": None if p_value is None else p_value < alpha,
         "mean_score": round(float(np.mean([row["score"] for row in rows])), 6),
         "flagged": sum(bool(row["synthetic"]) for row in rows),
         "attribution": attributed.most_common(1)[0][0] if attributed else None,
-        "first_seen": min(row["at"] for row in rows).isoformat(),
+        "first_seen": min(first_seen[image_id] for image_id in ids).isoformat(),
         "last_seen": max(row["at"] for row in rows).isoformat(),
         "sources": dict(Counter(row["source"] or "-" for row in rows).most_common()),
         "kept_uploads": sum(layout.upload_path(image_id).is_file() for image_id in ids),

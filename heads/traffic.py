@@ -25,7 +25,7 @@ from scipy.stats import fisher_exact, ks_2samp, mannwhitneyu
 from synthwatch.heads.defaults import DEFAULT_ALPHA
 from synthwatch.store.catalog import TRAFFIC_DRIFT, Catalog
 from synthwatch.store.layout import StoreLayout
-from synthwatch.store.predictions import prediction_rows, read_predictions
+from synthwatch.store.predictions import most_common_backbone, prediction_rows, read_predictions
 
 MIN_IMAGES = 20  # fewer in the window or the baseline: not checked
 MMD_MAX_IMAGES = 400  # vectors per side in the MMD test, drawn at random (seeded) beyond this
@@ -86,10 +86,9 @@ def embedding_mmd(window: list[dict], baseline: list[dict], alpha: float, *, see
     the median squared distance of the pooled vectors), its p-value the share of
     ``MMD_PERMUTATIONS`` relabellings at least as large (counting the observed one, so it is valid
     at any sample size)."""
-    backbones = [r.get("embedding_backbone") for r in window if r.get("embedding") is not None]
-    if not backbones:
+    backbone = most_common_backbone(window)
+    if backbone is None:
         return None
-    backbone = max(set(backbones), key=backbones.count)
     ours, theirs = ([r["embedding"] for r in rows if r.get("embedding") is not None
                      and r.get("embedding_backbone") == backbone] for rows in (window, baseline))
     if len(ours) < MIN_IMAGES or len(theirs) < MIN_IMAGES:
@@ -160,7 +159,7 @@ def watch_traffic(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, since: t
         return {"checked": False, "reason": "no traffic logged yet (serve, or detect --log)"}
     drift = check_traffic(layout, since=since, alpha=alpha)[-1]
     try:
-        found = discover(layout, DiscoveryOptions(since=discover_since))
+        found = discover(layout, DiscoveryOptions(since=discover_since, alpha=alpha))
     except StoreError as error:
         found = {"groups": [], "familiar_groups": [], "reason": str(error)}
     return {"checked": True, "drift": drift, "discovery": found}

@@ -1,10 +1,11 @@
 """Groups found by `synthwatch discover`, kept under ``<store>/discoveries/`` so that a person
 can name one and ingest it later: ``synthwatch ingest --from-discovery GROUP --generator NAME``.
 
-A group's name is derived from its members (``g-`` and the start of the sha256 of its sorted
-image ids), so the same group found again keeps its name and a file is never half written
-(atomic). Its images are the uploads the service kept (``serve --keep-uploads``): the prediction
-log holds only their sha256.
+A new group's name comes from its first members (``g-`` and the start of the sha256 of its
+sorted image ids); found again with at least half its members in common (as traffic comes and
+goes in the window), it keeps the name. Files are written whole (atomic) and dropped after
+``KEEP_DAYS`` without being found again. Its images are the uploads the service kept
+(``serve --keep-uploads``): the prediction log holds only their sha256.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 
 from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.store.candidates import Candidate, Invalid, Plan, check_name
@@ -20,6 +22,8 @@ from synthwatch.store.layout import StoreLayout
 from synthwatch.store.originals import IMAGE_ID
 
 GROUP_NAME = re.compile(r"g-[0-9a-f]{12}")
+SAME_GROUP = 0.5  # Jaccard overlap of members from which a group found again keeps its name
+KEEP_DAYS = 30
 
 
 def group_name(image_ids: list[str]) -> str:
@@ -27,13 +31,38 @@ def group_name(image_ids: list[str]) -> str:
     return "g-" + hashlib.sha256("\n".join(sorted(image_ids)).encode()).hexdigest()[:12]
 
 
-def save_group(layout: StoreLayout, group: dict) -> bool:
-    """Keep ``group`` (a `discover` group with ``group`` and ``image_ids``) for a later ingest;
-    returns whether it was found for the first time."""
-    path = layout.discovery_path(group["group"])
-    first = not path.exists()
-    atomic_write_bytes(path, json.dumps(group, indent=1).encode())
-    return first
+def name_groups(layout: StoreLayout, groups: list[list[str]]) -> list[tuple[str, bool]]:
+    """For each group of image ids, ``(name, new)``: the name of the saved group it shares most
+    members with (Jaccard at least ``SAME_GROUP``; each saved name given once), else a new name."""
+    saved = {}
+    for path in sorted(layout.discoveries_dir.glob("g-*.json")) if layout.discoveries_dir.exists() else []:
+        try:
+            saved[path.stem] = set(json.loads(path.read_text())["image_ids"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: rewritten if the group is found again under a new name
+    pairs = sorted(((len(set(ids) & members) / len(set(ids) | members), number, name)
+                    for number, ids in enumerate(groups) for name, members in saved.items()), reverse=True)
+    names: dict[int, str] = {}
+    for overlap, number, name in pairs:
+        if overlap >= SAME_GROUP and number not in names and name not in names.values():
+            names[number] = name
+    return [(names[number], False) if number in names else (group_name(ids), True)
+            for number, ids in enumerate(groups)]
+
+
+def save_group(layout: StoreLayout, group: dict) -> None:
+    """Keep ``group`` (a `discover` group with ``group`` and ``image_ids``) for a later ingest."""
+    atomic_write_bytes(layout.discovery_path(group["group"]), json.dumps(group, indent=1).encode())
+
+
+def prune_groups(layout: StoreLayout, *, keep_days: float = KEEP_DAYS) -> int:
+    """Drop saved groups not found again for ``keep_days``; returns how many."""
+    cutoff, dropped = time.time() - keep_days * 86400, 0
+    for path in layout.discoveries_dir.glob("g-*.json") if layout.discoveries_dir.exists() else []:
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
 
 
 def load_group(layout: StoreLayout, name: str) -> dict:

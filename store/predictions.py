@@ -161,8 +161,6 @@ def read_predictions(layout: StoreLayout, *, since: datetime | None = None, vect
 def prediction_rows(table: pa.Table) -> list[dict]:
     """The rows of :func:`read_predictions` as dicts, each ``embedding`` (when read) a float32
     array or None: what the traffic checks and discovery take."""
-    import numpy as np
-
     plain = [name for name in table.column_names if name != "embedding"]
     rows = table.select(plain).to_pylist()
     if "embedding" in table.column_names:
@@ -173,6 +171,15 @@ def prediction_rows(table: pa.Table) -> list[dict]:
         for position, row in enumerate(rows):
             row["embedding"] = (values[offsets[position]:offsets[position + 1]] if valid[position] else None)
     return rows
+
+
+def most_common_backbone(rows: list[dict]) -> str | None:
+    """The backbone most of ``rows``' embeddings are of (vectors of different backbones are never
+    compared); None when no row has one."""
+    from collections import Counter
+
+    counted = Counter(row.get("embedding_backbone") for row in rows if row.get("embedding") is not None)
+    return counted.most_common(1)[0][0] if counted else None
 
 
 def keep_upload(layout: StoreLayout, image_id: str, data: bytes) -> Path:

@@ -72,6 +72,7 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
+        forget_dead_workers(self.multiprocess_dir)
         fleet = CollectorRegistry()  # only the merged files: this process's values are among them
         multiprocess.MultiProcessCollector(fleet, path=self.multiprocess_dir)
         return generate_latest(fleet)
@@ -105,3 +106,24 @@ class TimedRoutes:
         finally:
             route = scope.get("route")
             self.metrics.observe(getattr(route, "path", "unmatched"), status[0], time.perf_counter() - started)
+
+
+def forget_dead_workers(folder: str) -> list[int]:
+    """Drop the live gauges of worker processes that no longer exist (killed, not stopped: they
+    could not do it themselves), so /metrics stops showing them; their counts stay. Returns their pids."""
+    import re
+    from pathlib import Path
+
+    pids = {int(match.group(1)) for path in Path(folder).glob("gauge_live*_*.db")
+            if (match := re.search(r"_(\d+)\.db$", path.name))}
+    dead = []
+    for pid in sorted(pids):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, folder)
+            dead.append(pid)
+        except PermissionError:  # alive, someone else's
+            continue
+    return dead
+

@@ -33,15 +33,18 @@ def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
           f"{result['candidates']} scored synthetic or near the threshold, {result['unclustered']} in no group")
     if result.get("reason"):
         print(f"  {result['reason']}")
-    for title, groups in (("unfamiliar", result["groups"]), ("familiar", result["familiar_groups"])):
-        for group in groups:
-            print(f"  {title:<10} {group['group']}  {group['size']:4d} images, nearest {group['nearest_generator'] or '-'} "
-                  f"at {group['mean_distance'] if group['mean_distance'] is not None else '-'} (its fakes: "
-                  f"{group['generator_spread'] if group['generator_spread'] is not None else '-'}), "
-                  f"{group['kept_uploads']} kept")
+    for group in result["groups"] + result["familiar_groups"]:
+        title = {True: "unfamiliar", False: "familiar", None: "untested"}[group["unfamiliar"]]
+        print(f"  {title:<10} {group['group']}  {group['size']:4d} images, nearest {group['nearest_generator'] or '-'} "
+              f"at {_number(group['mean_distance'])} (its fakes: {_number(group['generator_spread'])}), "
+              f"p {_number(group['p_value'])}, {group['kept_uploads']} kept")
     if result["groups"]:
         print(f"name one and ingest it: synthwatch ingest --from-discovery {result['groups'][0]['group']} "
               "--generator NAME")
     if args.report:
         print(f"report: {result['report']} (numbers: {result['report_json']})")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

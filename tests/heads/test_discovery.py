@@ -149,6 +149,70 @@ def test_a_discovered_group_is_ingested_under_the_name_a_person_gives_it(served_
     rows = Catalog(StoreLayout(store)).query("SELECT image_id, label, source FROM images WHERE generator = 'flux-like'")
     assert {row[0] for row in rows} == set(group["image_ids"])
     assert {(row[1], row[2]) for row in rows} == {("synthetic", f"discovery-{group['group']}")}
+    # ingested, its images are known: the group is not offered again
+    code, after, _ = cli("--store", store, "discover", "--json")
+    assert code == 0 and after["already_ingested"] == group["size"]
+    assert all(not set(g["image_ids"]) & set(group["image_ids"]) for g in after["groups"] + after["familiar_groups"])
+
+
+def _announced(store: Path) -> int:
+    """How many ``synthwatch.traffic.discovered`` events the store's catalog holds."""
+    return len(Catalog(StoreLayout(store)).events(TRAFFIC_DISCOVERED))
+
+
+def _keep_log_rows(store: Path, keep) -> None:
+    """Rewrite the store's prediction log with only the rows ``keep(row)`` accepts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthwatch.store.predictions import SCHEMA
+
+    layout = StoreLayout(store)
+    table = read_predictions(layout, vectors=True)
+    mask = pa.array([bool(keep(row)) for row in table.select(["source", "at", "image_id"]).to_pylist()])
+    shutil.rmtree(layout.predictions_dir)
+    layout.predictions_dir.mkdir()
+    pq.write_table(table.filter(mask).cast(SCHEMA), layout.predictions_dir / "part-20260101T000000000000-00000000.parquet")
+
+
+def test_a_new_generator_alone_in_the_window_is_found(served_traffic, cli, tmp_path):
+    original, traffic = served_traffic
+    store = tmp_path / "store"
+    shutil.copytree(original, store, ignore=shutil.ignore_patterns("discoveries"))
+    _keep_log_rows(store, lambda row: row["source"] == "unknown")  # nothing else suspicious to contrast with
+    code, out, _ = cli("--store", store, "discover", "--json")
+    assert code == 0 and out["candidates"] == len(traffic["unknown"]) and out["groups"]
+    assert all(set(g["image_ids"]) <= _ids(traffic["unknown"]) and g["unfamiliar"] for g in out["groups"])
+
+
+def test_a_group_keeps_its_name_as_traffic_comes_and_is_announced_once(served_traffic, cli, tmp_path):
+    original, _ = served_traffic
+    code, found, _ = cli("--store", original, "discover", "--json")
+    members = found["groups"][0]["image_ids"]
+    store = tmp_path / "store"
+    shutil.copytree(original, store, ignore=shutil.ignore_patterns("discoveries"))
+    full, announced = tmp_path / "full-log", _announced(store)
+    shutil.copytree(store / "predictions", full)
+    _keep_log_rows(store, lambda row: row["image_id"] not in members[-3:])  # before three of its images came
+    code, early, _ = cli("--store", store, "discover", "--json")
+    assert code == 0 and set(early["groups"][0]["image_ids"]) == set(members[:-3])
+    shutil.rmtree(store / "predictions")
+    shutil.copytree(full, store / "predictions")
+    code, later, _ = cli("--store", store, "discover", "--json")
+    assert code == 0 and set(later["groups"][0]["image_ids"]) == set(members)
+    assert later["groups"][0]["group"] == early["groups"][0]["group"]  # the same group, grown
+    assert _announced(store) == announced + 1
+
+
+def test_without_an_index_groups_are_listed_untested_and_it_says_why(served_traffic, cli, tmp_path):
+    original, _ = served_traffic
+    store = tmp_path / "store"
+    shutil.copytree(original, store, ignore=shutil.ignore_patterns("indexes", "discoveries"))
+    announced = _announced(store)
+    code, out, _ = cli("--store", store, "discover", "--json")
+    assert code == 0 and "Run `synthwatch index`" in out["reason"] and not out["familiar_groups"]
+    assert out["groups"] and all(g["unfamiliar"] is None and g["p_value"] is None for g in out["groups"])
+    assert _announced(store) == announced  # nothing was compared: nothing to announce
 
 
 def test_a_group_whose_uploads_were_not_kept_cannot_be_ingested(served_traffic, cli, tmp_path):

@@ -137,3 +137,16 @@ def test_the_traffic_report_draws_each_windows_figures_over_time(cli, store, tmp
     page = (tmp_path / "traffic.html").read_text()
     assert re.findall(r'<svg [^>]*id="([^"]+)"', page) == ["traffic-history"]
     assert "p-value (log scale)" in page and "share flagged synthetic" in page and page.count("DRIFT") >= 1
+
+
+def test_the_embedding_check_compares_vectors_of_one_backbone_only():
+    rng = np.random.default_rng(6)
+    before = _traffic(rng, 300, NOW - timedelta(days=3), 40)
+    recent = _traffic(rng, 100, NOW - timedelta(hours=20), 19)
+    # rows of another backbone (another dimension) and rows logged without vectors are left out
+    before += [{**row, "embedding": np.ones(8, np.float32) / np.sqrt(8), "embedding_backbone": "b2"}
+               for row in _traffic(rng, 50, NOW - timedelta(days=2), 10)]
+    recent += [{**row, "embedding": None, "embedding_backbone": None} for row in _traffic(rng, 30, NOW - timedelta(hours=5), 4)]
+    result = traffic_drift(sorted(before + recent, key=lambda row: row["at"]), since=timedelta(days=1), now=NOW)
+    mmd = next(check for check in result["checks"] if check["name"] == "embedding_mmd")
+    assert "of 100 window and 300 earlier embeddings of b1" in mmd["detail"]

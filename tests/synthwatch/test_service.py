@@ -7,12 +7,14 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from synthwatch.cli import main
 from tests.embeddings.test_decode import _png_header_only
 from tests.store.test_index import TINY, _write_crops
 from tests.synthwatch.serving import TOKEN, running_service
@@ -23,13 +25,31 @@ def _synthwatch(store, *args, check=True):
                           capture_output=True, text=True, check=check)
 
 
+def _indexed_store(folder: Path) -> Path:
+    """A store in ``folder`` of 12 real and 12 fake crops (originals under ``folder/in``), embedded
+    and indexed, with no head."""
+    _write_crops(folder / "in" / "real", 12, seed=1)
+    _write_crops(folder / "in" / "synthetic" / "gen", 12, seed=2)
+    store = folder / "store"
+    for args in (["ingest", folder / "in"], ["embed", *TINY], ["index"]):
+        assert main(["--store", str(store), *map(str, args), "--json"]) == 0, args
+    return store
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``(base URL, store, folder)`` of `serve --max-upload-mb 0.5` over an indexed store without a
+    head, shared by this module's tests: they read it (one adds an image it does not index)."""
+    folder = tmp_path_factory.mktemp("indexed")
+    store = _indexed_store(folder)
+    with running_service(store, "--max-upload-mb", "0.5") as base:
+        yield base, store, folder
+
+
 @pytest.fixture
-def server(cli, store, tmp_path):
-    _write_crops(tmp_path / "in" / "real", 12, seed=1)
-    _write_crops(tmp_path / "in" / "synthetic" / "gen", 12, seed=2)
-    cli("--store", store, "ingest", tmp_path / "in", "--json")
-    cli("--store", store, "embed", *TINY, "--json")
-    cli("--store", store, "index", "--json")
+def private_server(tmp_path):
+    """The same over a store of this test's own, for a test that writes to it."""
+    store = _indexed_store(tmp_path)
     with running_service(store, "--max-upload-mb", "0.5") as base:
         yield base, store, tmp_path
 
@@ -120,8 +140,8 @@ def test_bad_uploads_get_4xx_with_a_reason(server):
     assert _post(base, "x.png", b"x", k=0).status_code == 422
 
 
-def test_keeps_answering_while_the_pipeline_writes_and_picks_up_the_new_index(server):
-    base, store, tmp_path = server
+def test_keeps_answering_while_the_pipeline_writes_and_picks_up_the_new_index(private_server):
+    base, store, tmp_path = private_server
     query = next((tmp_path / "in" / "real").iterdir()).read_bytes()
     before = httpx.get(f"{base}/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     _write_crops(tmp_path / "new" , 40, seed=7)

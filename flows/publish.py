@@ -77,8 +77,8 @@ def traffic_markdown(store: str, traffic: dict) -> str:
         lines.append(f"Not searched: {found['reason']}.")
     for group in found["groups"]:
         lines.append(f"- `{group['group']}`: {group['size']} images, nearest known generator "
-                     f"{group['nearest_generator']} at {group['mean_distance']} (its own fakes: "
-                     f"{group['generator_spread']}), {group['kept_uploads']} kept; "
+                     f"{group['nearest_generator']} at {group['reference_distance']} (its own held-out fakes: "
+                     f"{group['generator_spread']}, p {group['p_value']}), {group['kept_uploads']} kept; "
                      f"`synthwatch ingest --from-discovery {group['group']} --generator NAME`")
     return "\n".join(lines) + "\n"
 

@@ -85,8 +85,8 @@ def write_discovery_report(path: Path, result: dict, context: dict, thumbnails) 
                              f"src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}'>"
                              for image_id, jpeg in thumbnails(group["image_ids"]))
             kept = (images or "<p class='note'>No upload of this group was kept (serve with --keep-uploads).</p>")
-            figures = {key: group[key] for key in ("size", "nearest_generator", "mean_distance", "generator_spread",
-                                                   "p_value", "mean_score", "flagged", "attribution", "first_seen",
+            figures = {key: group[key] for key in ("size", "nearest_generator", "mean_distance", "reference_distance",
+                                                   "generator_spread", "p_value", "mean_score", "flagged", "attribution", "first_seen",
                                                    "last_seen", "kept_uploads")}
             sections.append(
                 f"<h3>{html.escape(group['group'])}</h3>{_key_values({**figures, 'sources': group['sources']})}"
@@ -96,7 +96,7 @@ def write_discovery_report(path: Path, result: dict, context: dict, thumbnails) 
             f"<style>{_STYLE}</style></head><body><h1>synthwatch discovery</h1>{_key_values(context)}"
             f"<p class='note'>{result['candidates']} images scored synthetic or near the threshold in the window; "
             f"{result['unclustered']} in no group. A group is unfamiliar when its images lie farther from the "
-            "known fakes than the fakes of the generator they are nearest to lie from each other.</p>"
+            "reference fakes of the generators they are nearest to than those generators' held-out fakes do.</p>"
             f"{''.join(sections)}</body></html>")
     atomic_write_bytes(path, page.encode())
     return path, json_path

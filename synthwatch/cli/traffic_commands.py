@@ -36,7 +36,7 @@ def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
     for group in result["groups"] + result["familiar_groups"]:
         title = {True: "unfamiliar", False: "familiar", None: "untested"}[group["unfamiliar"]]
         print(f"  {title:<10} {group['group']}  {group['size']:4d} images, nearest {group['nearest_generator'] or '-'} "
-              f"at {_number(group['mean_distance'])} (its fakes: {_number(group['generator_spread'])}), "
+              f"at {_number(group['reference_distance'])} (its own fakes: {_number(group['generator_spread'])}), "
               f"p {_number(group['p_value'])}, {group['kept_uploads']} kept")
     if result["groups"]:
         print(f"name one and ingest it: synthwatch ingest --from-discovery {result['groups'][0]['group']} "

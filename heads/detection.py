@@ -75,15 +75,9 @@ class Detector:
                 "attribution": attributions[position],
                 "neighbors": [n.as_dict() for n in evidence[position]] if evidence is not None else [],
             })
-            if vectors is not None:
-                embeddings[good_positions[position]] = (_unit(vectors[position]), vectors_of)
+            if vectors is not None:  # backbones give unit vectors
+                embeddings[good_positions[position]] = (np.asarray(vectors[position], np.float32), vectors_of)
         return results, embeddings
-
-
-def _unit(vector) -> np.ndarray:
-    vector = np.asarray(vector, np.float32)
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
 
 
 def prediction_row(entry: dict, data: bytes, *, backbone_id: str | None, source: str | None, channel: str,

@@ -61,14 +61,16 @@ class DiscoveryOptions:
 
 
 class KnownFakes:
-    """The indexed fakes of one backbone: how far images lie from the nearest of them, and how far
-    a generator's fakes lie from each other."""
+    """The indexed fakes of one backbone: how far images lie from the nearest of them, a sample of
+    them as clustering anchors, and each generator's reference and held-out halves. The sampled
+    vectors are read in one pass over the vector shards, on first use."""
 
-    def __init__(self, layout: StoreLayout, backbone_id: str) -> None:
+    def __init__(self, layout: StoreLayout, backbone_id: str, *, seed: int = 0) -> None:
         from synthwatch.store.neighbors import NeighborIndex
 
-        self.layout, self.backbone_id = layout, backbone_id
+        self.layout, self.backbone_id, self.seed = layout, backbone_id, seed
         self.neighbors = NeighborIndex(layout, backbone_id)
+        self._anchors: np.ndarray | None = None
         self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def nearest(self, vectors: np.ndarray) -> tuple[list[float | None], list[str | None]]:
@@ -76,46 +78,57 @@ class KnownFakes:
         found, _ = self.neighbors.search(np.asarray(vectors, np.float32), 1, label="synthetic")
         return ([1.0 - f[0].score if f else None for f in found], [f[0].generator if f else None for f in found])
 
-    def reference(self, generator: str, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def anchors(self) -> np.ndarray:
+        """The clean vectors of (at most ``ANCHORS``) indexed fakes, drawn at random."""
+        self._sample()
+        return self._anchors
+
+    def reference(self, generator: str) -> tuple[np.ndarray, np.ndarray]:
         """``(reference, spread)`` of ``generator``: a random half of its indexed fakes (their
         clean vectors), and the distances of the other half to their nearest fake in it (see
         :func:`split_reference`); empty for a generator with fewer than two fakes."""
-        if generator not in self._references:
-            fakes = self.neighbors.allowed_keys("synthetic", generator)
-            reference, spread = np.empty((0, 0)), np.empty(0)
-            if len(fakes) >= 2:
-                rng = np.random.default_rng(seed)
-                chosen = np.sort(rng.choice(fakes, min(REFERENCE_MAX + HELD_OUT, len(fakes)), replace=False))
-                reference, held = split_reference(np.vstack([m for _, m in self._vectors(chosen)]), rng)
-                spread = 1.0 - (held @ reference.T).max(1)
-            self._references[generator] = reference, spread
-        return self._references[generator]
+        self._sample()
+        return self._references.get(generator, (np.empty((0, 0)), np.empty(0)))
 
-    def anchors(self, count: int = ANCHORS, *, seed: int = 0) -> np.ndarray:
-        """The clean vectors of (at most ``count``) indexed fakes, drawn at random."""
-        fakes = self.neighbors.allowed_keys("synthetic", None)
-        if len(fakes) == 0:
-            return np.empty((0, 0))
-        chosen = np.sort(np.random.default_rng(seed).choice(fakes, min(count, len(fakes)), replace=False))
-        return np.vstack([matrix for _, matrix in self._vectors(chosen)])
-
-    def _vectors(self, keys: np.ndarray):
+    def _sample(self) -> None:
+        """Draw the anchors and every generator's fakes, and read their vectors in one pass."""
         from synthwatch.store.index_inputs import clean_vector_batches
         from synthwatch.store.vectors import VectorStore
 
-        return clean_vector_batches(VectorStore(self.layout, self.backbone_id), keys)
+        if self._anchors is not None:
+            return
+        generators = sorted(set().union(*self.neighbors.catalog.generators_by_group().values()) - {""})
+        drawn: dict[str | None, tuple[np.ndarray, np.random.Generator]] = {}
+        for generator, count in [(None, ANCHORS)] + [(g, REFERENCE_MAX + HELD_OUT) for g in generators]:
+            fakes, rng = self.neighbors.allowed_keys("synthetic", generator), np.random.default_rng(self.seed)
+            if len(fakes) >= (1 if generator is None else 2):
+                drawn[generator] = np.sort(rng.choice(fakes, min(count, len(fakes)), replace=False)), rng
+        parts: dict[str | None, list[np.ndarray]] = {generator: [] for generator in drawn}
+        wanted = np.concatenate([keys for keys, _ in drawn.values()]) if drawn else np.empty(0, np.int64)
+        for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), wanted):
+            for generator, (chosen, _) in drawn.items():
+                parts[generator].append(matrix[np.isin(keys, chosen)])
+        anchors = parts.pop(None, [])
+        self._anchors = np.vstack(anchors) if anchors else np.empty((0, 0))
+        for generator, matrices in parts.items():
+            if not matrices:
+                continue
+            reference, held = split_reference(np.vstack(matrices), drawn[generator][1])
+            self._references[generator] = reference, 1.0 - (held @ reference.T).max(1)
 
 
 def discover(layout: StoreLayout, options: DiscoveryOptions = DiscoveryOptions(), *,
-             now: datetime | None = None) -> dict:
+             now: datetime | None = None, rows: list[dict] | None = None) -> dict:
     """Candidate groups of the window ``[now - since, now]`` (`discover --json`): ``groups``
     (unfamiliar, largest first, each ``group``, ``size``, ``image_ids`` most typical first,
     ``nearest_generator``, ``mean_distance``, the test's ``p_value`` and more),
     ``familiar_groups``, the window and the candidate counts. Each group is saved for
-    ``ingest --from-discovery``."""
+    ``ingest --from-discovery``. ``rows``: the prediction log's, when already read."""
     now = now or datetime.now(timezone.utc)
     start = now - options.since
-    rows = [row for row in prediction_rows(read_predictions(layout, since=start, vectors=True)) if row["at"] <= now]
+    if rows is None:
+        rows = prediction_rows(read_predictions(layout, since=start, vectors=True))
+    rows = [row for row in rows if start <= row["at"] <= now]
     result = {"window": {"from": start.isoformat(), "to": now.isoformat(), "images": len(rows)},
               "options": _shown(options), "groups": [], "familiar_groups": [], "candidates": 0, "unclustered": 0}
     backbone_id = most_common_backbone(rows)

@@ -133,12 +133,17 @@ def traffic_history(rows: list[dict], *, since: timedelta, windows: int, alpha: 
     return [traffic_drift(rows, since=since, alpha=alpha, now=now - since * back) for back in range(windows - 1, -1, -1)]
 
 
+def logged_rows(layout: StoreLayout) -> list[dict]:
+    """Every row of the prediction log, with its embedding, oldest first."""
+    return prediction_rows(read_predictions(layout, vectors=True))
+
+
 def check_traffic(layout: StoreLayout, *, since: timedelta, alpha: float = DEFAULT_ALPHA,
-                  now: datetime | None = None, windows: int = 1) -> list[dict]:
-    """:func:`traffic_history` of the store's prediction log (read once), oldest window first: the
-    last is the window ending now. A detection in it is logged as a ``synthwatch.traffic.drift``
-    event (sent to Prefect by the next cycle, for a deployment to act on)."""
-    rows = prediction_rows(read_predictions(layout, vectors=True))
+                  now: datetime | None = None, windows: int = 1, rows: list[dict] | None = None) -> list[dict]:
+    """:func:`traffic_history` of the store's prediction log (read once, unless its ``rows`` are
+    given), oldest window first: the last is the window ending now. A detection in it is logged as
+    a ``synthwatch.traffic.drift`` event (sent to Prefect by the next cycle, for a deployment to act on)."""
+    rows = logged_rows(layout) if rows is None else rows
     history = traffic_history(rows, since=since, windows=windows, alpha=alpha, now=now)
     result = history[-1]
     if result["drift"]:
@@ -157,9 +162,10 @@ def watch_traffic(layout: StoreLayout, *, alpha: float = DEFAULT_ALPHA, since: t
 
     if not log_files(layout.predictions_dir):
         return {"checked": False, "reason": "no traffic logged yet (serve, or detect --log)"}
-    drift = check_traffic(layout, since=since, alpha=alpha)[-1]
+    rows, now = logged_rows(layout), datetime.now(timezone.utc)  # one read for both
+    drift = check_traffic(layout, since=since, alpha=alpha, now=now, rows=rows)[-1]
     try:
-        found = discover(layout, DiscoveryOptions(since=discover_since, alpha=alpha))
+        found = discover(layout, DiscoveryOptions(since=discover_since, alpha=alpha), now=now, rows=rows)
     except StoreError as error:
         found = {"groups": [], "familiar_groups": [], "reason": str(error)}
     return {"checked": True, "drift": drift, "discovery": found}

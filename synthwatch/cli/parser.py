@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "--traffic of production traffic in the prediction log")
     drift_cmd.add_argument("--traffic", action="store_true",
                            help="the prediction log's recent window against the traffic the same champion answered "
-                                "before: flag rate, score distribution, distance to the nearest known fake")
+                                "before: flag rate, score distribution, distance to the nearest known fake, "
+                                "embeddings (MMD)")
     drift_cmd.add_argument("--since", metavar="DURATION", help="with --traffic: the window (30m, 6h, 1d; default 1d)")
     drift_cmd.add_argument("--report", metavar="PATH.html",
                            help="with --traffic: write the figures of the last --windows windows over time there "

@@ -5,7 +5,8 @@ View 0 is the clean view: centre crop (``crop``) or shorter side resized then ce
 same image always gets the same views: each may downscale, blur and re-encode as JPEG, and
 takes its crop at a random place. The parameters are returned for the row's ``augmentation``.
 Views from 1000 up are the fixed perturbations that evaluation measures robustness under
-(``ROBUSTNESS_VIEWS``): JPEG re-encoding at a seeded quality of 50-95, and 0.5x downscaling.
+(``ROBUSTNESS_VIEWS``): JPEG re-encoding at a seeded quality of 50-95, 0.5x downscaling, and JPEG
+re-encoding at quality 75.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ _RESAMPLING = {
 JPEG_QUALITY = (50, 95)
 DOWNSCALE = (0.5, 0.9)
 BLUR_SIGMA = (0.3, 1.2)
-ROBUSTNESS_VIEWS = {"jpeg": 1000, "downscale": 1001}
+ROBUSTNESS_VIEWS = {"jpeg": 1000, "downscale": 1001, "jpeg75": 1002}
+FIXED_JPEG_QUALITY = 75  # the "jpeg75" view: the fixed quality papers report robustness at
 
 
 def view_rng(seed: int, image_id: str, view: int) -> np.random.Generator:
@@ -72,6 +74,8 @@ def perturb(image: Image.Image, view: int, rng: np.random.Generator) -> tuple[Im
         return jpeg(image, quality), {"robustness": "jpeg", "jpeg_quality": quality}
     if view == ROBUSTNESS_VIEWS["downscale"]:
         return downscale(image, 0.5), {"robustness": "downscale", "downscale": 0.5}
+    if view == ROBUSTNESS_VIEWS["jpeg75"]:
+        return jpeg(image, FIXED_JPEG_QUALITY), {"robustness": "jpeg75", "jpeg_quality": FIXED_JPEG_QUALITY}
     raise ValueError(f"Expected a view number in 0..999 or {sorted(ROBUSTNESS_VIEWS.values())}, but got {view}.")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR
+from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_HEAD, DEFAULT_TARGET_FPR, EMBEDDING_HEADS
 from synthwatch.heads.gate import GatePolicy
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 from synthwatch.store.atomic import atomic_write_bytes
@@ -64,16 +64,33 @@ class StoreConfig(BaseSettings):
     backbone: str | None = Field(
         None, description="what embed, run, deploy and benchmark embed with (unset: dinov2-small for embed; "
                           "the champion's, else the only one stored, for the others)")
+    head: str = Field(DEFAULT_HEAD, description="the head train fits unless --head names one (an embedding head, "
+                                                "or the image networks npr and convnext)")
     target_fpr: float = Field(DEFAULT_TARGET_FPR, gt=0, lt=1, description="false-positive rate thresholds are set for")
     alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="false-alarm rate of each drift check")
     max_train: int = Field(DEFAULT_MAX_TRAIN, ge=1, description="most training rows of a retrain (a replay set)")
     gate: GatePolicy = Field(GatePolicy(), description="the promotion gate (see `synthwatch retrain --help`)")
     schedule: Schedule = Field(Schedule(), description="the continual cycle's schedule under `synthwatch deploy`")
 
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, head: str) -> str:
+        from synthwatch.heads.network_kinds import NETWORK_HEADS
+
+        if head not in (*EMBEDDING_HEADS, *NETWORK_HEADS):
+            raise ValueError(f"expected one of {', '.join((*EMBEDDING_HEADS, *NETWORK_HEADS))}, but got {head!r}")
+        return head
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_reading.get())
+
+    @property
+    def embedding_head(self) -> str:
+        """The head retraining fits: ``head`` when it is an embedding head (retrain, learning curves
+        and drift checks work on embeddings), else the default."""
+        return self.head if self.head in EMBEDDING_HEADS else DEFAULT_HEAD
 
     def as_dict(self) -> dict:
         return {**self.model_dump(exclude={"gate"}), "gate": self.gate.as_dict()}

@@ -12,6 +12,7 @@ import numpy as np
 
 from synthwatch.heads.base import EmbeddingHead
 from synthwatch.heads.dataset import REAL, EmbeddingSet
+from synthwatch.heads.defaults import DEFAULT_HEAD, EMBEDDING_HEADS
 from synthwatch.heads.knn import KNNHead
 from synthwatch.heads.linear import LinearSVMHead, LogisticHead
 from synthwatch.heads.mlp import MLPHead
@@ -22,8 +23,7 @@ HEAD_TYPES: dict[str, type[EmbeddingHead]] = {
     "mlp": MLPHead,
     "knn": KNNHead,
 }
-HEAD_KINDS = (*HEAD_TYPES, "attribution")
-DEFAULT_HEAD = "logreg"
+HEAD_KINDS = EMBEDDING_HEADS  # the types above and "attribution" (tests/heads keep the two lists equal)
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,13 @@ def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | N
 def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: str | None,
                         options: TrainOptions = TrainOptions(), prepared: EvaluationData | None = None,
                         train_on: tuple[str, ...] = (), backbone: str | None = None,
-                        spec: HeadSpec = HeadSpec()) -> EvaluationReport:
+                        spec: HeadSpec = HeadSpec(), device: str = "auto") -> EvaluationReport:
     """``synthwatch evaluate``: ``holdout`` measures the registered head itself on generators it
     never saw and on the test split of those it did; ``logo`` re-runs leave-one-generator-out
     with its kind and parameters. Without a head in the registry, the default head is evaluated.
     ``prepared`` is the decision's evaluation data when the caller has it (the gate).
-    ``train_on`` trains a fresh head of ``spec`` on those generators and tests it on every other."""
+    ``train_on`` trains a fresh head of ``spec`` on those generators and tests it on every other.
+    An image network head's ``logo`` trains one network per fold (on ``device``)."""
     if train_on:
         return _evaluate_trained_on(layout, train_on, version=version, protocol=protocol, options=options,
                                     backbone=backbone, spec=spec)
@@ -94,8 +95,15 @@ def evaluate_registered(layout: StoreLayout, *, version: str | None, protocol: s
                          "or use --train-on to evaluate a fresh head on other vectors.")
     if not isinstance(scorer, EmbeddingScorer):
         if protocol == "logo":
-            raise ValueError(f"Expected --protocol holdout for the fine-tuned head {version}, but got logo: every "
-                             "fold would fine-tune a network again. Train one per held-out set with --holdout.")
+            from synthwatch.heads.network_job import evaluate_network_logo, network_options_of
+
+            evaluation_options = replace(options.evaluation, target_fpr=record.target_fpr)
+            network = replace(network_options_of(record), device=device)
+            evaluation = evaluate_network_logo(layout, network, evaluation_options)
+            use_final_threshold(evaluation, scorer.threshold)
+            notes = (f"leave-one-generator-out trained one {network.head} network per generator "
+                     f"({network.steps} steps each), as head {version} was trained",)
+            return EvaluationReport(version, None, evaluation, notes)
         evaluation = scorer.evaluate(layout, options.evaluation)
         return EvaluationReport(version, None, evaluation)
     if options.holdout and sorted(options.holdout) != sorted(record.holdout):

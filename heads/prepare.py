@@ -66,13 +66,13 @@ def embedding_set_of(table, splits: dict[str, str] | None = None) -> EmbeddingSe
 
 
 def make_ready(layout: StoreLayout, backbone_id: str, *, robustness: bool = True) -> list[str]:
-    """Before preparing: embed the JPEG and 0.5x views of the images evaluation may test on (when
+    """Before preparing: embed the JPEG (q50-95 and q75) and 0.5x views of the images evaluation may test on (when
     ``robustness``), and bring the backbone's index up to date. Returns notes on what was done."""
     notes = []
     if robustness:
         added = _embed_robustness_views(layout, backbone_id)
         if added:
-            notes.append(f"embedded {added} robustness views (JPEG q50-95, 0.5x) of evaluation images")
+            notes.append(f"embedded {added} robustness views (JPEG q50-95, 0.5x, JPEG q75) of evaluation images")
     result = sync_index(layout, backbone_id)
     if result["action"] == "built":
         notes.append(f"built the index of {backbone_id} ({result['index_type']}, {result['ntotal']} vectors)")

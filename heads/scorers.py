@@ -10,7 +10,8 @@ import numpy as np
 
 from synthwatch.heads.detector import attribute, synthetic_scores
 from synthwatch.heads.evaluation import EvalOptions, Evaluation, evaluate_fitted
-from synthwatch.heads.finetune import FINETUNE_KIND, convnext_spec, network_from_bytes, score_images
+from synthwatch.heads.network_train import network_from_bytes, score_images
+from synthwatch.heads.network_kinds import NETWORK_KINDS
 from synthwatch.heads.persist import decode_arrays, decode_head
 from synthwatch.heads.records import ATTRIBUTION_FILE, HEAD_FILE, NETWORK_FILE, REFERENCE_FILE, HeadRecord, read_record
 from synthwatch.store.errors import StoreError
@@ -20,7 +21,7 @@ from synthwatch.store.registry import HeadRegistry
 __all__ = ["EmbeddingScorer", "NetworkScorer", "Scorer", "load_scorer"]
 
 NO_ATTRIBUTION = {"generator": None, "probability": None, "real_probability": None, "top": [],
-                  "note": "a fine-tuned network does not attribute generators"}
+                  "note": "an image network does not attribute generators"}
 
 
 class Scorer(Protocol):
@@ -91,17 +92,16 @@ class EmbeddingScorer(_Registered):
 
 @dataclass
 class NetworkScorer(_Registered):
-    """A fine-tuned network scoring images itself."""
+    """An image network (fine-tuned ConvNeXt, or the NPR residual CNN) scoring images itself."""
 
-    network: object = None
-    spec: object = None
+    trained: object = None  # heads.network_train.TrainedNetwork
 
     def score_images(self, images: list, backbones: dict):
-        scores = score_images(self.network, self.spec, images)
+        scores = score_images(self.trained, images)
         return scores, [dict(NO_ATTRIBUTION) for _ in images], None
 
     def evaluate(self, layout: StoreLayout, options: EvalOptions, prepared=None) -> Evaluation:
-        from synthwatch.heads.finetune_job import evaluate_network
+        from synthwatch.heads.network_job import evaluate_network
 
         return evaluate_network(layout, self, self._options(options))
 
@@ -117,9 +117,11 @@ def load_scorer(layout: StoreLayout, version: str | None = None) -> EmbeddingSco
                 "Train one with `synthwatch train` (after `synthwatch ingest` and `synthwatch embed`).")
         raise StoreError(f"Expected a champion head in {layout.root}, but there is none. {hint}")
     record = read_record(registry, version)
-    if record.kind == FINETUNE_KIND:
-        spec = convnext_spec(record.network["backbone"])
-        return NetworkScorer(record, network_from_bytes(spec, registry.read_file(version, NETWORK_FILE)), spec)
+    if record.kind in NETWORK_KINDS:
+        from synthwatch.heads.network_job import network_options_of
+
+        data = registry.read_file(version, NETWORK_FILE)
+        return NetworkScorer(record, network_from_bytes(network_options_of(record), data))
     head = decode_head(record.head, registry.read_file(version, HEAD_FILE))
     attribution = head if record.kind == "attribution" else decode_head(
         record.attribution, registry.read_file(version, ATTRIBUTION_FILE))

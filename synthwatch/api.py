@@ -217,23 +217,45 @@ class Store:
 
         return backbone or self.config().backbone or DEFAULT_BACKBONE
 
-    def train(self, head: str = "logreg", *, backbone: str | None = None, holdout: Iterable[str] = (),
-              reason: str = "", options=None, policy=None) -> Trained:
-        """Train a head on the stored embeddings, evaluate it on held-out generators, register
-        it and gate it (promoted if every check passes). ``options`` (``heads.training.TrainOptions``)
-        and ``policy`` (``heads.gate.GatePolicy``) default to synthwatch.toml's settings."""
-        from synthwatch.heads.detector import HeadSpec
+    def train(self, head: str | None = None, *, backbone: str | None = None, holdout: Iterable[str] = (),
+              reason: str = "", options=None, policy=None, network=None, progress=None) -> Trained:
+        """Train a head (default: synthwatch.toml's, else logreg), evaluate it on held-out
+        generators, register it and gate it (promoted if every check passes). Embedding heads
+        train on the stored vectors of ``backbone``; image networks (``npr``, ``convnext``) on the
+        images, with ``network`` (``heads.network_kinds.NetworkOptions``; ``backbone`` names the
+        ConvNeXt to fine-tune) and ``progress(step, loss)``. ``options``
+        (``heads.training.TrainOptions``) and ``policy`` (``heads.gate.GatePolicy``) default to
+        synthwatch.toml's settings."""
+        from dataclasses import replace
+
         from synthwatch.heads.evaluation import EvalOptions
-        from synthwatch.heads.pipeline import train_and_register
+        from synthwatch.heads.network_kinds import NETWORK_HEADS, NetworkOptions
         from synthwatch.heads.training import TrainOptions
 
         if options is not None and (tuple(holdout) or reason):
             raise ValueError("Expected holdout and reason inside options when options are given, but got them "
                              "beside it. Pass TrainOptions(holdout=..., reason=...).")
-        settings = self.config() if options is None or policy is None else None
+        settings = self.config()
+        head = head or settings.head
         options = options or TrainOptions(holdout=tuple(holdout), reason=reason,
                                           evaluation=EvalOptions(target_fpr=settings.target_fpr))
-        trained, _ = train_and_register(self.layout, HeadSpec(head), backbone=backbone, options=options)
+        if head in NETWORK_HEADS:
+            from synthwatch.heads.network_job import train_network_and_register
+
+            if head == "npr" and backbone:
+                raise ValueError(f"Expected no backbone with the npr head (it trains on the images, not on "
+                                 f"embeddings), but got {backbone!r}. Drop --backbone.")
+            network = replace(network or NetworkOptions(), head=head,
+                              backbone=backbone or (network.backbone if network else None))
+            trained, _ = train_network_and_register(self.layout, network, options, progress=progress)
+        else:
+            from synthwatch.heads.detector import HeadSpec
+            from synthwatch.heads.pipeline import train_and_register
+
+            if network is not None:
+                raise ValueError(f"Expected network options only with an image network head ({', '.join(NETWORK_HEADS)}), "
+                                 f"but the head is {head}. Drop them, or choose such a head.")
+            trained, _ = train_and_register(self.layout, HeadSpec(head), backbone=backbone, options=options)
         return self.gate(trained, options=options, policy=policy or settings.gate)
 
     def gate(self, trained, *, options, policy) -> Trained:

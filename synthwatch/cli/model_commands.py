@@ -16,11 +16,20 @@ from synthwatch.settings import Settings
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.api import Store
 
+    from synthwatch.heads.network_kinds import NETWORK_HEADS
+
     store, options, policy = Store(settings.store_root), train_options(args), gate_policy(args)
-    if args.head == "convnext":
-        trained = store.gate(_finetune(args, settings), options=options, policy=policy)
+    head = args.head or store.config().head
+    if head in NETWORK_HEADS:
+        network, bar = _network_options(args, head)
+        progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
+        trained = store.train(head, backbone=args.backbone, options=options, policy=policy, network=network,
+                              progress=progress)
+        if bar:
+            bar.close()
     else:
-        trained = store.train(args.head, backbone=args.backbone, options=options, policy=policy)
+        _refuse_network_flags(args, head)
+        trained = store.train(head, backbone=args.backbone, options=options, policy=policy)
     payload = trained.as_dict()
     if args.json:
         print_json(payload)
@@ -37,7 +46,10 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from synthwatch.heads.detector import HeadSpec
     from synthwatch.heads.promotion import retrain
 
-    result = retrain(settings.layout, spec=HeadSpec(args.head), options=train_options(args), policy=gate_policy(args),
+    from synthwatch.heads.config import load_config
+
+    head = args.head or load_config(settings.store_root).embedding_head
+    result = retrain(settings.layout, spec=HeadSpec(head), options=train_options(args), policy=gate_policy(args),
                      alpha=args.alpha, write_report_file=True)
     if args.json:
         print_json(result)
@@ -160,24 +172,27 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _finetune(args: argparse.Namespace, settings: Settings):
-    from synthwatch.heads.finetune import FinetuneOptions
-    from synthwatch.heads.finetune_job import finetune_and_register
+def _network_options(args: argparse.Namespace, head: str):
+    """The image network's options from the flags, and a progress bar on a terminal (else None)."""
+    from synthwatch.heads.network_kinds import NetworkOptions
 
-    options = FinetuneOptions(
-        backbone=args.backbone or "convnext-tiny", steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, device=args.device, allow_random_weights=args.allow_random_weights,
-        seed=args.seed, checkpoint_every=args.checkpoint_every)
+    options = NetworkOptions(head=head, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                             device=args.device, allow_random_weights=args.allow_random_weights, seed=args.seed,
+                             checkpoint_every=args.checkpoint_every).resolved()
     bar = None
     if not args.json and sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(total=options.steps, unit="step", desc="fine-tune", file=sys.stderr)
-    progress = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
-    trained, _ = finetune_and_register(settings.layout, options, train_options(args), progress=progress)
-    if bar:
-        bar.close()
-    return trained
+        bar = tqdm(total=options.steps, unit="step", desc=f"train {head}", file=sys.stderr)
+    return options, bar
+
+
+def _refuse_network_flags(args: argparse.Namespace, head: str) -> None:
+    given = [flag for flag, value in (("--steps", args.steps), ("--learning-rate", args.learning_rate),
+                                      ("--allow-random-weights", args.allow_random_weights)) if value]
+    if given:
+        raise ValueError(f"Expected {', '.join(given)} only with an image network head (--head npr or convnext), "
+                         f"but the head is {head}. Drop them, or choose such a head.")
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,7 +214,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError("Expected --preset or --train-on, but got both. Keep one.")
         train_on = preset_train_on(args.preset, sorted(Catalog(settings.layout).status()["generators"]))
     report = evaluate_registered(settings.layout, version=args.head, protocol=args.protocol,
-                                 options=train_options(args), train_on=train_on, backbone=args.backbone)
+                                 options=train_options(args), train_on=train_on, backbone=args.backbone,
+                                 device=args.device)
     payload = report.as_dict()
     if args.report:
         from synthwatch.heads.embedding_map import embedding_map_of

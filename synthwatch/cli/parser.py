@@ -9,8 +9,9 @@ from synthwatch.embeddings.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, 
 from synthwatch.limits import SERVICE_MAX_PIXELS
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE, REGISTRY
 from synthwatch.heads.config import CONFIG_FILE
-from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR
+from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR, EMBEDDING_HEADS
 from synthwatch.heads.gate import CORRECTIONS, GatePolicy
+from synthwatch.heads.network_kinds import NETWORK_HEADS, NETWORK_KINDS
 from synthwatch.heads.presets import PRESETS
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
@@ -27,6 +28,21 @@ from synthwatch.cli.store_commands import (
 
 
 IN_CONFIG = f", or the store's {CONFIG_FILE}"
+
+
+def _network_flags(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("image networks (--head npr|convnext)")
+    defaults = {kind.head: kind.defaults for kind in NETWORK_KINDS.values()}
+    group.add_argument("--steps", type=int,
+                       help="optimiser steps (default " + ", ".join(f"{head} {d['steps']}" for head, d in defaults.items()) + ")")
+    group.add_argument("--batch-size", type=int, default=32, help="images per step, half real (default 32)")
+    group.add_argument("--learning-rate", type=float,
+                       help="AdamW's (default " + ", ".join(f"{head} {d['learning_rate']:g}" for head, d in defaults.items()) + ")")
+    group.add_argument("--checkpoint-every", type=int, default=100,
+                       help="steps between safetensors checkpoints; a killed run resumes from the last")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--allow-random-weights", action="store_true",
+                       help="convnext: start from random weights when pretrained ones cannot be had (plumbing only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,30 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd = _add(commands, "train", cmd_train, common,
                      "train a head on the stored embeddings, evaluate it on held-out generators, register it, "
                      "and promote it if it passes the gate", parents=[evaluation_flags, gate_flags])
-    train_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution", "convnext"),
-                           default="logreg",
-                           help="logreg (default), svm (linear, calibrated), mlp, knn (nearest-neighbour vote), "
-                                "attribution (which generator, or real), on stored embeddings; or convnext: fine-tune "
-                                "a whole ConvNeXt on the images (use a GPU)")
+    train_cmd.add_argument("--head", choices=(*EMBEDDING_HEADS, *NETWORK_HEADS),
+                           help="logreg, svm (linear, calibrated), mlp, knn (nearest-neighbour vote), attribution "
+                                "(which generator, or real), on stored embeddings; or an image network: npr (a forensic "
+                                "CNN trained from scratch on neighbouring-pixel residuals, no weights needed) or "
+                                f"convnext (fine-tune a whole ConvNeXt; use a GPU). Default: the store's "
+                                f"{CONFIG_FILE} head, else logreg")
     train_cmd.add_argument("--holdout", metavar="G1,G2", help="generators to hold out of training and evaluate on "
                                                              "(default: leave each generator out in turn)")
     train_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one); "
                                               "with --head convnext the ConvNeXt to fine-tune (default convnext-tiny)")
     train_cmd.add_argument("--reason", help="why this head is trained (kept in the registry)")
-    finetune = train_cmd.add_argument_group("fine-tuning (--head convnext)")
-    finetune.add_argument("--steps", type=int, default=500, help="optimiser steps (default 500)")
-    finetune.add_argument("--batch-size", type=int, default=32, help="images per step, half real (default 32)")
-    finetune.add_argument("--learning-rate", type=float, default=1e-4)
-    finetune.add_argument("--checkpoint-every", type=int, default=100,
-                          help="steps between safetensors checkpoints; a killed run resumes from the last")
-    finetune.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    finetune.add_argument("--allow-random-weights", action="store_true",
-                          help="start from random weights when pretrained ones cannot be had (plumbing only)")
+    _network_flags(train_cmd)
 
     retrain_cmd = _add(commands, "retrain", cmd_retrain, common,
                        "check drift, train a candidate on everything stored, gate it: promote or reject",
                        parents=[evaluation_flags, gate_flags])
-    retrain_cmd.add_argument("--head", choices=("logreg", "svm", "mlp", "knn", "attribution"), default="logreg")
+    retrain_cmd.add_argument("--head", choices=EMBEDDING_HEADS,
+                             help=f"the head to fit (default: the store's {CONFIG_FILE} head when it is one of these, else logreg)")
     retrain_cmd.add_argument("--reason", help="why (kept with the candidate and in the audit log)")
     retrain_cmd.add_argument("--alpha", type=float,
                              help=f"false-alarm rate of each drift check (default {DEFAULT_ALPHA}{IN_CONFIG})")
@@ -289,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help=f"with --learning-curve: the gate's TPR floor (default {GatePolicy.tpr_floor})")
     evaluate_cmd.add_argument("--backbone", help="backbone id or name (default: the champion's, else the only one)")
     evaluate_cmd.add_argument("--report", metavar="PATH.html", help="write the HTML report there, and PATH.json")
+    evaluate_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                              help="where an image network head's folds train and score (--protocol logo)")
 
     benchmark_cmd = _add(commands, "benchmark", cmd_benchmark, common,
                          "a published protocol in one command: ingest the dataset (if given), embed, train on the "

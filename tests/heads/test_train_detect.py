@@ -23,7 +23,7 @@ def test_train_evaluates_every_generator_held_out_and_registers_a_champion(cli, 
     for m in per.values():
         assert 0 <= m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1] <= 1
         assert m["n_real"] >= 5 and m["n_fake"] >= 5
-    assert set(out["metrics"]["robustness"]["ae-tconv"]) == {"jpeg", "downscale"}
+    assert set(out["metrics"]["robustness"]["ae-tconv"]) == {"jpeg", "downscale", "jpeg75"}
     assert 0 <= out["threshold"] <= 1 and out["target_fpr"] == 0.01
     assert (out["metrics"]["threshold"], out["metrics"]["threshold_source"]) == (out["threshold"], "head")
 

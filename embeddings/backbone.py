@@ -17,7 +17,8 @@ MODES = ("crop", "resize")
 _POOLING = {"dinov2": "class token + mean of patch tokens per block", "convnext": "global average of each stage",
             "clip": "class token + mean of patch tokens per block (after the final layer norm)",
             "siglip": "mean of patch tokens per block (after the final layer norm)",
-            "spectrum": "azimuthal average of the log power spectrum per block"}
+            "spectrum": "azimuthal average of the log power spectrum per block",
+            "srm": "sign-symmetric co-occurrence frequencies of quantised residuals over the crop, per family"}
 
 # Models are loaded one at a time: transformers' lazy imports fail when several threads trigger
 # them at once (``cannot import name 'Dinov2Config'``), and two first requests would load twice.
@@ -44,7 +45,7 @@ class Backbone:
     @property
     def backbone_id(self) -> str:
         """Names model, revision, preprocessing and layers, so differently made vectors never mix."""
-        family_tag = "L" if self.spec.transformer else {"convnext": "S", "spectrum": "F"}[self.spec.family]
+        family_tag = "L" if self.spec.transformer else {"convnext": "S", "spectrum": "F", "srm": "F"}[self.spec.family]
         raw = (f"{self.spec.name}@{self.spec.revision}.{self.mode}{self.spec.input_size}."
                f"{family_tag}{'-'.join(map(str, self.layers))}")
         if self.weights == RANDOM:
@@ -96,8 +97,8 @@ class Backbone:
             (N, dim) float32 on the CPU, each row of unit L2 norm.
         """
         pixels = pixels.to(self.device, non_blocking=True)
-        if self.spec.family == "spectrum":
-            return self._spectrum(pixels.permute(0, 2, 3, 1), None).cpu()
+        if self.spec.weightless:  # computed backbones normalise with mean 0 and std 1: pixels / 255
+            return self._computed(pixels.permute(0, 2, 3, 1) * 255.0, None).cpu()
         return self._vectors(pixels).cpu()
 
     @torch.inference_mode()
@@ -106,12 +107,13 @@ class Backbone:
         (N, 2) sizes), normalised on the model's device; (N, dim) float32 left on that device,
         so the caller decides when to wait for the copy back."""
         pixels = pixels.to(self.device, non_blocking=True)
-        if self.spec.family == "spectrum":
-            return self._spectrum(pixels, sizes)
+        if self.spec.weightless:
+            return self._computed(pixels, sizes)
         return self._vectors(normalise(pixels, sizes.to(self.device, non_blocking=True), self.spec))
 
-    def _spectrum(self, crops: torch.Tensor, sizes: torch.Tensor | None) -> torch.Tensor:
-        """Spectral blocks of (N, S, S, 3) crops over their valid ``sizes``; FFTs in float32."""
+    def _computed(self, crops: torch.Tensor, sizes: torch.Tensor | None) -> torch.Tensor:
+        """Blocks of a computed backbone (spectra, co-occurrences) of (N, S, S, 3) crops over their
+        valid ``sizes``, joined and unit-normalised; float32."""
         return nn.functional.normalize(torch.cat(self.model(crops, sizes, self.layers), dim=1), dim=1)
 
     def _vectors(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -27,15 +27,31 @@ def load_model(spec: BackboneSpec, *, allow_random_weights: bool = False) -> tup
     Raises ``WeightsUnavailable`` when pretrained weights are neither cached nor reachable and
     random weights were not allowed.
     """
-    if spec.weightless:
+    if spec.family == "spectrum":
         from synthwatch.embeddings.spectrum import SpectrumFeatures
 
         return SpectrumFeatures(spec.arch["bins"]).eval(), spec, COMPUTED
+    if spec.family == "srm":
+        from synthwatch.embeddings.cooccurrence import CooccurrenceFeatures
+
+        return CooccurrenceFeatures().eval(), spec, COMPUTED
     if spec.builtin:
         return _seeded(spec).eval(), spec, BUILTIN
     if spec.family == "convnext":
         return _load_convnext(spec, allow_random_weights)
     return _load_transformer(spec, allow_random_weights)
+
+
+def pretrained_weights_here(spec: BackboneSpec) -> bool:
+    """Whether ``spec``'s pretrained weights can be had now, without loading them: in the local
+    Hugging Face cache, or from a Hub that answers (computed, built-in and local models: always)."""
+    if spec.weightless or spec.builtin or spec.local:
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = f"timm/{spec.source}" if spec.family == "convnext" else spec.source
+    cached = try_to_load_from_cache(repo, "model.safetensors", revision=spec.revision)
+    return isinstance(cached, str) or hub_reachable()
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:

@@ -20,6 +20,12 @@ from synthwatch.embeddings.errors import EmbeddingError
 SPECTRUM_BINS = 32
 SPECTRUM_BLOCKS = ("luminance", "residual", "npr")
 SPECTRUM_VERSION = "v1"
+# The srm backbone's features (embeddings/cooccurrence.py): residual families, bins per block.
+SRM_FAMILIES = ("d1", "d2", "d3", "kb", "kv")
+SRM_BINS = 63  # triples of -2..2, a triple and its negation in one bin
+SRM_BLOCKS = {"d1": 4, "d2": 4, "d3": 4, "kb": 2, "kv": 2}  # kernels x quantisation steps
+SRM_VERSION = "v1"
+WEIGHTLESS_FAMILIES = ("spectrum", "srm")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,8 +39,9 @@ class BackboneSpec:
     """Where a backbone comes from and what it expects.
 
     ``family`` is ``dinov2``, ``clip`` or ``siglip`` (tokens from transformer blocks 1..depth),
-    ``convnext`` (pooled stages 0..3) or ``spectrum`` (training-free spectral blocks 1..depth,
-    see ``synthwatch.embeddings.spectrum``). ``arch`` holds the architecture's hyper-parameters, enough to build
+    ``convnext`` (pooled stages 0..3), ``spectrum`` (training-free spectral blocks 1..depth,
+    see ``synthwatch.embeddings.spectrum``) or ``srm`` (training-free residual co-occurrences,
+    families 1..depth, see ``synthwatch.embeddings.cooccurrence``). ``arch`` holds the architecture's hyper-parameters, enough to build
     it with random weights offline. ``widths`` is the token width per block (DINOv2: one
     value) or the channel width per stage (ConvNeXt: four values).
     """
@@ -64,12 +71,14 @@ class BackboneSpec:
     def default_layers(self) -> tuple[int, ...]:
         if self.family == "spectrum":
             return (2, 3)  # the residual blocks (see synthwatch.embeddings.spectrum)
+        if self.family == "srm":
+            return tuple(range(1, self.depth + 1))  # every residual family
         return (self.depth,) if self.transformer else (3,)
 
     @property
     def weightless(self) -> bool:
         """Computed, not learned: no weights to load, the same on every machine."""
-        return self.family == "spectrum"
+        return self.family in WEIGHTLESS_FAMILIES
 
     def embedding_dim(self, layers: tuple[int, ...]) -> int:
         """Width of the vector for ``layers``: DINOv2 and CLIP 2 x hidden per block (class token and
@@ -79,7 +88,7 @@ class BackboneSpec:
             return 2 * self.widths[0] * len(layers)
         if self.family == "siglip":
             return self.widths[0] * len(layers)
-        if self.family == "spectrum":
+        if self.weightless:
             return sum(self.widths[block - 1] for block in layers)
         return sum(self.widths[stage] for stage in layers)
 
@@ -87,7 +96,7 @@ class BackboneSpec:
         """Normalise ``layers`` (negative counts from the end) or raise ``EmbeddingError``."""
         if not layers:
             return self.default_layers
-        lowest, top = (1, self.depth) if self.transformer or self.family == "spectrum" else (0, 3)
+        lowest, top = (1, self.depth) if self.transformer or self.weightless else (0, 3)
         what = "stages" if self.family == "convnext" else "blocks"
         normalised = []
         for layer in layers:
@@ -191,6 +200,13 @@ REGISTRY["spectrum"] = BackboneSpec(
     name="spectrum", family="spectrum", source="computed", depth=len(SPECTRUM_BLOCKS),
     widths=(SPECTRUM_BINS,) * len(SPECTRUM_BLOCKS), revision=SPECTRUM_VERSION, input_size=224, patch_size=1,
     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), arch={"bins": SPECTRUM_BINS, "blocks": list(SPECTRUM_BLOCKS)},
+)
+
+REGISTRY["srm"] = BackboneSpec(
+    name="srm", family="srm", source="computed", depth=len(SRM_FAMILIES),
+    widths=tuple(SRM_BLOCKS[family] * SRM_BINS for family in SRM_FAMILIES), revision=SRM_VERSION, input_size=512,
+    patch_size=1, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    arch={"families": list(SRM_FAMILIES), "bins": SRM_BINS, "truncation": 2},
 )
 
 DEFAULT_BACKBONE = "dinov2-small"

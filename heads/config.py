@@ -7,6 +7,7 @@ built-in defaults."""
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from synthwatch.embeddings.registry import DEFAULT_BACKBONE
 from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_HEAD, DEFAULT_TARGET_FPR, EMBEDDING_HEADS
 from synthwatch.heads.gate import GatePolicy
 from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
@@ -21,6 +23,7 @@ from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.store.errors import StoreError
 from synthwatch.store.watched import check_cron, parse_duration
 
+log = logging.getLogger(__name__)
 CONFIG_FILE = "synthwatch.toml"
 ENV_PREFIX = "SYNTHWATCH_"
 _reading: ContextVar[Path | None] = ContextVar("synthwatch_config_file", default=None)
@@ -145,17 +148,38 @@ def default_config_text() -> str:
 
 
 def write_default_config(root: Path, *, backbone: str | None = None, replace: bool = False) -> Path | None:
-    """Write ``synthwatch.toml`` at its defaults (``backbone`` set if given) unless one exists and
-    ``replace`` is false; returns the path written, else None."""
+    """Write ``synthwatch.toml`` at its defaults unless one exists and ``replace`` is false; returns
+    the path written, else None. ``backbone`` given is recorded; else, without pretrained weights
+    on this machine, the best weight-free recipe measured (``heads.recipes.OFFLINE_RECIPE``: its
+    backbone and head) is recorded and announced in one line."""
     path = config_path(root)
     if path.exists() and not replace:
         return None
     text = default_config_text()
+    head = None
+    if backbone is None:
+        recipe = _offline_recipe()
+        if recipe is not None:
+            backbone, head = recipe.backbone, recipe.head
+            log.warning("no pretrained %s weights here: this store detects with the weight-free %s backbone and the %s "
+                        "head, the best measured without weights (benchmarks/realworld.py); recorded in %s",
+                        DEFAULT_BACKBONE, recipe.backbone, recipe.head, path)
     if backbone is not None:
         text = text.replace(_toml_line("backbone", None), _toml_line("backbone", backbone))
+    if head is not None:
+        text = text.replace(_toml_line("head", DEFAULT_HEAD), _toml_line("head", head))
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode())
     return path
+
+
+def _offline_recipe():
+    """The recipe a new store records when DINOv2's pretrained weights cannot be had (else None)."""
+    from synthwatch.embeddings.loading import pretrained_weights_here
+    from synthwatch.embeddings.registry import resolve_spec
+    from synthwatch.heads.recipes import default_recipe
+
+    return default_recipe(weights_here=pretrained_weights_here(resolve_spec(DEFAULT_BACKBONE)))
 
 
 def _toml_line(name: str, value) -> str:

@@ -65,6 +65,7 @@ class Evaluation:
     skipped: dict[str, str] = field(default_factory=dict)
     dropped_near_duplicates: int = 0
     threshold_source: str = "fold"  # "fold": the tested head's own; "head": the final head's (logo)
+    notes: list[str] = field(default_factory=list)  # what the measurement could not do as asked, and why
 
     def per_generator(self) -> dict[str, dict]:
         return {r.generator: {**r.metrics, "threshold": round(r.threshold, 6), "held_out": r.held_out}
@@ -109,12 +110,14 @@ class Fold:
 
 
 def make_fold(data: EmbeddingSet, holdout: Iterable[str], *,
-              near_duplicates: Iterable[tuple[str, str]] = ()) -> Fold:
+              near_duplicates: Iterable[tuple[str, str]] = (), held_out_on_test_split: bool = False) -> Fold:
     """Split ``data`` for a fold holding out the generators in ``holdout``.
 
     Training takes the training split of real images and of generators not held out (every
     view below the robustness views); validation and test take clean and robustness views.
-    Held-out generators are tested on all their images, known ones on their test split.
+    Held-out generators are tested on all their images (with ``held_out_on_test_split``, as a
+    dataset that ships its splits is tested, on their test split only), known ones on their test
+    split.
     """
     holdout = frozenset(holdout)
     split = split_of_rows(data)
@@ -131,7 +134,8 @@ def make_fold(data: EmbeddingSet, holdout: Iterable[str], *,
     val_rows = (split == "val") & evaluable & (data.views == CLEAN_VIEW)
     test_fake = {}
     for name in sorted(set(generators.tolist()) - {REAL}):
-        rows = evaluable & (generators == name) & (held | (split == "test"))
+        tested = (split == "test") if held_out_on_test_split else (held | (split == "test"))
+        rows = evaluable & (generators == name) & tested
         test_fake[name] = data.take(rows)
     dropped = len(set(data.image_ids[leaked & ~train_mask].tolist()))
     return Fold(holdout, data.take(train_mask), data.take(val_rows & real), data.take(val_rows & ~real & ~held),
@@ -187,17 +191,37 @@ def calibrate(score: ScoreFn, fold: Fold, target_fpr: float) -> float:
     return threshold_at_fpr(score(fold.val_real.vectors), target_fpr)
 
 
+PAPERS_THRESHOLD = 0.5  # P(synthetic) 0.5: the decision the papers' classifiers make
+
+
+def measurable_threshold(score: ScoreFn, fold: Fold, target_fpr: float) -> tuple[float, str | None]:
+    """:func:`calibrate`, or where the validation split holds no real image (a dataset tree too
+    small), ``PAPERS_THRESHOLD`` and a note saying what is missing: AUROC and the TPRs need no
+    threshold, so they are still measured."""
+    if len(fold.val_real):
+        return calibrate(score, fold, target_fpr), None
+    needed = int(round(1 / target_fpr))
+    return PAPERS_THRESHOLD, (
+        f"no validation real images to set a threshold at {target_fpr:.0%} FPR on, so accuracy and FPR are at "
+        f"P(synthetic) {PAPERS_THRESHOLD} (the papers' decision); AUROC, AP and the TPRs need no threshold. Ingest "
+        f"real images in validation groups (a dataset's val/ folder, or more groups in its train/ folder, a fifth of "
+        f"which validate): at least {needed} to resolve a {target_fpr:.0%} false-positive rate")
+
+
 def scorer(head: EmbeddingHead, target: str) -> ScoreFn:
     return lambda vectors: synthetic_scores(head, target, vectors)
 
 
 def evaluate_protocol(spec: HeadSpec, data: EmbeddingSet, *, protocol: str, holdout: Iterable[str] = (),
-                      options: EvalOptions = EvalOptions(),
-                      near_duplicates: Iterable[tuple[str, str]] = ()) -> Evaluation:
+                      options: EvalOptions = EvalOptions(), near_duplicates: Iterable[tuple[str, str]] = (),
+                      held_out_on_test_split: bool = False) -> Evaluation:
     """Train heads of ``spec`` fold by fold and measure them on generators they never saw.
 
     ``logo`` holds out each generator in turn (the others and ``holdout`` train); ``holdout``
     holds out the given generators at once and also measures the known ones on their test split.
+    ``held_out_on_test_split`` tests held-out generators on their test split only (a dataset that
+    ships its splits, tested as its paper was). Without validation real images the threshold is
+    the papers' 0.5, with a note (``Evaluation.notes``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Expected protocol in {', '.join(PROTOCOLS)}, but got {protocol!r}.")
@@ -214,14 +238,16 @@ def evaluate_protocol(spec: HeadSpec, data: EmbeddingSet, *, protocol: str, hold
     evaluation = Evaluation(protocol, options.target_fpr, None, [])
     folds = [[name] for name in names] if protocol == "logo" else [holdout]
     for held in folds:
-        fold = make_fold(data, held, near_duplicates=pairs)
+        fold = make_fold(data, held, near_duplicates=pairs, held_out_on_test_split=held_out_on_test_split)
         if not (fold.train.labels == 1).any() or not (fold.train.labels == 0).any():
             for name in held:
                 evaluation.skipped[name] = "no other generator (or no real image) left to train on"
             continue
         head = fit_head(spec, fold.train)
         score = scorer(head, spec.target)
-        threshold = calibrate(score, fold, options.target_fpr)
+        threshold, note = measurable_threshold(score, fold, options.target_fpr)
+        if note and note not in evaluation.notes:
+            evaluation.notes.append(note)
         results, skipped = measure(fold, score, threshold, held, held_out=True, options=options)
         if protocol == "holdout":
             known, skipped_known = measure(fold, score, threshold, [n for n in names if n not in held],

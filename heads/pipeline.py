@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from synthwatch.heads.detector import HeadSpec
 from synthwatch.heads.evaluation import Evaluation, evaluate_protocol
 from synthwatch.heads.learning_curve import LearningCurve, learning_curve
@@ -140,9 +142,16 @@ def _evaluate_trained_on(layout: StoreLayout, train_on: tuple[str, ...], *, vers
     if not others:
         raise ValueError(f"Expected a generator left to test on, but --train-on names all of them ({', '.join(stored)}). "
                          "Leave at least one out.")
+    shipped = Catalog(layout).shipped_groups()
+    on_test_split = bool(shipped) and set(prepared.data.sources[np.isin(prepared.data.generators, others)]) <= shipped
     evaluation = evaluate_protocol(spec, prepared.data, protocol="holdout", holdout=others,
-                                   options=options.evaluation, near_duplicates=prepared.pairs)
-    return EvaluationReport(None, prepared.backbone_id, evaluation, prepared.notes, train_on=tuple(sorted(train_on)))
+                                   options=options.evaluation, near_duplicates=prepared.pairs,
+                                   held_out_on_test_split=on_test_split)
+    notes = [*prepared.notes, *evaluation.notes]
+    if on_test_split:
+        notes.append("the dataset ships its splits: trained on its training folders, each held-out generator tested "
+                     "on its test folders only, as the paper did")
+    return EvaluationReport(None, prepared.backbone_id, evaluation, tuple(notes), train_on=tuple(sorted(train_on)))
 
 
 def learning_curve_of(layout: StoreLayout, generator: str, *, options: TrainOptions = TrainOptions(),

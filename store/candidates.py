@@ -29,6 +29,7 @@ class Candidate:
     generator: str | None
     source: str
     origin: str | None = None  # where the file came from, when ``path`` is a staged copy (an object-store URI)
+    split: str | None = None  # the split the dataset ships it in (``store.splits.SHIPPED``), else None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Batch:
 
     images: list[ImageRecord] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+    shipped_splits: dict[str, str] = field(default_factory=dict)  # group -> the dataset's split (store.splits)
 
 
 class Catalog:
@@ -173,6 +174,8 @@ class Catalog:
 
     def _migrate(self, con: duckdb.DuckDBPyConnection, version: int) -> None:
         """Bring a catalog of schema ``version`` up to date, inside the caller's transaction."""
+        if version < 3:  # where each split came from (a dataset's own, or the store's rule)
+            con.execute("ALTER TABLE splits ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'hash'")
         if version < 2:  # splits were recomputed on every read: store those the champion used
             adopt_legacy_splits(con, self.layout)
         con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
@@ -233,7 +236,7 @@ class Catalog:
                 con.register("batch_images", table)
                 con.execute("INSERT INTO images SELECT * FROM batch_images")
                 con.unregister("batch_images")
-                assign_new_groups(con)
+                assign_new_groups(con, shipped=batch.shipped_splits)
             counts: dict[str, int] = {}
             for record in batch.images:
                 if record.generator is not None:
@@ -354,6 +357,11 @@ class Catalog:
             self.create()  # groups written without a split (by hand): assign them once, now
             rows = self.query("SELECT source, split FROM splits ORDER BY source")
         return dict(rows)
+
+    def shipped_groups(self) -> set[str]:
+        """Source groups whose split is the one their dataset ships (origin ``dataset``)."""
+        self.group_splits()  # migrates an older catalog first
+        return {row[0] for row in self.query("SELECT source FROM splits WHERE origin = 'dataset'")}
 
     def split_seed(self) -> int:
         """The seed the store assigns new groups' splits with."""

@@ -162,6 +162,9 @@ def _process_chunk(
             batch.quarantine.append(outcome)
         else:
             batch.images.append(_record(fresh[image_id], outcome, options.copy, stamp, report.run_id))
+            candidate = fresh[image_id].candidate
+            if candidate.split is not None:
+                batch.shipped_splits[candidate.source] = candidate.split
     for read in repeats:
         outcome = outcomes[read.image_id]
         if isinstance(outcome, QuarantineRecord):

@@ -3,7 +3,10 @@
 Each layout reads a tree as its dataset publishes it (``LAYOUTS``; the README shows each tree).
 Source groups follow the dataset's own notion of related images (an ImageNet class, a
 CNNDetection object class, the real photo a fake was made from) so that splits keep them
-together. Image files are those with an image extension in any case, or no extension at all
+together. A dataset that ships its split keeps it (``store.splits``): GenImage's ``train/`` is
+trained on (a fifth of its groups validate) and its ``val/`` is its test set; ForenSynths'
+``train/``, ``val/`` and ``test/`` folders are those splits. Their groups are named with the
+split (``train/imagenet-n01440764``), so a class photographed in both is two groups. Image files are those with an image extension in any case, or no extension at all
 (ingest decodes every file, so a non-image is refused with its reason, never guessed at); hidden
 files and other files (metadata, readmes, archives) are skipped and counted.
 """
@@ -18,6 +21,7 @@ from typing import Callable, Iterator
 
 from synthwatch.store.candidates import Candidate, Invalid, Plan, check_name, check_source, is_image_name
 from synthwatch.store.errors import StoreError
+from synthwatch.store.splits import TRAIN_WITH_VALIDATION
 
 _SYNSET = re.compile(r"^(n\d{8})")
 _CLASS_INDEX = re.compile(r"^(\d+)_")
@@ -62,22 +66,39 @@ def _is_image_file(path: Path) -> bool:
     return not path.name.startswith(".") and (is_image_name(path) or path.suffix == "")
 
 
-def _add_tree(plan: Plan, folder: Path, label: str, generator: str | None, source_of: Callable[[Path], str]) -> None:
-    _add_files(plan, _files(folder), label, generator, source_of)
+def _add_tree(plan: Plan, folder: Path, label: str, generator: str | None, source_of: Callable[[Path], str],
+              split: tuple[str, str] | None = None) -> None:
+    _add_files(plan, _files(folder), label, generator, source_of, split)
 
 
-def _add_files(plan: Plan, files, label: str, generator: str | None, source_of: Callable[[Path], str]) -> None:
+def _add_files(plan: Plan, files, label: str, generator: str | None, source_of: Callable[[Path], str],
+               split: tuple[str, str] | None = None) -> None:
+    """Candidates of ``files``. ``split`` is (the dataset's split folder, the split it is kept as):
+    each candidate keeps it and its group is named after the folder (a group never straddles two
+    splits)."""
+    folder, shipped = split or (None, None)
     for file in files:
         if not _is_image_file(file):
             plan.skipped.append(str(file))
             continue
         try:
+            source = source_of(file) if folder is None else f"{folder}/{source_of(file)}"
             names = (None if generator is None else check_name(generator, "the generator folder name"),
-                     check_source(source_of(file)))
+                     check_source(source))
         except ValueError as error:
             plan.invalid.append(Invalid(str(file), str(error)))
             continue
-        plan.candidates.append(Candidate(file, label, *names))
+        plan.candidates.append(Candidate(file, label, *names, split=shipped))
+
+
+# The datasets' split folders and the split each is kept as (store.splits.SHIPPED). GenImage has
+# train/ and val/, and tests on val/ (a fifth of train/'s groups validate); ForenSynths has all three.
+_SHIPPED_BY_LAYOUT = {"genimage": {"train": TRAIN_WITH_VALIDATION, "val": "test"},
+                      "forensynths": {"train": "train", "val": "val", "test": "test"}}
+
+
+def _shipped(layout: str, folder: Path) -> tuple[str, str]:
+    return folder.name, _SHIPPED_BY_LAYOUT[layout][folder.name.lower()]
 
 
 def _relative_folder(top: Path, fallback: str) -> Callable[[Path], str]:
@@ -114,8 +135,8 @@ def _read_genimage(root: Path) -> Plan:
             for kind in _children(split):
                 if kind.name.lower() in ("ai", "nature"):
                     synthetic = kind.name.lower() == "ai"
-                    _add_tree(plan, kind, "synthetic" if synthetic else "real",
-                              generator.name if synthetic else None, _genimage_source)
+                    _add_tree(plan, kind, "synthetic" if synthetic else "real", generator.name if synthetic else None,
+                              _genimage_source, _shipped("genimage", split))
     return plan
 
 
@@ -127,8 +148,30 @@ def _labelled_pairs(folder: Path) -> bool:
 
 def _read_forensynths(root: Path) -> Plan:
     """Generators below ``root`` (or ``root`` itself when it holds 0_real/1_fake, or classes named
-    as CNNDetection's 20 object classes); each generator's classes are its source groups."""
+    as CNNDetection's 20 object classes); each generator's classes are its source groups. A root
+    of ``train/``, ``val/`` and ``test/`` folders (as CNNDetection's training, validation and test
+    sets are arranged) keeps those splits."""
+    shipped = _forensynths_split_folders(root)
+    if shipped:
+        plan = Plan()
+        for folder in shipped:
+            _read_forensynths_tree(plan, folder, _shipped("forensynths", folder))
+        return plan
     plan = Plan()
+    _read_forensynths_tree(plan, root, None)
+    return plan
+
+
+def _forensynths_split_folders(root: Path) -> list[Path]:
+    return [c for c in _children(root) if c.name.lower() in _SHIPPED_BY_LAYOUT["forensynths"] and _is_forensynths_tree(c)]
+
+
+def _is_forensynths_tree(folder: Path) -> bool:
+    return _labelled_pairs(folder) or any(_labelled_pairs(c) or any(_labelled_pairs(g) for g in _children(c))
+                                          for c in _children(folder))
+
+
+def _read_forensynths_tree(plan: Plan, root: Path, split: tuple[str, str] | None) -> None:
     labelled = [c for c in _children(root) if _labelled_pairs(c)]
     is_one_generator = _labelled_pairs(root) or (labelled and all(c.name.lower() in CNNDETECTION_CLASSES for c in labelled))
     for generator in [root] if is_one_generator else _children(root):
@@ -139,8 +182,7 @@ def _read_forensynths(root: Path) -> Plan:
                 if kind.name.lower() in ("0_real", "1_fake"):
                     fake = kind.name.lower() == "1_fake"
                     _add_tree(plan, kind, "synthetic" if fake else "real", generator.name if fake else None,
-                              lambda _file, source=source: source)
-    return plan
+                              lambda _file, source=source: source, split)
 
 
 # -- Synthbuster (RAISE/ plus <generator>/) and DRCT-2M-style sets (MSCOCO/ plus <generator>/) ---
@@ -181,9 +223,10 @@ def _read_real_fake(root: Path) -> Plan:
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
     Layout("genimage", "<generator>/[<subset>/]{train,val}/{ai,nature}/...",
            lambda root: any(_genimage_splits(g) for g in _children(root)), _read_genimage),
-    Layout("forensynths", "<generator>/[<class>/]{0_real,1_fake}/... (CNNDetection, UnivFD test sets)",
-           lambda root: _labelled_pairs(root) or any(_labelled_pairs(c) or any(_labelled_pairs(g) for g in _children(c))
-                                                     for c in _children(root)) and not _named(root, "real", "fake"),
+    Layout("forensynths", "[{train,val,test}/]<generator>/[<class>/]{0_real,1_fake}/... (CNNDetection, UnivFD "
+                          "test sets)",
+           lambda root: _labelled_pairs(root) or ((_is_forensynths_tree(root) or bool(_forensynths_split_folders(root)))
+                                                  and not _named(root, "real", "fake")),
            _read_forensynths),
     Layout("synthbuster", "RAISE/... (real photos) plus <generator>/...",
            lambda root: _named(root, "raise") is not None and len(_children(root)) > 1,

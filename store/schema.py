@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-SCHEMA_VERSION = 2  # 2: source groups' splits are stored (``splits``), never recomputed
+SCHEMA_VERSION = 3  # 2: source groups' splits are stored (``splits``), never recomputed; 3: and their origin
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS splits (
     source VARCHAR PRIMARY KEY,
     split VARCHAR NOT NULL CHECK (split IN ('train', 'val', 'test')),
     seed BIGINT NOT NULL,
-    assigned_at TIMESTAMP NOT NULL
+    assigned_at TIMESTAMP NOT NULL,
+    origin VARCHAR DEFAULT 'hash'  -- 'hash': the store's seeded rule; 'dataset': the split the dataset ships
 );
 """
 

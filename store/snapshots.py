@@ -80,7 +80,7 @@ def restore_catalog(layout: StoreLayout, snapshot: Path | None = None) -> dict:
                 con.execute(SCHEMA_SQL)
                 for table in manifest["rows"]:
                     source = str(snapshot / f"{table}.parquet").replace("'", "''")
-                    con.execute(f'INSERT INTO "{table}" SELECT * FROM read_parquet(\'{source}\')')
+                    con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(\'{source}\')')
                 rows = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in manifest["rows"]}
                 named = {row[0] for row in con.execute("SELECT image_id FROM images WHERE stored").fetchall()}
                 con.execute("CHECKPOINT")

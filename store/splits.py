@@ -10,6 +10,12 @@ The rule (:func:`assign_splits`): a seeded hash of the group's name picks a spli
 fractions (60 / 20 / 20); with three groups or more, an empty split takes a group of the ones
 arriving in the same batch (never an older one), so a first ingest of three groups fills all
 three splits.
+
+A dataset that ships its own split (GenImage's ``train/`` and ``val/``, ForenSynths' ``train/``,
+``val/`` and ``test/``) keeps it, recorded with origin ``dataset`` (:func:`shipped_split`): its
+test folders are tested on and its training folders trained on, as the papers did. Where a
+dataset ships no validation split (GenImage), a seeded fifth of its training groups validates
+(``TRAIN_WITH_VALIDATION``), since thresholds are set on validation real images.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from synthwatch.store.schema import utc_now
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 DEFAULT_SPLIT_SEED = 0
+TRAIN_WITH_VALIDATION = "train+val"  # a dataset's training folder, a seeded fifth of whose groups validate
+SHIPPED = (*SPLITS, TRAIN_WITH_VALIDATION)
+VALIDATION_SHARE = 0.2
 
 
 def assign_splits(groups: Iterable[str], *, seed: int = DEFAULT_SPLIT_SEED, existing: Mapping[str, str] | None = None,
@@ -65,19 +74,45 @@ def split_seed(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else DEFAULT_SPLIT_SEED
 
 
-def assign_new_groups(con: duckdb.DuckDBPyConnection) -> int:
+def shipped_split(group: str, shipped: str, *, seed: int) -> str:
+    """The stored split of a group whose dataset ships it in ``shipped`` (one of ``SHIPPED``)."""
+    if shipped not in SHIPPED:
+        raise ValueError(f"Expected a shipped split in {', '.join(SHIPPED)}, but got {shipped!r}.")
+    if shipped == TRAIN_WITH_VALIDATION:
+        return "val" if _unit_hash(seed, group) < VALIDATION_SHARE else "train"
+    return shipped
+
+
+def assign_new_groups(con: duckdb.DuckDBPyConnection, *, shipped: Mapping[str, str] | None = None) -> int:
     """Give every source group of ``images`` without a split its split, inside the caller's
-    transaction; returns how many were assigned."""
+    transaction; ``shipped`` maps groups to the split their dataset ships them in (kept, origin
+    ``dataset``). Returns how many were assigned."""
     new = [row[0] for row in con.execute(
         "SELECT DISTINCT source FROM images WHERE source NOT IN (SELECT source FROM splits) ORDER BY source").fetchall()]
     if not new:
         return 0
     seed = split_seed(con)
-    existing = dict(con.execute("SELECT source, split FROM splits").fetchall())
-    chosen = assign_splits(new, seed=seed, existing=existing)
+    shipped = {group: split for group, split in (shipped or {}).items() if group in set(new)}
+    kept = {group: shipped_split(group, split, seed=seed) for group, split in shipped.items()}
+    _validate_some_reals(con, kept, [g for g, split in shipped.items() if split == TRAIN_WITH_VALIDATION], seed)
+    existing = {**dict(con.execute("SELECT source, split FROM splits").fetchall()), **kept}
+    chosen = {**assign_splits([g for g in new if g not in shipped], seed=seed, existing=existing), **kept}
     now = utc_now()
-    con.executemany("INSERT INTO splits VALUES (?, ?, ?, ?)", [[group, chosen[group], seed, now] for group in new])
+    con.executemany("INSERT INTO splits (source, split, seed, assigned_at, origin) VALUES (?, ?, ?, ?, ?)",
+                    [[group, chosen[group], seed, now, "dataset" if group in shipped else "hash"] for group in new])
     return len(new)
+
+
+def _validate_some_reals(con: duckdb.DuckDBPyConnection, kept: dict[str, str], candidates: list[str], seed: int) -> None:
+    """When a dataset's training folder brings two or more groups of real images and its seeded
+    fifth validates none of them, the one with the lowest hash validates (thresholds need
+    validation real images)."""
+    if not candidates:
+        return
+    real = {row[0] for row in con.execute("SELECT DISTINCT source FROM images WHERE label = 'real'").fetchall()}
+    groups = sorted((g for g in candidates if g in real), key=lambda g: _unit_hash(seed, g))
+    if len(groups) >= 2 and not any(kept[g] == "val" for g in groups):
+        kept[groups[0]] = "val"
 
 
 def adopt_legacy_splits(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> None:
@@ -97,5 +132,6 @@ def adopt_legacy_splits(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> 
     now = utc_now()
     con.execute("DELETE FROM splits")
     if groups:
-        con.executemany("INSERT INTO splits VALUES (?, ?, ?, ?)", [[g, chosen[g], seed, now] for g in groups])
+        con.executemany("INSERT INTO splits (source, split, seed, assigned_at) VALUES (?, ?, ?, ?)",
+                        [[g, chosen[g], seed, now] for g in groups])
     con.execute("INSERT OR REPLACE INTO meta VALUES ('split_seed', ?)", [str(seed)])

@@ -74,7 +74,8 @@ def _real_fake(root):
 
 CASES = {
     "genimage": (_genimage, {"real": 8, "synthetic": {"ADM": 4, "stable_diffusion_v_1_4": 4}, "skipped": 1},
-                 {"imagenet-n01440764", "imagenet-n02102040", "imagenet-class-0", "imagenet-class-217"}),
+                 {f"{split}/{group}" for split in ("train", "val") for group in
+                  ("imagenet-n01440764", "imagenet-n02102040", "imagenet-class-0", "imagenet-class-217")}),
     "forensynths": (_forensynths, {"real": 3, "synthetic": {"biggan": 2, "progan": 2}, "skipped": 1},
                     {"airplane", "cat", "biggan"}),
     "synthbuster": (_synthbuster, {"real": 2, "synthetic": {"dalle3": 2, "midjourney-v5": 2}, "skipped": 0},
@@ -101,13 +102,26 @@ def test_each_layout_reads_labels_generators_and_groups_and_auto_recognises_it(n
     assert plan_layout(root, name)[1].candidates == plan.candidates
 
 
-def test_genimage_groups_follow_imagenet_classes_so_splits_keep_a_class_together(tmp_path):
+def test_genimage_keeps_its_own_split_its_train_folders_trained_on_and_its_val_folders_tested_on(tmp_path):
     _genimage(tmp_path / "g")
     _, plan = plan_layout(tmp_path / "g", "genimage")
-    by_source = {}
     for candidate in plan.candidates:
-        by_source.setdefault(candidate.source, set()).add(candidate.path.parent.parent.name)
-    assert by_source["imagenet-n01440764"] == {"train", "val"}  # one class, both of the dataset's splits
+        folder = candidate.path.parent.parent.name
+        assert candidate.source.startswith(f"{folder}/")  # a class in both folders is two groups
+        assert candidate.split == {"train": "train+val", "val": "test"}[folder]
+
+
+def test_forensynths_train_val_and_test_folders_are_its_splits(tmp_path):
+    for split in ("train", "val"):
+        for cls in ("airplane", "cat"):
+            _image(tmp_path / "f" / split / "progan" / cls / "0_real" / f"{split}-{cls}.png")
+            _image(tmp_path / "f" / split / "progan" / cls / "1_fake" / f"{split}-{cls}.png")
+    _forensynths(tmp_path / "f" / "test")
+    found, plan = plan_layout(tmp_path / "f", "auto")
+    assert found == "forensynths"
+    splits = {(c.source, c.split) for c in plan.candidates}
+    assert ("train/airplane", "train") in splits and ("val/cat", "val") in splits and ("test/biggan", "test") in splits
+    assert {c.generator for c in plan.candidates if c.split == "test"} == {None, "biggan", "progan"}
 
 
 def test_a_tree_of_no_known_layout_or_the_wrong_one_is_refused_naming_them(tmp_path):
@@ -127,7 +141,7 @@ def test_ingest_dry_run_prints_the_mapping_and_writes_nothing(cli, tmp_path):
     code, out, err = cli("--store", store, "ingest", tmp_path / "GenImage", "--layout", "auto", "--dry-run", "--json")
     assert code == 0, err
     assert out == {"layout": "genimage", "real": 8, "synthetic": {"ADM": 4, "stable_diffusion_v_1_4": 4},
-                   "sources": 4, "skipped": 1, "invalid": 0}
+                   "sources": 8, "skipped": 1, "invalid": 0}  # each class twice: in train/ and in val/
     assert not store.exists()
 
 
@@ -200,3 +214,57 @@ def test_evaluate_with_a_preset_runs_its_protocol(cli, tmp_path):
     assert out["train_on"] == ["stable_diffusion_v_1_4"]
     assert all(m["held_out"] for g, m in out["per_generator"].items() if g != "stable_diffusion_v_1_4")
     assert "ADM" in out["per_generator"] or "ADM" in out["skipped"]
+
+
+def _genimage_of_two_classes(root, per_folder=3):
+    """Three generators, each with train/ and val/ of ai/ and nature/, two ImageNet classes."""
+    for generator in ("ADM", "BigGAN", "stable_diffusion_v_1_4"):
+        for split in ("train", "val"):
+            for number in range(per_folder):
+                for synset, index in (("n01440764", 0), ("n02102040", 217)):
+                    _image(root / generator / split / "nature" / f"{synset}_{generator}_{split}_{number}.JPEG")
+                    _image(root / generator / split / "ai" / f"{index}_{generator}_{split}_{number}.png")
+
+
+def test_a_genimage_tree_of_two_classes_is_evaluated_as_the_paper_did(cli, tmp_path):
+    from synthwatch.store.catalog import Catalog
+    from synthwatch.store.layout import StoreLayout
+    from tests.store.test_index import TINY
+
+    _genimage_of_two_classes(tmp_path / "GenImage")
+    store = tmp_path / "store"
+    for args in (["ingest", tmp_path / "GenImage", "--layout", "genimage"], ["embed", *TINY]):
+        assert cli("--store", store, *args, "--json")[0] == 0
+    splits = Catalog(StoreLayout(store)).group_splits()
+    assert {g: s for g, s in splits.items() if g.startswith("val/")} == {
+        g: "test" for g in splits if g.startswith("val/")}  # GenImage's val/ is its test set
+    trained = {s for g, s in splits.items() if g.startswith("train/imagenet-n")}
+    assert trained == {"train", "val"}  # of the two real classes in train/, one validates
+    assert Catalog(StoreLayout(store)).shipped_groups() == set(splits)
+    code, out, err = cli("--store", store, "evaluate", "--train-on", "stable_diffusion_v_1_4", "--n-boot", "50",
+                         "--no-robustness", "--dedup-threshold", "1", "--json")  # flat test images are alike
+    assert code == 0, err
+    for generator in ("ADM", "BigGAN"):
+        assert out["per_generator"][generator]["held_out"] is True
+        assert out["per_generator"][generator]["n_fake"] == 6  # its val/ai images only, not train/
+    assert out["per_generator"]["stable_diffusion_v_1_4"]["n_fake"] == 6
+    assert any("tested on its test folders only" in note for note in out["notes"])
+
+
+def test_a_tree_too_small_to_set_a_threshold_still_reports_auroc_and_says_what_is_missing(cli, tmp_path):
+    from tests.store.test_index import TINY
+
+    for generator in ("ADM", "stable_diffusion_v_1_4"):  # one real class: nothing left to validate on
+        for split in ("train", "val"):
+            for number in range(5):
+                _image(tmp_path / "g" / generator / split / "nature" / f"n01440764_{generator}_{split}_{number}.JPEG")
+                _image(tmp_path / "g" / generator / split / "ai" / f"0_{generator}_{split}_{number}.png")
+    store = tmp_path / "store"
+    for args in (["ingest", tmp_path / "g", "--layout", "genimage"], ["embed", *TINY]):
+        assert cli("--store", store, *args, "--json")[0] == 0
+    code, out, err = cli("--store", store, "evaluate", "--train-on", "stable_diffusion_v_1_4", "--n-boot", "50",
+                         "--no-robustness", "--json")
+    assert code == 0, err
+    assert 0 <= out["per_generator"]["ADM"]["auroc"] <= 1
+    assert out["per_generator"]["ADM"]["threshold"] == 0.5
+    assert any("no validation real images" in note and "at least 100" in note for note in out["notes"])

@@ -68,3 +68,31 @@ def test_a_store_from_before_keeps_the_splits_its_champion_used(tmp_path):
     assert catalog.schema_version() == SCHEMA_VERSION and catalog.split_seed() == 7
     catalog.commit(Batch(images=_images(["late"], start=500)), "run")  # later groups: the same seed, old ones stay
     assert {g: s for g, s in catalog.group_splits().items() if g != "late"} == splits
+
+
+def test_a_store_of_schema_2_gains_the_origin_of_its_splits_and_keeps_them(tmp_path):
+    layout = StoreLayout(tmp_path / "store")
+    catalog = Catalog(layout)
+    catalog.create()
+    catalog.commit(Batch(images=_images([f"g{n}" for n in range(6)])), "run")
+    before = catalog.group_splits()
+    with catalog.transaction() as con:  # the splits table as schema 2 had it
+        con.execute("ALTER TABLE splits DROP COLUMN origin")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    assert catalog.group_splits() == before and catalog.schema_version() == SCHEMA_VERSION
+    assert catalog.query("SELECT DISTINCT origin FROM splits") == [("hash",)] and catalog.shipped_groups() == set()
+
+
+def test_a_dataset_that_ships_its_split_keeps_it_and_its_training_folder_lends_a_fifth_to_validation(tmp_path):
+    layout = StoreLayout(tmp_path / "store")
+    catalog = Catalog(layout)
+    catalog.create()
+    trained = [f"train/c{n}" for n in range(40)]
+    shipped = {**{g: "train+val" for g in trained}, "val/c0": "test", "test/x": "test"}
+    catalog.commit(Batch(images=_images([*trained, "val/c0", "test/x", "mine"]), shipped_splits=shipped), "run")
+    splits = catalog.group_splits()
+    assert splits["val/c0"] == splits["test/x"] == "test"
+    share = sum(splits[g] == "val" for g in trained) / len(trained)
+    assert {splits[g] for g in trained} == {"train", "val"} and 0.05 < share < 0.4
+    assert catalog.shipped_groups() == set(shipped)  # "mine" took the store's rule
+    assert catalog.query("SELECT origin FROM splits WHERE source = 'mine'") == [("hash",)]

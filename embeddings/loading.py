@@ -50,8 +50,14 @@ def pretrained_weights_here(spec: BackboneSpec) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     repo = f"timm/{spec.source}" if spec.family == "convnext" else spec.source
-    cached = try_to_load_from_cache(repo, "model.safetensors", revision=spec.revision)
+    cached = try_to_load_from_cache(repo, "model.safetensors", revision=spec.revision, cache_dir=_hub_cache())
     return isinstance(cached, str) or hub_reachable()
+
+
+def _hub_cache() -> str:
+    """The Hugging Face cache as the environment names it now (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:

@@ -20,7 +20,10 @@ from synthwatch.store.layout import StoreLayout
 FIRST_GENERATORS = ("ae-tconv", "ae-nearest", "ae-bilinear")
 NEW_GENERATOR = "ae-pixelshuffle"
 DEMO_BACKBONE = "dinov2-small+spectrum"  # with DINOv2's pretrained weights on the machine
-OFFLINE_BACKBONE = "spectrum"  # without them: see README, "The demo without weights"
+# Without them: the spectrum backbone, which detects the proxy's autoencoders at the default floors.
+# (A store of the user's own images defaults to heads.recipes.OFFLINE_RECIPE, measured best on real
+# generators; on the proxy's 96 px crops, a third of them JPEG, srm fails the demo's FPR check.)
+OFFLINE_BACKBONE = "spectrum"
 # Where no part of the backbone means anything (an explicit random or seeded test model), nothing
 # clears real floors: they are set to 0 and the other checks still run.
 NO_FLOORS_GATE = {"auroc_floor": 0.0, "tpr_floor": 0.0}
@@ -92,13 +95,14 @@ def demo_backbone(requested: str | None = None, say=print, gate: dict | None = N
 def run_demo(layout: StoreLayout, options: DemoOptions, say=print) -> dict:
     """Run both cycles; returns ``{"cycles": [...], "report": path, ...}``."""
     from synthwatch.flows.cycle import continual_flow
-    from synthwatch.heads.config import load_config
+    from synthwatch.heads.config import load_config, write_default_config
     from synthwatch.store.watched import add_source
     from synthwatch.corpus import build_corpus
 
     corpus = build_corpus(options.data / "corpus", seed=options.seed, size="small")
     say(f"demo: proxy corpus in {corpus.out} ({corpus.real} real, {sum(corpus.synthetic.values())} synthetic)")
     chosen = demo_backbone(options.backbone, say, load_config(layout.root).gate.as_dict())
+    write_default_config(layout.root, backbone=chosen.name)  # later commands on this store embed as the demo did
     say(f"demo: backbone {chosen.name}; gate floors: AUROC {chosen.gate['auroc_floor']}, TPR {chosen.gate['tpr_floor']}")
     inbox = options.data / "inbox"
     if inbox.exists():

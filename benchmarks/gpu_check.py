@@ -313,38 +313,41 @@ def gpu_jpeg(paths: list[Path], plan: Plan, cpu_ceiling: float | None) -> dict:
 def finetune_speed(plan: Plan) -> dict:
     from synthwatch.embeddings.engine import resolve_device
     from finetune import images_per_s
-    from synthwatch.heads.finetune import FinetuneOptions, ImageItem
+    from synthwatch.heads.network_kinds import NetworkOptions
+    from synthwatch.heads.network_train import ImageItem
     from synthwatch.corpus.photos import write_jpeg_corpus
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         paths = write_jpeg_corpus(root / "jpegs", 64, size=288 if plan.device == "cuda" else 48)
         items = [ImageItem(f"{i:064x}", str(p), i % 2) for i, p in enumerate(paths)]
-        base = dict(backbone=plan.finetune_backbone, steps=plan.finetune_steps, batch_size=plan.finetune_batch,
-                    device=plan.device, workers=plan.workers, allow_random_weights=True, checkpoint_every=10**9)
+        base = dict(steps=plan.finetune_steps, batch_size=plan.finetune_batch, device=plan.device,
+                    workers=plan.workers, allow_random_weights=True, checkpoint_every=10**9)
         modes = [("bf16", True), ("fp32", False)] if resolve_device(plan.device).type == "cuda" else [("fp32", False)]
         figures = {"backbone": plan.finetune_backbone, "batch": plan.finetune_batch, "steps": plan.finetune_steps}
-        for label, mixed in modes:
-            figures[f"{label}_images_per_s"] = images_per_s(items, FinetuneOptions(**base, mixed_precision=mixed), root,
-                                                            warmup=min(5, plan.finetune_steps - 2))
-            say(f"  fine-tuning {plan.finetune_backbone}, batch {plan.finetune_batch}, {label}: "
-                f"{figures[f'{label}_images_per_s']:8.1f} training images/s")
-        if len(modes) == 2:
-            figures["bf16_over_fp32"] = figures["bf16_images_per_s"] / figures["fp32_images_per_s"]
-            say(f"  bf16 / fp32: {figures['bf16_over_fp32']:.2f}x")
+        for head, prefix, name in (("convnext", "", plan.finetune_backbone), ("npr", "npr_", "the npr CNN")):
+            networks = {**base, "head": head, "backbone": plan.finetune_backbone if head == "convnext" else None}
+            for label, mixed in modes:
+                figures[f"{prefix}{label}_images_per_s"] = images_per_s(
+                    items, NetworkOptions(**networks, mixed_precision=mixed), root, warmup=min(5, plan.finetune_steps - 2))
+                say(f"  training {name}, batch {plan.finetune_batch}, {label}: "
+                    f"{figures[f'{prefix}{label}_images_per_s']:8.1f} training images/s")
+            if len(modes) == 2:
+                figures[f"{prefix}bf16_over_fp32"] = figures[f"{prefix}bf16_images_per_s"] / figures[f"{prefix}fp32_images_per_s"]
+                say(f"  {name} bf16 / fp32: {figures[f'{prefix}bf16_over_fp32']:.2f}x")
     return figures
 
 
 def _resume_options(plan: Plan):
-    from synthwatch.heads.finetune import FinetuneOptions
+    from synthwatch.heads.network_kinds import NetworkOptions
 
-    return FinetuneOptions(backbone=plan.finetune_backbone, steps=plan.resume_steps, batch_size=plan.resume_batch,
+    return NetworkOptions(head="convnext", backbone=plan.finetune_backbone, steps=plan.resume_steps, batch_size=plan.resume_batch,
                            checkpoint_every=plan.resume_every, device=plan.device, workers=min(4, plan.workers),
                            allow_random_weights=True, learning_rate=1e-3)
 
 
 def _resume_items(root: Path, plan: Plan):
-    from synthwatch.heads.finetune import ImageItem
+    from synthwatch.heads.network_train import ImageItem
     from synthwatch.corpus.photos import write_jpeg_corpus
 
     paths = write_jpeg_corpus(root / "ft-jpegs", 32, size=256 if plan.device == "cuda" else 40)
@@ -353,7 +356,7 @@ def _resume_items(root: Path, plan: Plan):
 
 def finetune_child(spec_file: Path) -> None:
     """The run that is killed: trains until the step after its first checkpoint, then SIGKILLs itself."""
-    from synthwatch.heads.finetune import train_network
+    from synthwatch.heads.network_train import train_network
 
     spec = json.loads(spec_file.read_text())
     plan = Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["plan"].items()})
@@ -370,20 +373,22 @@ def finetune_resume(plan: Plan) -> dict:
     """A fine-tuning run killed with SIGKILL after its first checkpoint and resumed ends with the
     weights of an uninterrupted run (to bf16 tolerance). Two uninterrupted runs give the floor of
     run-to-run noise on this device."""
-    from synthwatch.heads.finetune import build_network, convnext_spec, train_network
+    from synthwatch.heads.network_kinds import kind_for_head
+    from synthwatch.heads.network_train import train_network
+    from synthwatch.heads.networks import build_network
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         items = _resume_items(root, plan)
-        spec = convnext_spec(plan.finetune_backbone)
-        initial = build_network(spec, pretrained=True, allow_random_weights=True).state_dict()
-        whole = [train_network(items, _resume_options(plan), checkpoint_dir=root / f"whole-{k}")[0].state_dict()
+        initial = build_network(kind_for_head("convnext"), _resume_options(plan).resolved(), pretrained=True).state_dict()
+        whole = [train_network(items, _resume_options(plan), checkpoint_dir=root / f"whole-{k}").network.state_dict()
                  for k in range(2)]
         child_spec = root / "child.json"
         child_spec.write_text(json.dumps({"plan": asdict(plan), "root": str(root), "checkpoints": str(root / "killed")}))
         child = subprocess.run([sys.executable, __file__, "--finetune-child", str(child_spec)], capture_output=True, text=True)
         pointer = json.loads((root / "killed" / "checkpoint.json").read_text())
-        resumed, _, info = train_network(items, _resume_options(plan), checkpoint_dir=root / "killed")
+        trained = train_network(items, _resume_options(plan), checkpoint_dir=root / "killed")
+        resumed, info = trained.network, trained.info
 
     def relative(a: dict, b: dict) -> float:
         keys = [k for k in a if a[k].is_floating_point()]

@@ -1,7 +1,8 @@
 """The proxy corpus laid out as GenImage publishes its data, so `synthwatch benchmark --preset
 genimage-sdv14` can be tried (and tested) without the dataset: each autoencoder generator under
 one of GenImage's folder names, reals named by a synset-like number of their photo and fakes by
-the class index of theirs (as GenImage names them), a quarter of the fakes under val/."""
+the class index of theirs (as GenImage names them), a third of the real and of the fake images under
+val/ (GenImage's test set; its train/ is trained on)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ def write_genimage_tree(corpus: Path, root: Path) -> dict[str, str]:
     for number, (generator, name) in enumerate(names.items()):
         top = root / name / f"imagenet_ai_{number}"
         for index, fake in enumerate(sorted((corpus / "synthetic" / generator).rglob("*.*"))):
-            split = "val" if index % 4 == 0 else "train"
-            _copy(fake, top / split / "ai" / f"{photos.index(fake.parent.name)}_{index}{fake.suffix.upper()}")
+            _copy(fake, top / _split(index) / "ai" / f"{photos.index(fake.parent.name)}_{index}{fake.suffix.upper()}")
         for index, real in enumerate(reals[number::len(names)]):
-            _copy(real, top / "train" / "nature" / f"n{photos.index(real.parent.name):08d}_{index}{real.suffix}")
+            _copy(real, top / _split(index) / "nature" / f"n{photos.index(real.parent.name):08d}_{index}{real.suffix}")
     return names
+
+
+def _split(index: int) -> str:
+    return "val" if index % 3 == 0 else "train"
 
 
 def _copy(source: Path, target: Path) -> None:

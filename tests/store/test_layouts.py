@@ -201,13 +201,18 @@ def test_a_preset_names_the_papers_training_generator_however_the_release_spells
         preset_train_on("genimage-sdv14", ["ADM"])
 
 
-def test_evaluate_with_a_preset_runs_its_protocol(cli, tmp_path):
+def _ingested_and_embedded(cli, tree, store):
+    """``store`` with the GenImage-shaped ``tree`` ingested and embedded with the test backbone."""
     from tests.store.test_index import TINY
 
-    _genimage(tmp_path / "GenImage")
-    store = tmp_path / "store"
-    for args in (["ingest", tmp_path / "GenImage", "--layout", "genimage"], ["embed", *TINY]):
+    for args in (["ingest", tree, "--layout", "genimage"], ["embed", *TINY]):
         assert cli("--store", store, *args, "--json")[0] == 0
+    return store
+
+
+def test_evaluate_with_a_preset_runs_its_protocol(cli, tmp_path):
+    _genimage(tmp_path / "GenImage")
+    store = _ingested_and_embedded(cli, tmp_path / "GenImage", tmp_path / "store")
     code, out, err = cli("--store", store, "evaluate", "--preset", "genimage-sdv14", "--n-boot", "50",
                          "--no-robustness", "--json")
     assert code == 0, err
@@ -216,12 +221,14 @@ def test_evaluate_with_a_preset_runs_its_protocol(cli, tmp_path):
     assert "ADM" in out["per_generator"] or "ADM" in out["skipped"]
 
 
-def _genimage_of_two_classes(root, per_folder=3):
-    """Three generators, each with train/ and val/ of ai/ and nature/, two ImageNet classes."""
-    for generator in ("ADM", "BigGAN", "stable_diffusion_v_1_4"):
+def _genimage_of_classes(root, classes=(("n01440764", 0), ("n02102040", 217)), per_folder=3,
+                         generators=("ADM", "BigGAN", "stable_diffusion_v_1_4")):
+    """Generators, each with train/ and val/ of ai/ and nature/, of a few ImageNet classes
+    (synset, class index)."""
+    for generator in generators:
         for split in ("train", "val"):
             for number in range(per_folder):
-                for synset, index in (("n01440764", 0), ("n02102040", 217)):
+                for synset, index in classes:
                     _image(root / generator / split / "nature" / f"{synset}_{generator}_{split}_{number}.JPEG")
                     _image(root / generator / split / "ai" / f"{index}_{generator}_{split}_{number}.png")
 
@@ -229,12 +236,9 @@ def _genimage_of_two_classes(root, per_folder=3):
 def test_a_genimage_tree_of_two_classes_is_evaluated_as_the_paper_did(cli, tmp_path):
     from synthwatch.store.catalog import Catalog
     from synthwatch.store.layout import StoreLayout
-    from tests.store.test_index import TINY
 
-    _genimage_of_two_classes(tmp_path / "GenImage")
-    store = tmp_path / "store"
-    for args in (["ingest", tmp_path / "GenImage", "--layout", "genimage"], ["embed", *TINY]):
-        assert cli("--store", store, *args, "--json")[0] == 0
+    _genimage_of_classes(tmp_path / "GenImage")
+    store = _ingested_and_embedded(cli, tmp_path / "GenImage", tmp_path / "store")
     splits = Catalog(StoreLayout(store)).group_splits()
     assert {g: s for g, s in splits.items() if g.startswith("val/")} == {
         g: "test" for g in splits if g.startswith("val/")}  # GenImage's val/ is its test set
@@ -252,16 +256,9 @@ def test_a_genimage_tree_of_two_classes_is_evaluated_as_the_paper_did(cli, tmp_p
 
 
 def test_a_tree_too_small_to_set_a_threshold_still_reports_auroc_and_says_what_is_missing(cli, tmp_path):
-    from tests.store.test_index import TINY
-
-    for generator in ("ADM", "stable_diffusion_v_1_4"):  # one real class: nothing left to validate on
-        for split in ("train", "val"):
-            for number in range(5):
-                _image(tmp_path / "g" / generator / split / "nature" / f"n01440764_{generator}_{split}_{number}.JPEG")
-                _image(tmp_path / "g" / generator / split / "ai" / f"0_{generator}_{split}_{number}.png")
-    store = tmp_path / "store"
-    for args in (["ingest", tmp_path / "g", "--layout", "genimage"], ["embed", *TINY]):
-        assert cli("--store", store, *args, "--json")[0] == 0
+    _genimage_of_classes(tmp_path / "g", classes=(("n01440764", 0),), per_folder=5,  # one real class: nothing
+                         generators=("ADM", "stable_diffusion_v_1_4"))  # left to validate on
+    store = _ingested_and_embedded(cli, tmp_path / "g", tmp_path / "store")
     code, out, err = cli("--store", store, "evaluate", "--train-on", "stable_diffusion_v_1_4", "--n-boot", "50",
                          "--no-robustness", "--json")
     assert code == 0, err

@@ -1,4 +1,4 @@
-"""The npr head: a forensic CNN trained from scratch on neighbouring-pixel residuals, registered,
+"""Image network heads (the npr residual CNN trained from scratch, the fine-tuned ConvNeXt): registered,
 gated, scored and evaluated like any head; resumable when killed."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from synthwatch.heads.scorers import NetworkScorer, load_scorer
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.training_data import catalog_images
 
-TINY = ("--head", "npr", "--steps", "4", "--batch-size", "8", "--n-boot", "50")
 
 
 def test_the_residual_erases_nearest_upsampling_and_the_network_takes_any_even_size():
@@ -42,22 +41,42 @@ def test_an_image_is_scored_on_native_resolution_tiles_around_its_centre():
     assert [int(np.asarray(q).mean() > 0) for q in quadrants] == [0, 0, 0, 1]  # row by row, nothing resampled
 
 
-def test_an_npr_head_is_registered_gated_scored_and_evaluated_leaving_each_generator_out(cli, proxy_store):
+NETWORK_HEADS_TINY = {
+    "npr": ("--head", "npr", "--steps", "4", "--batch-size", "8", "--n-boot", "50"),
+    "convnext": ("--head", "convnext", "--backbone", "test-tiny-convnext", "--steps", "4", "--batch-size", "8",
+                 "--n-boot", "50"),
+}
+RECORD_KIND = {"npr": "npr", "convnext": "convnext-finetune"}
+
+
+@pytest.mark.parametrize("head", sorted(NETWORK_HEADS_TINY))
+def test_a_network_head_is_registered_gated_scored_and_measured_on_what_it_never_saw(cli, proxy_store, head):
     store, corpus = proxy_store
-    code, out, err = cli("--store", store, "train", *TINY, "--holdout", "ae-noise", "--json")
+    code, out, err = cli("--store", store, "train", *NETWORK_HEADS_TINY[head], "--holdout", "ae-noise", "--json")
     assert code == (3 if out["decision"] == "rejected" else 0), err  # 3: the gate rejected it
-    assert out["head"] == "npr" and out["backbone_id"] is None and out["training"]["steps"] == 4
+    assert out["head"] == head and out["backbone_id"] is None
+    assert out["training"]["steps"] == 4 and out["training"]["device"] == "cpu"
     assert out["metrics"]["per_generator"]["ae-noise"]["held_out"] is True
     assert set(out["metrics"]["robustness"]["ae-noise"]) == {"jpeg", "downscale", "jpeg75"}
     record = json.loads((store / "heads" / out["version"] / "record.json").read_text())
-    assert record["kind"] == "npr" and set(record["files"]) == {"network.safetensors"}
-    assert record["network"]["options"]["steps"] == 4 and record["network"]["tile"] == 256
+    assert record["kind"] == RECORD_KIND[head] and set(record["files"]) == {"network.safetensors"}
+    assert record["network"]["options"]["steps"] == 4
+    assert not (store / "finetune").exists() or not any((store / "finetune").iterdir())  # checkpoints cleaned up
     image = next((corpus.out / "synthetic" / "ae-noise").rglob("*.png"))
     code, found, err = cli("--store", store, "detect", image, "--head", out["version"], "-k", "2", "--json")
     assert code == 0, err
     result = found["results"][0]
     assert 0 <= result["score"] <= 1 and result["head_version"] == out["version"]
     assert result["attribution"]["generator"] is None and len(result["neighbors"]) == 2
+    code, evaluated, _ = cli("--store", store, "evaluate", "--head", out["version"], "--n-boot", "50", "--json")
+    assert code == 0 and evaluated["threshold"] == out["threshold"]
+
+
+def test_an_npr_head_is_evaluated_leaving_each_generator_out_one_network_per_fold(cli, proxy_store):
+    store, _ = proxy_store
+    code, out, err = cli("--store", store, "train", *NETWORK_HEADS_TINY["npr"], "--no-robustness", "--json")
+    assert code in (0, 3), err
+    assert out["head"] == "npr" and record_tile(store, out["version"]) == 256
     code, logo, err = cli("--store", store, "evaluate", "--head", out["version"], "--protocol", "logo",
                           "--n-boot", "50", "--no-robustness", "--json")
     assert code == 0, err
@@ -69,10 +88,15 @@ def test_an_npr_head_is_registered_gated_scored_and_evaluated_leaving_each_gener
     assert not any((store / "finetune").iterdir())  # each fold's checkpoints removed once measured
 
 
+def record_tile(store, version: str) -> int:
+    return json.loads((store / "heads" / version / "record.json").read_text())["network"]["tile"]
+
+
 def test_a_saved_npr_head_scores_as_the_trained_network_did(cli, proxy_store, tmp_path):
     store, corpus = proxy_store
     layout = StoreLayout(store)
-    code, out, err = cli("--store", store, "train", *TINY, "--holdout", "ae-noise", "--no-robustness", "--json")
+    code, out, err = cli("--store", store, "train", *NETWORK_HEADS_TINY["npr"], "--holdout", "ae-noise",
+                         "--no-robustness", "--json")
     assert code in (0, 3), err
     images = [Image.open(path).convert("RGB") for path in sorted((corpus.out / "synthetic").rglob("*.png"))[:6]]
     loaded = load_scorer(layout, out["version"])
@@ -85,10 +109,13 @@ def test_a_saved_npr_head_scores_as_the_trained_network_did(cli, proxy_store, tm
     assert len(set(np.round(scores, 6))) > 1
 
 
-def test_a_killed_npr_run_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_one_does(proxy_store, tmp_path):
+@pytest.mark.parametrize("options", [NetworkOptions(head="npr", steps=6, batch_size=4, checkpoint_every=3),
+                                     NetworkOptions(head="convnext", backbone="test-tiny-convnext", steps=6,
+                                                    batch_size=4, checkpoint_every=3)], ids=["npr", "convnext"])
+def test_a_killed_run_of_every_network_kind_resumes_and_ends_where_an_uninterrupted_one_does(proxy_store, tmp_path,
+                                                                                           options):
     store, _ = proxy_store
     items = _items(StoreLayout(store))[::3]
-    options = NetworkOptions(head="npr", steps=6, batch_size=4, checkpoint_every=3)
 
     class Killed(Exception):
         pass
@@ -111,7 +138,7 @@ def test_network_flags_are_refused_with_an_embedding_head_and_a_backbone_with_np
     store, _ = proxy_store
     code, _, err = cli("--store", store, "train", "--head", "logreg", "--steps", "10", "--json")
     assert code == 1 and "--steps only with an image network head" in err
-    code, _, err = cli("--store", store, "train", *TINY, "--backbone", "spectrum", "--json")
+    code, _, err = cli("--store", store, "train", *NETWORK_HEADS_TINY["npr"], "--backbone", "spectrum", "--json")
     assert code == 1 and "no backbone with the npr head" in err
     assert "npr" in NETWORK_HEADS
 

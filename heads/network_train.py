@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -62,6 +63,7 @@ class _Draws(Dataset):
     def __init__(self, items: Sequence[ImageItem], kind: NetworkKind, options: NetworkOptions, offset: int) -> None:
         self.items, self.kind, self.seed, self.offset = items, kind, options.seed, offset
         self.spec = kind.spec(options)
+        self.decoded = _DecodedCache()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,8 +71,27 @@ class _Draws(Dataset):
     def __getitem__(self, position: int):
         item = self.items[position]
         rng = view_rng(self.seed, item.image_id, self.offset + position)
-        pixels = training_pixels(self.kind, _decoded(item.path), rng, self.spec)
+        pixels = training_pixels(self.kind, self.decoded.get(item.path), rng, self.spec)
         return pixels, torch.tensor(float(item.label))
+
+
+class _DecodedCache:
+    """Decoded training images kept in memory, the least recently used dropped past ``max_pixels``
+    (a run draws each image many times; decoding it each time costs more than the step)."""
+
+    def __init__(self, max_pixels: int = 300_000_000) -> None:  # about 900 MB of RGB
+        self.max_pixels, self.pixels, self.images = max_pixels, 0, OrderedDict()
+
+    def get(self, path: str):
+        image = self.images.pop(path, None)
+        if image is None:
+            image = _decoded(path)
+            self.pixels += image.width * image.height
+        self.images[path] = image
+        while self.pixels > self.max_pixels and len(self.images) > 1:
+            _, dropped = self.images.popitem(last=False)
+            self.pixels -= dropped.width * dropped.height
+        return image
 
 
 class _Tiles(Dataset):

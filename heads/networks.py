@@ -87,12 +87,15 @@ def build_network(kind: NetworkKind, options: NetworkOptions, *, pretrained: boo
 def training_pixels(kind: NetworkKind, image: Image.Image, rng: np.random.Generator,
                     spec: BackboneSpec | None) -> torch.Tensor:
     """(3, S, S) float32: ``image`` augmented as the embedding views are (downscale, blur, JPEG),
-    then cropped at a random place (and, for ``npr``, flipped at random; an image smaller than the
-    patch is padded by reflection to it, so a batch stacks)."""
-    image, _ = augment(image, rng)
+    then cropped at a random place. ``npr`` first takes a random region of twice the patch (enough
+    for the strongest downscale), augments that instead of the whole image (the same operations,
+    on a fraction of the pixels), crops the patch from it and flips it at random; an image smaller
+    than the patch is padded by reflection to it, so a batch stacks."""
     if spec is not None:
+        image, _ = augment(image, rng)
         return torch.from_numpy(prepare(image, spec, "crop", rng)[0])
-    patch = _unit_pixels(_random_patch(image, kind.patch, rng))
+    region, _ = augment(_random_patch(image, 2 * kind.patch, rng), rng)
+    patch = _unit_pixels(_random_patch(region, kind.patch, rng))
     return torch.flip(patch, dims=[2]) if rng.random() < 0.5 else patch
 
 

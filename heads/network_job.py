@@ -16,7 +16,7 @@ from synthwatch.heads.dataset import CLEAN_VIEW, REAL, EmbeddingSet, split_of_ro
 from synthwatch.heads.evaluation import Evaluation, EvalOptions, evaluate_fitted
 from synthwatch.heads.metrics import threshold_at_fpr
 from synthwatch.heads.network_train import ImageItem, TrainedNetwork, network_bytes, score_items, train_network
-from synthwatch.heads.network_kinds import NetworkOptions, network_kind
+from synthwatch.heads.network_kinds import NetworkOptions, kind_for_head, network_kind
 from synthwatch.heads.networks import describe_network
 from synthwatch.heads.records import NETWORK_FILE, HeadRecord, register
 from synthwatch.heads.training import TrainOptions, TrainResult
@@ -74,7 +74,9 @@ def _train_fold(layout: StoreLayout, images: _Images, options: NetworkOptions, h
     held = np.isin(rows.generators, list(holdout))
     train_rows = np.flatnonzero((split == "train") & ~held)
     items = [ImageItem(rows.image_ids[i], images.paths[i], int(rows.generators[i] != REAL)) for i in train_rows]
-    run_key = hashlib.sha256(json.dumps([options.as_dict(), sorted(holdout), evaluation.seed,
+    kind = kind_for_head(options.head)  # the key names what is trained, so a checkpoint resumes only its own run
+    run_key = hashlib.sha256(json.dumps([describe_network(kind, options), options.as_dict(),
+                                         sorted(holdout), evaluation.seed,
                                          rows.image_ids[train_rows].tolist()]).encode()).hexdigest()[:16]
     with write_lock(layout.lock_for("finetune")):
         trained = train_network(items, options, checkpoint_dir=layout.root / "finetune" / run_key, progress=progress)

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip's configured local mirrors print one harmless line per package they do not carry.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test lock clean bench gpu-wheels
+.PHONY: demo test lock clean bench gpu-wheels docs docs-pictures
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,21 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The docs site: pictures retaken where a browser is here, references generated from the parser and
+# the service's schema, then a strict build (a broken link or anchor fails) into site/.
+docs: $(STAMP)
+	if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then $(MAKE) docs-pictures; \
+	else echo "make docs: no chromium and chromedriver here: docs/images/ keeps the committed pictures"; fi
+	$(BIN)/python -m synthwatch.reference docs/reference
+	$(BIN)/mkdocs build --strict --quiet
+
+# The docs' pictures are the browser test's screenshots of the real page and a real report
+# (needs chromium and chromedriver, as the test does); commit what changes under docs/images/.
+docs-pictures: $(STAMP)
+	SYNTHWATCH_DOCS_PICTURES=docs/images $(BIN)/python -m pytest -q tests/synthwatch/test_web_page.py \
+	  -k "upload_shows or report_opens"
+	test -s docs/images/analyst-page.png && test -s docs/images/report-roc.png
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

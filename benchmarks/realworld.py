@@ -190,6 +190,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict]) -> str:
+    """One line per recipe and protocol: the mean held-out AUROC, the lowest generator's AUROC and
+    lower bound, the mean TPR at 1 % FPR and the highest FPR at the head's threshold."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["recipe"], row["protocol"]), []).append(row)
+    lines = ["| recipe | protocol | generators | mean AUROC | lowest AUROC (its lower bound) | mean TPR @ 1 % FPR | "
+             "highest FPR at threshold |", "|---|---|---|---|---|---|---|"]
+    for (recipe, protocol), group in groups.items():
+        lowest = min(group, key=lambda r: r["auroc"])
+        lines.append(f"| {recipe} | {protocol} | {len(group)} | {np.mean([r['auroc'] for r in group]):.3f} | "
+                     f"{lowest['auroc']:.3f} ({lowest['auroc_ci'][0]:.3f}, {lowest['generator']}) | "
+                     f"{np.mean([r['tpr_at_1pct_fpr'] for r in group]):.2f} | "
+                     f"{max(r['fpr_at_threshold'] for r in group):.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, action="append", help=f"(repeatable; default {DEV_MANIFEST})")
@@ -239,7 +256,7 @@ def main() -> int:
                "seconds": {**seconds, "total": round(time.perf_counter() - started, 1)}}
     if args.out:
         args.out.write_text(json.dumps(payload, indent=1) + "\n")
-    print(json.dumps(payload) if args.json else table(results))
+    print(json.dumps(payload) if args.json else f"{summary(results)}\n\n{table(results)}")
     return 0
 
 

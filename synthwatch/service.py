@@ -274,6 +274,7 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
 
     @app.get("/openapi.json", dependencies=[Depends(authorised)], include_in_schema=False)
     def schema() -> dict:
+        """This service's OpenAPI schema, for holders of the token."""
         return app.openapi()
 
     @app.get("/health")
@@ -322,10 +323,12 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
     def similar(
         request: Request,
         file: UploadFile = File(..., description="the image"),
-        k: int = Query(10, ge=1, le=1000),
-        label: Literal["real", "synthetic"] | None = Query(None),
-        generator: str | None = Query(None),
+        k: int = Query(10, ge=1, le=1000, description="neighbours returned"),
+        label: Literal["real", "synthetic"] | None = Query(None, description="only neighbours with this label"),
+        generator: str | None = Query(None, description="only neighbours from this generator"),
     ) -> dict:
+        """The ``k`` catalogued images nearest to the upload in the default backbone's index (as
+        ``synthwatch similar --json``), each with its label, generator, source and similarity."""
         from synthwatch.embeddings.query import embed_query
 
         data = _read_limited(request, file, max_upload_bytes)
@@ -350,6 +353,9 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
         source: str | None = Query(None, pattern=SOURCE_TAG, description="a tag of where the image came from, "
                                                                          "kept in the prediction log"),
     ) -> dict:
+        """The champion's verdict on each upload (as ``synthwatch detect --json``): score, threshold,
+        ``synthetic``, the likeliest generators and the ``k`` nearest known fakes as evidence. One
+        refused image of a batch answers its own ``error``; a refused single upload answers 422."""
         if len(file) > MAX_BATCH:
             raise HTTPException(422, f"Expected at most {MAX_BATCH} images in one request, but got {len(file)}. "
                                      "Send them in several requests.")
@@ -425,10 +431,12 @@ def create_app(layout: StoreLayout, *, token: str | None, backbone: str | None =
 
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
+        """The analyst's page: paste the token, drop an image, see the verdict and nearest fakes."""
         return HTMLResponse(_web_file("index.html"), headers=WEB_HEADERS)
 
     @app.get("/web/{name}", include_in_schema=False)
     def web_file(name: str) -> Response:
+        """The page's script and style sheet."""
         if name not in WEB_FILES:
             raise HTTPException(404, f"Expected one of the page's files ({', '.join(WEB_FILES)}), but got "
                                      f"{name[:80]!r}. Open / for the page.")

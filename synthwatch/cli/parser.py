@@ -40,7 +40,8 @@ def _network_flags(command: argparse.ArgumentParser) -> None:
                        help="AdamW's (default " + ", ".join(f"{head} {d['learning_rate']:g}" for head, d in defaults.items()) + ")")
     group.add_argument("--checkpoint-every", type=int, default=100,
                        help="steps between safetensors checkpoints; a killed run resumes from the last")
-    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the network trains (auto: a GPU when there is one)")
     group.add_argument("--allow-random-weights", action="store_true",
                        help="convnext: start from random weights when pretrained ones cannot be had (plumbing only)")
 
@@ -128,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed_cmd.add_argument("--views", type=int, default=0,
                            help="augmented views per image besides the clean one (default 0)")
     embed_cmd.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
-    embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                           help="where the backbone runs (auto: a GPU when there is one)")
     embed_cmd.add_argument("--batch-size", type=int,
                            help="views per forward pass (default 256 on CUDA, 32 on CPU)")
     embed_cmd.add_argument("--workers", type=int,
@@ -149,10 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     index_cmd.add_argument("--rebuild", action="store_true", help="build from scratch")
 
     similar_cmd = _add(commands, "similar", cmd_similar, common, "find the most similar known images")
-    similar_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    similar_cmd.add_argument("images", nargs="+", metavar="IMAGE", help="image files to look up")
     similar_cmd.add_argument("-k", type=int, default=10, help="neighbours per image (default 10)")
-    similar_cmd.add_argument("--label", choices=("real", "synthetic"))
-    similar_cmd.add_argument("--generator")
+    similar_cmd.add_argument("--label", choices=("real", "synthetic"), help="only neighbours with this label")
+    similar_cmd.add_argument("--generator", help="only neighbours from this generator")
     similar_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
 
     duplicates_cmd = _add(commands, "duplicates", cmd_duplicates, common,
@@ -262,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     models_commands = models_cmd.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     _add(models_commands, "list", cmd_models, common, "every head version, the champion marked *")
     show_cmd = _add(models_commands, "show", cmd_models, common, "a version's lineage, metrics, gate record, audit")
-    show_cmd.add_argument("version", metavar="VERSION")
+    show_cmd.add_argument("version", metavar="VERSION", help="a head version (`models list` shows them)")
     promote_cmd = _add(models_commands, "promote", cmd_models, common,
                        "make VERSION the champion (one that failed the gate needs --force and --reason)")
-    promote_cmd.add_argument("version", metavar="VERSION")
+    promote_cmd.add_argument("version", metavar="VERSION", help="the head version to make champion")
     promote_cmd.add_argument("--force", action="store_true", help="promote even though the gate rejected it")
     promote_cmd.add_argument("--reason", help="why (required with --force; kept in the audit log)")
     rollback_cmd = _add(models_commands, "rollback", cmd_models, common, "return to the champion before this one")
@@ -321,13 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark_cmd.add_argument("--report", metavar="PATH.html",
                                help="where to write the HTML report, and PATH.json (default: "
                                     "<store>/benchmarks/<preset>.html)")
-    benchmark_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    benchmark_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                               help="where backbones and networks run (auto: a GPU when there is one)")
     benchmark_cmd.add_argument("--workers", type=int,
                                help="decoding processes (default: cores - 1, at most 32 on CUDA and 8 on CPU)")
 
     detect_cmd = _add(commands, "detect", cmd_detect, common,
                       "score images with the champion head, with the nearest known fakes as evidence")
-    detect_cmd.add_argument("images", nargs="+", metavar="IMAGE")
+    detect_cmd.add_argument("images", nargs="+", metavar="IMAGE", help="image files to score")
     detect_cmd.add_argument("--head", metavar="VERSION", help="head version (default: the champion)")
     detect_cmd.add_argument("-k", type=int, default=5, help="nearest known fakes per image (default 5; 0 for none)")
     detect_cmd.add_argument("--log", action="store_true",
@@ -340,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "fakes; head versions and their checks): POST /detect, POST /similar, GET /thumbnail/ID, "
                      "GET /models, GET /reports/VERSION, GET /health; requests send Authorization: Bearer "
                      "$SYNTHWATCH_API_TOKEN (the page asks for it once)")
-    serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve_cmd.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve_cmd.add_argument("--backbone", help="backbone id or name (default: the store's)")
     serve_cmd.add_argument("--no-auth", action="store_true",
                            help="serve without a token (loopback addresses only)")
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the whole loop offline on the proxy corpus: two cycles, a new generator, the gate, a report")
     demo_cmd.add_argument("--data", default="demo-data", metavar="DIR",
                           help="where to write the corpus, the inbox and the report (default ./demo-data)")
-    demo_cmd.add_argument("--seed", type=int, default=0)
+    demo_cmd.add_argument("--seed", type=int, default=0, help="seed of the proxy corpus the demo builds (default 0)")
     demo_cmd.add_argument("--backbone", default=None,
                           help="backbone (default dinov2-small+spectrum, or the training-free spectrum when DINOv2's "
                                "weights are not here; a named backbone without weights runs on random ones, said loudly)")
@@ -405,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          description="print a completion script for every command and flag: "
                                                      "eval \"$(synthwatch completion bash)\" in ~/.bashrc (zsh: "
                                                      "autoload -U bashcompinit && bashcompinit first)")
-    completion_cmd.add_argument("shell", choices=("bash",))
+    completion_cmd.add_argument("shell", choices=("bash",), help="the shell to print a completion script for")
     completion_cmd.set_defaults(handler=lambda args, settings: _print_completion(parser))
 
     sources_cmd = commands.add_parser("sources", help="watched sources: where new images land")
@@ -413,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_cmd = _add(sources_commands, "add", cmd_sources, common,
                    "watch a folder, a manifest, or an object-store prefix (s3://, gs://, abfs://, file://, "
                    "hf://datasets/..., any fsspec scheme)")
-    add_cmd.add_argument("location", metavar="PATH|URI")
+    add_cmd.add_argument("location", metavar="PATH|URI",
+                         help="a folder, a manifest, or an object-store prefix (s3://, gs://, hf://, ...) to watch")
     when = add_cmd.add_mutually_exclusive_group()
     when.add_argument("--schedule", metavar="CRON", help="cron expression for `deploy` (for example '0 * * * *')")
     when.add_argument("--every", metavar="DURATION", help="interval for `deploy`: 30s, 15m, 6h, 1d")
@@ -422,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cmd.add_argument("--source", help="source group recorded for every image")
     _add(sources_commands, "list", cmd_sources, common, "the watched sources")
     remove_cmd = _add(sources_commands, "remove", cmd_sources, common, "stop watching a source")
-    remove_cmd.add_argument("location", metavar="PATH|URI")
+    remove_cmd.add_argument("location", metavar="PATH|URI", help="a watched location, as `sources list` shows it")
     return parser
 
 

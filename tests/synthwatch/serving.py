@@ -26,7 +26,8 @@ GENERATORS = ("gen-a", "gen-b")
 def build_trained_store(folder: Path) -> Path:
     """A store in ``folder`` of real crops and fakes of two generators in six source groups each
     (enough groups for the splits), embedded with test-tiny-dinov2, indexed, and a trained
-    champion judged on floors of 0, and the champion's report where a retrain keeps it; returns
+    champion judged on floors of 0, and a report where a retrain keeps the champion's (leave-one-generator-
+    out, as a retrain's report is, so it draws held-out ROC curves); returns
     the store root (the originals are under ``folder/in``)."""
     for group in range(6):
         _write_crops(folder / "in" / "real" / f"r{group}", 4, seed=10 + group)
@@ -38,7 +39,7 @@ def build_trained_store(folder: Path) -> Path:
         assert main(["--store", str(store), *map(str, args), "--json"]) == 0, args
     layout = StoreLayout(store)
     report = layout.report_path(HeadRegistry(layout).champion())
-    assert main(["--store", str(store), "evaluate", "--n-boot", "50", "--report", str(report), "--json"]) == 0
+    assert main(["--store", str(store), "evaluate", "--n-boot", "50", "--protocol", "logo", "--report", str(report), "--json"]) == 0
     return store
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,6 +30,8 @@ from selenium.webdriver.support import expected_conditions as shown  # noqa: E40
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 WINDOW = (1280, 1100)
+# `make docs-pictures` sets this: the docs' pictures are this test's screenshots of the real page.
+PICTURES = os.environ.get("SYNTHWATCH_DOCS_PICTURES")
 WAIT_S = 60  # a first /detect loads the backbone; 2 shared cores are slow
 
 
@@ -92,6 +96,7 @@ def test_upload_shows_the_verdict_and_the_nearest_fakes_as_the_api_does(browser,
     screenshot = tmp_path / "detect.png"
     assert browser.save_screenshot(str(screenshot))
     _assert_not_blank(screenshot.read_bytes())
+    _keep_for_docs(screenshot, "analyst-page.png")
 
 
 def test_an_image_dropped_on_the_page_is_scored(browser, trained_service):
@@ -134,7 +139,7 @@ def test_the_models_view_shows_the_champion_its_checks_and_the_audit(browser, tr
     assert _page_problems(browser) == []
 
 
-def test_a_versions_report_opens_from_the_models_view(browser, trained_service):
+def test_a_versions_report_opens_from_the_models_view(browser, trained_service, tmp_path):
     base, store, _ = trained_service
     champion = httpx.get(f"{base}/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()["champion"]
     _open_with_token(browser, base, TOKEN)
@@ -152,6 +157,12 @@ def test_a_versions_report_opens_from_the_models_view(browser, trained_service):
         body = browser.find_element(By.TAG_NAME, "body")
         assert body.value_of_css_property("font-size") == "14px"  # the report's inline styles applied (not 16px)
         assert _page_problems(browser) == []
+        roc = browser.find_element(By.CSS_SELECTOR, "svg#roc")  # the held-out generators' ROC curves
+        assert roc.size["width"] > 300 and roc.size["height"] > 150
+        if PICTURES:
+            browser.execute_script("arguments[0].scrollIntoView()", roc)
+            roc.screenshot(str(tmp_path / "report-roc.png"))
+            _keep_for_docs(tmp_path / "report-roc.png", "report-roc.png")
     finally:
         browser.close()
         browser.switch_to.window(page)
@@ -165,6 +176,13 @@ def test_a_wrong_token_shows_the_services_401_message(browser, trained_service, 
     browser.find_element(By.ID, "file").send_keys(str(sorted((originals / "real").rglob("*.png"))[0]))
     _wait(browser, lambda d: "Scoring" not in _text(d, "status"))
     assert _text(browser, "error").startswith("401: ") and not browser.find_element(By.ID, "result").is_displayed()
+
+
+def _keep_for_docs(screenshot: Path, name: str) -> None:
+    """Copy a screenshot into the docs' pictures when `make docs-pictures` asks for them."""
+    if PICTURES:
+        Path(PICTURES).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, Path(PICTURES) / name)
 
 
 def _assert_not_blank(png: bytes) -> None:

@@ -207,6 +207,14 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _recipes(names: str, flag: str) -> list[Recipe]:
+    chosen = [name for name in names.split(",") if name]
+    unknown = [name for name in chosen if name not in RECIPES]
+    if unknown:
+        raise SystemExit(f"Expected {flag} among {', '.join(RECIPES)}, but got {', '.join(unknown)}.")
+    return [RECIPES[name] for name in chosen]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, action="append", help=f"(repeatable; default {DEV_MANIFEST})")
@@ -220,8 +228,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON there")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
-    recipes = [RECIPES[name] for name in args.recipes.split(",") if name]
-    proxies = [RECIPES[name] for name in args.proxy_recipes.split(",") if name]
+    recipes, proxies = _recipes(args.recipes, "--recipes"), _recipes(args.proxy_recipes, "--proxy-recipes")
     protocols = [name for name in args.protocols.split(",") if name]
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown:

@@ -28,7 +28,7 @@ docs: $(STAMP)
 	if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then $(MAKE) docs-pictures; \
 	else echo "make docs: no chromium and chromedriver here: docs/images/ keeps the committed pictures"; fi
 	$(BIN)/python -m synthwatch.reference docs/reference
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The docs' pictures are the browser test's screenshots of the real page and a real report
 # (needs chromium and chromedriver, as the test does); commit what changes under docs/images/.

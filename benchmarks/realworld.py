@@ -54,6 +54,7 @@ from synthwatch.heads.pipeline import prepare_for  # noqa: E402
 from synthwatch.heads.recipes import RECIPES, Recipe  # noqa: E402
 from synthwatch.heads.scorers import load_scorer  # noqa: E402
 from synthwatch.heads.training import TrainOptions  # noqa: E402
+from synthwatch.store.atomic import atomic_write_bytes  # noqa: E402
 
 DEV_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld-dev" / "manifest.csv"
 ROBUSTNESS_ROWS = {"jpeg75": "jpeg75", "downscale": "0.5x"}  # evaluation's condition -> the row's suffix
@@ -87,15 +88,21 @@ def prepared_manifest(rows: list[dict], protocol: str, folder: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "generator", "source"])
         writer.writeheader()
         for row in rows:
-            data = None if protocol == "clean" else apply_protocol(_decoded(row["path"]), protocol, row["sha256"])
-            path = row["path"]
-            if data is not None:
-                path = str(folder / "images" / f"{row['sha256']}.jpg")
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_bytes(data)
-            writer.writerow({"path": path, "label": row["label"], "generator": row.get("generator") or "",
-                             "source": row.get("source") or ""})
+            writer.writerow({"path": protocol_path(row, protocol, folder), "label": row["label"],
+                             "generator": row.get("generator") or "", "source": row.get("source") or ""})
     return out
+
+
+def protocol_path(row: dict, protocol: str, folder: Path) -> str:
+    """The file of ``row``'s image as ``protocol`` prepares it: the original for ``clean``, else
+    ``folder/images/<sha256>.jpg``, written once (the protocol is deterministic per image)."""
+    if protocol == "clean":
+        return row["path"]
+    path = folder / "images" / f"{row['sha256']}.jpg"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, apply_protocol(_decoded(row["path"]), protocol, row["sha256"]))
+    return str(path)
 
 
 def _decoded(path: str) -> Image.Image:
@@ -157,7 +164,7 @@ def proxy_rows(recipe: Recipe, rows: list[dict], protocols: list[str], work: Pat
     scorer = load_scorer(store.layout, trained.version)
     out = []
     for protocol in protocols:
-        prepared = {row["sha256"]: _prepared_image(row, protocol) for row in rows}
+        prepared = {row["sha256"]: _decoded(protocol_path(row, protocol, work / protocol)) for row in rows}
         scores = {key: float(s) for key, s in zip(prepared, _score(scorer, list(prepared.values())))}
         real = np.array([scores[row["sha256"]] for row in rows if row["label"] == "real"])
         for generator in sorted({row["generator"] for row in rows if row["label"] == "synthetic"}):
@@ -165,13 +172,6 @@ def proxy_rows(recipe: Recipe, rows: list[dict], protocols: list[str], work: Pat
             metrics = evaluate_scores(real, fake, threshold=scorer.threshold, n_boot=options.n_boot, seed=options.seed)
             out.append(_row(f"proxy-trained {recipe.name}", generator, protocol, metrics))
     return out
-
-
-def _prepared_image(row: dict, protocol: str) -> Image.Image:
-    import io
-
-    data = apply_protocol(_decoded(row["path"]), protocol, row["sha256"])
-    return _decoded(row["path"]) if data is None else Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def _score(scorer, images: list[Image.Image], batch: int = 32) -> np.ndarray:

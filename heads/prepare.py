@@ -68,8 +68,9 @@ def embedding_set_of(table, splits: dict[str, str] | None = None) -> EmbeddingSe
 
 
 def make_ready(layout: StoreLayout, backbone_id: str, *, robustness: bool = True) -> list[str]:
-    """Before preparing: embed the JPEG (q50-95 and q75) and 0.5x views of the images evaluation may test on (when
-    ``robustness``), and bring the backbone's index up to date. Returns notes on what was done."""
+    """Before preparing: embed the JPEG (q50-95 and q75) and 0.5x views of the images evaluation may
+    test on (when ``robustness``), and bring the backbone's index up to date. Returns notes on what
+    was done."""
     notes = []
     if robustness:
         added = _embed_robustness_views(layout, backbone_id)
@@ -105,7 +106,7 @@ def effective_dedup_threshold(data: EmbeddingSet, requested: float, *, seed: int
     rarely that, over every pair of the store, about ``FALSE_PAIR_SHARE`` of its images would meet an
     unrelated "near-duplicate" (the largest sampled similarity where no sample can resolve a rate
     that small). A fixed percentile would not do: the count of pairs grows with the square of the
-    store, so a store of 600 images would already drop a third of its test images as duplicates."""
+    store: at the 99.9th percentile a store of 574 images dropped about 40 % of its test real images."""
     clean = data.take(data.views == CLEAN_VIEW)
     n = len(clean)
     if n < 10:

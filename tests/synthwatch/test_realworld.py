@@ -4,7 +4,6 @@ benchmarks/realworld.py's contract. Skipped, saying so, where ../shared is not b
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -32,26 +31,10 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
 
 
-def _subset(folder: Path, every: int = 2) -> Path:
-    """A manifest of every ``every``-th row of the real-world set (both classes, every generator),
-    naming the files where they are."""
-    with (DEV / "manifest.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))[::every]
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / "subset.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "label", "generator", "source"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"path": str(DEV / row["path"]), "label": row["label"], "generator": row["generator"],
-                             "source": row["source"]})
-    return manifest
-
-
 def test_without_weights_a_new_store_detects_real_generators_with_the_offline_recipe(cli, offline, tmp_path, capsys):
     store = tmp_path / "store"
-    manifest = _subset(tmp_path / "in", every=1)  # all 106: enough held-out real photos to measure on
-    code, ingested, err = cli("--store", store, "ingest", manifest, "--root", DEV, "--json")
+    manifest = DEV / "manifest.csv"  # all 106: enough held-out real photos to measure on
+    code, ingested, err = cli("--store", store, "ingest", manifest, "--json")
     assert code == 0, err
     assert ingested["new_generators"] == ["sd-1.x", "sd-2.x-512"] and ingested["rejected"] == 0
     assert err.count(NOTICE) == 1  # said once, in one line, by the first writing command
@@ -106,7 +89,7 @@ def test_init_records_the_offline_recipe_without_weights_and_nothing_with_them(c
 
 
 def test_the_realworld_benchmark_prints_a_row_per_recipe_generator_and_protocol(tmp_path):
-    manifest = _subset(tmp_path / "in", every=1)
+    manifest = DEV / "manifest.csv"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "realworld.py"), "--manifest", str(manifest),
                            "--recipes", "srm+logreg", "--protocols", "clean,controlled", "--proxy-recipes", "",
                            "--n-boot", "50", "--json"], capture_output=True, text=True, timeout=600,

@@ -158,7 +158,7 @@ def retrain(store: str, reason: str, head: str, gate: dict, alpha: float, drift:
 
     layout = _layout(store)
     config = load_config(layout.root, {"gate": gate, "alpha": alpha})
-    options = TrainOptions(reason=reason, max_train=config.max_train,
+    options = TrainOptions(reason=reason, max_train=config.max_train, max_eval=config.max_eval,
                            evaluation=EvalOptions(target_fpr=config.target_fpr))
     result = run(layout, spec=HeadSpec(head), options=options, policy=config.gate, alpha=config.alpha, drift=drift,
                  write_report_file=True)

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from synthwatch.embeddings.registry import DEFAULT_BACKBONE
 from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_HEAD, DEFAULT_TARGET_FPR, EMBEDDING_HEADS
 from synthwatch.heads.gate import GatePolicy
-from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
+from synthwatch.heads.replay import DEFAULT_MAX_EVAL, DEFAULT_MAX_TRAIN
 from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.store.errors import StoreError
 from synthwatch.store.watched import check_cron, parse_duration
@@ -72,6 +72,8 @@ class StoreConfig(BaseSettings):
     target_fpr: float = Field(DEFAULT_TARGET_FPR, gt=0, lt=1, description="false-positive rate thresholds are set for")
     alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="false-alarm rate of each drift check")
     max_train: int = Field(DEFAULT_MAX_TRAIN, ge=1, description="most training rows of a retrain (a replay set)")
+    max_eval: int = Field(DEFAULT_MAX_EVAL, ge=1, description="most rows a retrain reads of each of the validation "
+                                                              "and test splits (a stable sample)")
     gate: GatePolicy = Field(GatePolicy(), description="the promotion gate (see `synthwatch retrain --help`)")
     schedule: Schedule = Field(Schedule(), description="the continual cycle's schedule under `synthwatch deploy`")
 

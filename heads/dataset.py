@@ -17,7 +17,6 @@ from synthwatch.store.splits import SPLITS, assign_splits
 REAL = ""  # the generator of real images (generator names are never empty)
 CLEAN_VIEW = 0
 ROBUSTNESS_FROM = 1000  # views from here on are evaluation perturbations, never trained on
-UNSAMPLED = "train-unsampled"  # training-split images a bounded retrain left out of its replay set
 
 
 @dataclass(frozen=True)
@@ -86,5 +85,5 @@ def split_of_rows(data: EmbeddingSet) -> np.ndarray:
     return np.array([chosen[source] for source in data.sources.tolist()], dtype=object)
 
 
-__all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "UNSAMPLED", "EmbeddingSet", "assign_splits",
+__all__ = ["CLEAN_VIEW", "REAL", "ROBUSTNESS_FROM", "SPLITS", "EmbeddingSet", "assign_splits",
            "rows_with_ids", "split_of_rows"]

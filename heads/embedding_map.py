@@ -25,7 +25,7 @@ def embedding_map_of(layout: StoreLayout, backbone_id: str, *, max_points: int =
     """:func:`embedding_map` of the clean vectors of ``backbone_id`` in the store, newest generator
     by the catalog's arrival times."""
     data = embedding_set_of(labelled_vectors(layout, backbone_id, views="clean"))
-    return embedding_map(data, Catalog(layout).arrival_times(), max_points=max_points, seed=seed)
+    return embedding_map(data, Catalog(layout).arrival_times(data.image_ids), max_points=max_points, seed=seed)
 
 
 def embedding_map(data: EmbeddingSet, arrivals: dict[str, float], *, max_points: int = DEFAULT_MAX_POINTS,

@@ -19,7 +19,7 @@ from synthwatch.heads.defaults import DEFAULT_TARGET_FPR
 from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
 from synthwatch.heads.base import EmbeddingHead
 from synthwatch.heads.dataset import (
-    CLEAN_VIEW, REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, rows_with_ids, split_of_rows,
+    CLEAN_VIEW, REAL, ROBUSTNESS_FROM, EmbeddingSet, rows_with_ids, split_of_rows,
 )
 from synthwatch.heads.detector import HeadSpec, fit_head, synthetic_scores
 from synthwatch.heads.metrics import PairedDifference, evaluate_scores, paired_difference, threshold_at_fpr
@@ -125,9 +125,8 @@ def make_fold(data: EmbeddingSet, holdout: Iterable[str], *,
     held = np.isin(generators, list(holdout)) if holdout else np.zeros(len(data), bool)
     trainable = data.views < ROBUSTNESS_FROM
     train_mask = (split == "train") & ~held & trainable
-    # Test images near-duplicating any training-split image are dropped, trained on now or not
-    # (bounded retraining leaves some out; the champion may have trained on them).
-    train_split = np.isin(split, ["train", UNSAMPLED]) & ~held & trainable
+    # Test images near-duplicating any training-split image are dropped (the champion may have trained on it).
+    train_split = (split == "train") & ~held & trainable
     leaked = _leaked(data.image_ids, set(data.image_ids[train_split].tolist()), near_duplicates)
     evaluable = ((data.views == CLEAN_VIEW) | (data.views >= ROBUSTNESS_FROM)) & ~leaked
     real = generators == REAL

@@ -12,7 +12,6 @@ from synthwatch.heads.evaluation import Evaluation, evaluate_protocol
 from synthwatch.heads.learning_curve import LearningCurve, learning_curve
 from synthwatch.heads.prepare import EvaluationData, make_ready, prepare_data
 from synthwatch.heads.records import read_record, register
-from synthwatch.heads.replay import bounded
 from synthwatch.heads.scorers import EmbeddingScorer, load_scorer
 from synthwatch.heads.training import TrainOptions, TrainResult, fit_final, threshold_notes, use_final_threshold
 from synthwatch.store.backbones import names_backbone, resolve_backbone
@@ -42,10 +41,9 @@ class EvaluationReport:
 def prepare_for(layout: StoreLayout, backbone_id: str, options: TrainOptions) -> EvaluationData:
     """The one preparation of a decision: the explicit steps that write (robustness views, the
     index), then the read."""
-    notes = make_ready(layout, backbone_id, robustness=options.robustness)
-    prepared = prepare_data(layout, backbone_id, dedup_threshold=options.dedup_threshold,
-                            seed=options.evaluation.seed, notes=tuple(notes))
-    return bounded(prepared, Catalog(layout).arrival_times, max_rows=options.max_train, seed=options.evaluation.seed)
+    notes = make_ready(layout, backbone_id, robustness=options.robustness, index=options.max_train is None)
+    return prepare_data(layout, backbone_id, dedup_threshold=options.dedup_threshold, seed=options.evaluation.seed,
+                        notes=tuple(notes), max_train=options.max_train, max_eval=options.max_eval)
 
 
 def train_and_register(layout: StoreLayout, spec: HeadSpec, *, backbone: str | None = None,

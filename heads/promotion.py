@@ -222,13 +222,14 @@ def retrain(layout: StoreLayout, *, spec: HeadSpec = HeadSpec(), options: TrainO
     report = None
     if write_report_file:
         context = {"head_version": trained.version, "backbone_id": trained.backbone_id, "decision": decision.decision}
-        points = embedding_map(trained.prepared.data, Catalog(layout).arrival_times())
+        points = embedding_map(trained.prepared.data, Catalog(layout).arrival_times(trained.prepared.data.image_ids))
         report, _ = write_report(layout.report_path(trained.version), evaluation, context,
                                  learning_curves=[curve.as_dict() for curve in curves], embedding_map=points)
     return {"candidate": trained.version, "decision": decision.decision, "reasons": decision.reasons,
             "checks": decision.checks, "drift": drift, "champion": decision.champion, "report": report and str(report),
             "champion_before": decision.champion_before, "metrics": trained.metrics, "notes": trained.notes,
             "training_sample": trained.prepared.training_sample,
+            "evaluation_sample": trained.prepared.evaluation_sample,
             "learning_curves": [curve.as_dict() for curve in curves],
             "learning_curve_lines": [curve.line() for curve in curves]}
 

@@ -50,6 +50,7 @@ class HeadRecord:
     network: dict | None = None
     dedup_threshold: float | None = None
     training_sample: dict | None = None  # bounded retraining: how the replay set was drawn
+    evaluation_sample: dict | None = None  # bounded retraining: how validation and test images were sampled
     schema_version: int = RECORD_SCHEMA_VERSION
     version: str | None = None
     created_at: str | None = None

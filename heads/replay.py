@@ -1,42 +1,56 @@
-"""Bounded retraining: heads train on a replay set of at most ``max_rows`` training rows,
-balanced over labels and generators and leaning towards recent arrivals, so the fit costs the
-same at a million images as at ten million. Only training is bounded: training-split images left
-out of the set stay in the data under the split ``UNSAMPLED`` (no head trains on them; a held-out
-generator is still tested on all its images; near-duplicates of them are still kept out of test
-sets), and every validation and test row is kept.
+"""Bounded retraining, bounded in what it reads: which images a retrain reads is drawn from the
+catalog (ids, generators, splits, arrival times, rows per image: SQL over the catalog and the
+shards' id columns, no vector) before any vector is read, so reading, fitting and scoring cost
+the same at ten million images as at one.
 
-The rule (``balanced-recent-v1``): half the budget goes to real images and half to synthetic
-ones, the synthetic half shared equally by the generators; a class with fewer rows than its share
-gives all of them and its leftover goes to the others (water-filling), so every generator is
-kept, with at least its first-drawn image even when its share is smaller than one image's rows.
-Within a class, images are drawn without replacement with weights rising linearly with their
-arrival rank, the newest four times as likely as the oldest (Efraimidis-Spirakis keys), whole
-images at a time (an image brings all its training views; robustness views are never trained on
-and do not count). Seeded; the record says how to draw it again.
+Training (``balanced-recent-v2``): at most ``max_train`` trainable rows (views below the
+robustness views), half real and half synthetic, the synthetic half shared equally by the
+generators; a class with fewer rows than its share gives all of them and its leftover goes to the
+others (water-filling), so every generator is kept, with at least one image even when its share
+is smaller than one image's rows. Within a class images are drawn without replacement with weights
+rising linearly with their arrival rank, the newest four times as likely as the oldest
+(Efraimidis-Spirakis keys ``ln(u) / w``, ``u`` a seeded md5 of the image id), whole images at a time.
+
+Evaluation (``stable-sample-v1``): validation and test splits each read at most ``max_eval`` rows
+(every view of an image counts, robustness views included), shared the same way between real
+images and generators, taking in each class the images whose seeded md5 is smallest: the sample
+changes little as the store grows. A split that fits is read whole.
+
+Images not drawn are not read at all; the records say how many of how many were.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
+import pyarrow as pa
 
-from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, rows_with_ids, split_of_rows
+from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.layout import StoreLayout
+from synthwatch.store.training_data import shards_sql
 
-RULE = "balanced-recent-v1"
+RULE = "balanced-recent-v2"
+EVALUATION_RULE = "stable-sample-v1"
 DEFAULT_MAX_TRAIN = 200_000  # rows; benchmarks/heads.py --bounded: held-out AUROC flat from 25,000
+DEFAULT_MAX_EVAL = 200_000  # rows of each of the validation and test splits
 NEWEST_WEIGHT = 4.0  # the newest image of a class is this many times as likely as its oldest
+DRAW_MEMORY = "1GB"  # DuckDB's working memory for the draw; more spills to a temporary file
 
 
 @dataclass(frozen=True)
-class ReplaySample:
-    """Which training images were drawn (their ids, and their positions in the input), and the
-    record kept with the head."""
+class ReadPlan:
+    """The images a decision reads (``image_id``, ``generator``, ``source``, ``split``), and the
+    records of the samples drawn (None where a split is read whole)."""
 
-    image_ids: np.ndarray
-    positions: np.ndarray
-    record: dict
+    images: pa.Table
+    training_sample: dict | None
+    evaluation_sample: dict | None
+
+    @property
+    def reads_everything(self) -> bool:
+        return self.training_sample is None and self.evaluation_sample is None
 
 
 def water_fill(capacities: list[int], budget: int) -> list[int]:
@@ -51,75 +65,105 @@ def water_fill(capacities: list[int], budget: int) -> list[int]:
     return shares
 
 
-def draw_replay(image_ids: np.ndarray, generators: np.ndarray, rows: np.ndarray, arrivals: np.ndarray, *,
-                max_rows: int, seed: int) -> ReplaySample:
-    """Draw training images (one entry per image: its generator, ``REAL`` for real, its number of
-    training rows, its arrival time) within ``max_rows`` rows."""
-    rng = np.random.default_rng(seed)
-    names = sorted(set(generators.tolist()) - {REAL})
-    real = generators == REAL
-    label_shares = water_fill([int(rows[real].sum()), int(rows[~real].sum())], max_rows)
-    generator_shares = water_fill([int(rows[generators == name].sum()) for name in names], label_shares[1])
-    chosen, per_class = [], {}
-    for name, share in [(REAL, label_shares[0]), *zip(names, generator_shares)]:
-        members = np.flatnonzero(generators == name)
-        picked = members[_draw_within(rows[members], arrivals[members], share, rng)]
-        chosen.append(picked)
-        per_class["real" if name == REAL else name] = {"images": len(picked), "rows": int(rows[picked].sum()),
-                                                       "of_images": len(members)}
-    positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
-    ids = np.sort(image_ids[positions])
-    record = {"rule": RULE, "max_train": max_rows, "seed": seed, "images": len(ids),
-              "rows": int(sum(c["rows"] for c in per_class.values())), "of_images": len(image_ids),
-              "of_rows": int(rows.sum()), "per_class": per_class,
-              "ids_sha256": hashlib.sha256("\n".join(ids.tolist()).encode()).hexdigest()}
-    return ReplaySample(ids, positions, record)
+def class_shares(rows: dict[str, int], budget: int) -> dict[str, int]:
+    """``{class: rows drawn}`` (``REAL`` and each generator): half the budget to real images and
+    half to synthetic ones, the synthetic half shared by the generators, each water-filled."""
+    names = sorted(set(rows) - {REAL})
+    label_shares = water_fill([rows.get(REAL, 0), sum(rows[name] for name in names)], budget)
+    return {REAL: label_shares[0], **dict(zip(names, water_fill([rows[name] for name in names], label_shares[1])))}
 
 
-def _draw_within(rows: np.ndarray, arrivals: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """Positions of the images drawn from one class: weighted keys, then whole images in key order
-    while they fit the budget."""
-    if len(rows) == 0 or budget <= 0:
-        return np.zeros(0, np.int64)
-    rank = np.argsort(np.argsort(arrivals, kind="stable"), kind="stable") / max(1, len(rows) - 1)
-    weights = 1.0 + (NEWEST_WEIGHT - 1.0) * rank
-    keys = rng.random(len(rows)) ** (1.0 / weights)
-    order = np.argsort(-keys, kind="stable")
-    fits = np.cumsum(rows[order]) <= budget
-    fits[0] = True  # every class keeps at least one image
-    return np.sort(order[fits])
+def plan_read(layout: StoreLayout, backbone_id: str, *, max_train: int | None, max_eval: int | None,
+              seed: int) -> ReadPlan:
+    """Draw what a decision of ``backbone_id`` reads within ``max_train`` training rows and
+    ``max_eval`` rows of each evaluation split (None: unbounded)."""
+    for name, value, default in (("--max-train", max_train, DEFAULT_MAX_TRAIN),
+                                 ("--max-eval", max_eval, DEFAULT_MAX_EVAL)):
+        if value is not None and value < 1:
+            raise ValueError(f"Expected {name} of at least 1 row, but got {value}. Give a positive number "
+                             f"(default {default:,}).")
+    Catalog(layout).group_splits()  # groups written without a split get theirs first
+    with Catalog(layout).connect(read_only=True) as con:
+        con.execute(f"SET memory_limit = '{DRAW_MEMORY}'")
+        con.execute(f"CREATE TEMP TABLE per_image AS {_per_image_sql(layout, backbone_id)}")
+        totals = con.sql("SELECT split, generator, sum(rows)::BIGINT, count(*) FROM per_image "
+                         "GROUP BY ALL").fetchall()
+        budgets = {"train": max_train, "val": max_eval, "test": max_eval}
+        by_split: dict[str, dict[str, tuple[int, int]]] = {}
+        for split, generator, rows, images in totals:
+            by_split.setdefault(split, {})[generator] = (rows, images)
+        shares = []
+        for split, classes in by_split.items():
+            budget = budgets.get(split)
+            rows = {name: counts[0] for name, counts in classes.items()}
+            bounded = budget is not None and sum(rows.values()) > budget
+            for name, share in (class_shares(rows, budget) if bounded else rows).items():
+                shares.append((split, name, share))
+        con.register("shares", pa.table({"split": [s for s, _, _ in shares], "generator": [g for _, g, _ in shares],
+                                         "share": pa.array([n for _, _, n in shares], pa.int64())}))
+        images = con.sql(_DRAW_SQL, params={"seed": str(seed), "weight": NEWEST_WEIGHT - 1.0}).to_arrow_table()
+    drawn = _counts(images)
+    training = _record(drawn, by_split, "train")
+    evaluation = {split: _record(drawn, by_split, split) for split in ("val", "test")}
+    training_sample = None if training["rows"] == training["of_rows"] else {
+        "rule": RULE, "max_train": max_train, "seed": seed, **training,
+        "ids_sha256": _ids_digest(images, "train")}
+    evaluation_sample = None if all(e["rows"] == e["of_rows"] for e in evaluation.values()) else {
+        "rule": EVALUATION_RULE, "max_eval": max_eval, "seed": seed, **evaluation}
+    return ReadPlan(images.select(["image_id", "generator", "source", "split"]), training_sample, evaluation_sample)
 
 
-def trainable_rows(data: EmbeddingSet) -> np.ndarray:
-    """Rows a head may train on: training split, below the robustness views."""
-    return (split_of_rows(data) == "train") & (data.views < ROBUSTNESS_FROM)
+def _per_image_sql(layout: StoreLayout, backbone_id: str) -> str:
+    """One row per image with vectors: its class, split, arrival and rows (a training image counts
+    its trainable rows, an evaluation image all of them)."""
+    return (f"SELECT v.image_id, coalesce(i.generator, '') AS generator, i.source, s.split, "
+            f"any_value(i.ingested_at) AS arrived, "
+            f"CASE WHEN s.split = 'train' THEN count(*) FILTER (WHERE v.view < {ROBUSTNESS_FROM}) "
+            f"ELSE count(*) END AS rows "
+            f"FROM {shards_sql(layout, backbone_id)} v "
+            f"JOIN images i USING (image_id) JOIN splits s ON s.source = i.source "
+            f"GROUP BY v.image_id, i.generator, i.source, s.split HAVING rows > 0")
 
 
-def bound_training(data: EmbeddingSet, arrivals: dict[str, float], *, max_rows: int,
-                   seed: int) -> tuple[EmbeddingSet, dict | None]:
-    """``data`` with the training-split images outside a replay set of at most ``max_rows``
-    trainable rows moved to the split ``UNSAMPLED``, and the set's record; unchanged (record
-    None) when the trainable rows already fit."""
-    if max_rows < 1:
-        raise ValueError(f"Expected --max-train of at least 1 row, but got {max_rows}. Give a positive number "
-                         f"(default {DEFAULT_MAX_TRAIN:,}).")
-    split = split_of_rows(data)
-    trainable = trainable_rows(data)
-    if trainable.sum() <= max_rows:
-        return data, None
-    ids, first, inverse, counts = np.unique(data.image_ids[trainable], return_index=True, return_inverse=True,
-                                            return_counts=True)
-    generators = data.generators[trainable][first]
-    times = np.array([arrivals.get(i, 0.0) for i in ids.tolist()], np.float64)
-    sample = draw_replay(ids, generators, counts, times, max_rows=max_rows, seed=seed)
-    left_out = (split == "train") & ~rows_with_ids(data.image_ids, sample.image_ids.tolist())
-    return replace(data, splits=np.where(left_out, UNSAMPLED, split).astype(object)), sample.record
+# Each class's images in key order, kept while their rows fit its share (the first always):
+# training keys lean to recent arrivals, evaluation keys are the smallest seeded hashes.
+_DRAW_SQL = """
+WITH keyed AS (
+    SELECT *, (md5_number_upper($seed || ':' || split || ':' || image_id)::DOUBLE + 0.5) / 18446744073709551616.0 AS u
+    FROM per_image
+), ranked AS (
+    SELECT *, CASE WHEN split = 'train'
+        THEN ln(u) / (1.0 + $weight * percent_rank() OVER (PARTITION BY split, generator ORDER BY arrived, image_id))
+        ELSE -u END AS key
+    FROM keyed
+), placed AS (
+    SELECT r.image_id, r.generator, r.source, r.split, r.rows, q.share,
+           sum(r.rows) OVER w AS cumulative, row_number() OVER w AS place
+    FROM ranked r JOIN shares q USING (split, generator)
+    WINDOW w AS (PARTITION BY r.split, r.generator ORDER BY r.key DESC, r.image_id ROWS UNBOUNDED PRECEDING)
+)
+SELECT image_id, generator, source, split, rows FROM placed WHERE place = 1 OR cumulative <= share
+ORDER BY image_id
+"""
 
 
-def bounded(prepared, arrivals, *, max_rows: int | None, seed: int):
-    """An ``EvaluationData`` whose training is bounded (see :func:`bound_training`); ``arrivals``
-    returns {image id: arrival time}, asked only when the bound bites."""
-    if max_rows is None or 0 < trainable_rows(prepared.data).sum() <= max_rows:
-        return prepared
-    data, record = bound_training(prepared.data, arrivals(), max_rows=max_rows, seed=seed)
-    return prepared if record is None else replace(prepared, data=data, training_sample=record)
+def _counts(images: pa.Table) -> dict[tuple[str, str], tuple[int, int]]:
+    grouped = images.group_by(["split", "generator"]).aggregate([("rows", "sum"), ("rows", "count")])
+    return {(s, g): (rows, count) for s, g, rows, count in zip(
+        grouped.column("split").to_pylist(), grouped.column("generator").to_pylist(),
+        grouped.column("rows_sum").to_pylist(), grouped.column("rows_count").to_pylist())}
+
+
+def _record(drawn: dict, by_split: dict, split: str) -> dict:
+    classes = by_split.get(split, {})
+    per_class = {("real" if name == REAL else name): {"images": drawn.get((split, name), (0, 0))[1],
+                                                      "rows": drawn.get((split, name), (0, 0))[0], "of_images": images}
+                 for name, (_, images) in sorted(classes.items())}
+    return {"images": sum(c["images"] for c in per_class.values()), "rows": sum(c["rows"] for c in per_class.values()),
+            "of_images": sum(images for _, images in classes.values()),
+            "of_rows": sum(rows for rows, _ in classes.values()), "per_class": per_class}
+
+
+def _ids_digest(images: pa.Table, split: str) -> str:
+    ids = [i for i, s in zip(images.column("image_id").to_pylist(), images.column("split").to_pylist()) if s == split]
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()

@@ -30,6 +30,7 @@ class TrainOptions:
     robustness: bool = True
     reason: str = ""
     max_train: int | None = None  # training rows at most (a balanced, recent-leaning replay set); None: all
+    max_eval: int | None = None  # rows of each evaluation split read at most (a stable sample); None: all
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class TrainedHead:
             metrics=evaluation.as_dict(), data_fingerprint=prepared.data.fingerprint(prepared.backbone_id),
             split_seed=split_seed, resample_seed=options.evaluation.seed, reason=options.reason,
             backbone_id=prepared.backbone_id, backbone=prepared.description, head=config, attribution=attribution,
-            dedup_threshold=prepared.dedup_threshold, training_sample=prepared.training_sample)
+            dedup_threshold=prepared.dedup_threshold, training_sample=prepared.training_sample,
+            evaluation_sample=prepared.evaluation_sample)
         return record, files
 
 

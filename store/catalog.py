@@ -380,9 +380,16 @@ class Catalog:
         return {row[0] for row in self.query(
             "SELECT image_id FROM images WHERE label = 'synthetic' AND ingested_at > ?::TIMESTAMP", [since])}
 
-    def arrival_times(self) -> dict[str, float]:
-        """``{image_id: ingested_at}`` (seconds since the epoch) of every image."""
-        table = self.arrow("SELECT image_id, epoch(ingested_at) AS at FROM images")
+    def arrival_times(self, image_ids=None) -> dict[str, float]:
+        """``{image_id: ingested_at}`` (seconds since the epoch) of every image, or of those in
+        ``image_ids`` (repeats allowed)."""
+        if image_ids is None:
+            table = self.arrow("SELECT image_id, epoch(ingested_at) AS at FROM images")
+        else:
+            with self.connect(read_only=True) as con:
+                con.register("wanted", pa.table({"image_id": pa.array(sorted(set(image_ids)), pa.string())}))
+                table = con.sql("SELECT image_id, epoch(ingested_at) AS at FROM images "
+                                "JOIN wanted USING (image_id)").to_arrow_table()
         return dict(zip(table.column("image_id").to_pylist(), table.column("at").to_pylist()))
 
     def image_files(self) -> pa.Table:

@@ -12,7 +12,8 @@ from synthwatch.store.backbones import resolve_backbone
 from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
 from synthwatch.store.id_directory import IdDirectory
-from synthwatch.store.index import IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index
+from synthwatch.store.index import (IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index,
+                                   range_pairs)
 from synthwatch.store.index_inputs import clean_vector_batches, index_is_current, indexable_keys
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.vectors import VectorStore
@@ -182,18 +183,8 @@ class NeighborIndex:
         """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,
         as ``(image_id, image_id, score)`` with the ids in sorted order; reads Parquet a shard
         at a time."""
-        pairs: dict[tuple[str, str], float] = {}
-        for keys, matrix in clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys):
-            for start in range(0, len(keys), 1024):
-                limits, scores, found = self.index.range_search(matrix[start:start + 1024], threshold)
-                ids = self.ids.ids_of(np.concatenate([keys[start:start + 1024], found]))
-                for row, key in enumerate(keys[start:start + 1024].tolist()):
-                    for position in range(limits[row], limits[row + 1]):
-                        other = int(found[position])
-                        if other != key and other in ids and key in ids:
-                            pair = tuple(sorted((ids[key], ids[other])))
-                            pairs[pair] = max(pairs.get(pair, -1.0), round(float(scores[position]), 6))
-        return [(a, b, score) for (a, b), score in sorted(pairs.items())]
+        batches = clean_vector_batches(VectorStore(self.layout, self.backbone_id), self.keys)
+        return range_pairs(self.index, batches, threshold, self.ids.ids_of)
 
 
 def open_for_reading(layout: StoreLayout, requested: str | None = None) -> tuple[NeighborIndex, str | None]:

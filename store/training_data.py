@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
@@ -25,7 +27,7 @@ def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     return _joined(layout, backbone_id,
                    f"SELECT v.image_id, v.view, v.vector, coalesce(i.generator, '') AS generator, i.source "
-                   f"FROM {_shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} "
+                   f"FROM {shards_sql(layout, backbone_id)} v JOIN images i USING (image_id) {where} "
                    "ORDER BY v.image_id, v.view", {"since": synthetic_since} if synthetic_since else None)
 
 
@@ -47,12 +49,38 @@ def _damaged_message(damaged: list) -> str:
             f"{'it' if len(damaged) == 1 else 'them'} aside and re-embed the images.")
 
 
-def _shards_sql(layout: StoreLayout, backbone_id: str) -> str:
+def shards_sql(layout: StoreLayout, backbone_id: str) -> str:
+    """``read_parquet([...])`` over the backbone's shards (DuckDB reads only the columns a query names)."""
     shards = VectorStore(layout, backbone_id).shards()
     if not shards:
         raise StoreError(f"Expected vectors for {backbone_id}, but the store has none. Run `synthwatch embed` first.")
     files = ", ".join("'" + str(path).replace("'", "''") + "'" for path in shards)
     return f"read_parquet([{files}])"
+
+
+def labelled_vectors_of(layout: StoreLayout, backbone_id: str, images: pa.Table, *,
+                        batch_rows: int = 65_536) -> pa.Table:
+    """:func:`labelled_vectors` of the ``images`` named (a table of ``image_id``, ``generator``,
+    ``source``) only: each shard is read a batch at a time and only the rows of those images are
+    kept, so memory holds one batch besides what is kept."""
+    wanted = images.column("image_id").combine_chunks()
+    kept = []
+    for shard in VectorStore(layout, backbone_id).shards():
+        try:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_rows, columns=["image_id", "view", "vector"]):
+                mask = pc.is_in(batch.column(0), value_set=wanted)
+                if pc.any(mask).as_py():
+                    kept.append(pa.Table.from_batches([batch]).filter(mask))
+        except (OSError, pa.ArrowException) as error:
+            raise StoreError(_damaged_message([(shard, str(error).splitlines()[0])])) from None
+    if not kept:
+        raise StoreError(f"Expected vectors of the {len(wanted)} images drawn for {backbone_id}, but the shards hold "
+                         "none of them. Run `synthwatch embed`.")
+    table = pa.concat_tables(kept)
+    table = table.take(pc.sort_indices(table, [("image_id", "ascending"), ("view", "ascending")]))
+    of_image = pc.index_in(table.column("image_id"), value_set=wanted)
+    return table.append_column("generator", images.column("generator").take(of_image)).append_column(
+        "source", images.column("source").take(of_image)).select(["image_id", "view", "vector", "generator", "source"])
 
 
 def catalog_images(layout: StoreLayout) -> pa.Table:

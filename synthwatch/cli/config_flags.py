@@ -11,7 +11,7 @@ from synthwatch.settings import Settings
 
 # argparse dest -> key in synthwatch.toml (a table and its key for the gate)
 CONFIG_FLAGS = {
-    "target_fpr": ("target_fpr",), "alpha": ("alpha",), "max_train": ("max_train",),
+    "target_fpr": ("target_fpr",), "alpha": ("alpha",), "max_train": ("max_train",), "max_eval": ("max_eval",),
     **{name: ("gate", name) for name in ("auroc_floor", "tpr_floor", "regression_tolerance", "tpr_tolerance",
                                          "confidence", "correction", "fpr_bound")},
 }

@@ -60,6 +60,11 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         if sample:
             print(f"trained on a replay set of {sample['rows']:,} of {sample['of_rows']:,} training rows "
                   f"({sample['rule']}, seed {sample['seed']}; --max-train {sample['max_train']:,})")
+        sample = result["evaluation_sample"]
+        if sample:
+            print(f"evaluated on {sample['val']['images']:,} of {sample['val']['of_images']:,} validation and "
+                  f"{sample['test']['images']:,} of {sample['test']['of_images']:,} test images "
+                  f"({sample['rule']}, seed {sample['seed']}; --max-eval {sample['max_eval']:,})")
         print(f"candidate {result['candidate']}:")
         print_evaluation(result["metrics"])
         print_decision(result)
@@ -337,7 +342,7 @@ def train_options(args: argparse.Namespace):
     evaluation = EvalOptions(target_fpr=args.target_fpr, n_boot=args.n_boot, seed=args.seed)
     return TrainOptions(holdout=holdout, evaluation=evaluation, dedup_threshold=args.dedup_threshold,
                         robustness=not args.no_robustness, reason=getattr(args, "reason", "") or "",
-                        max_train=getattr(args, "max_train", None))
+                        max_train=getattr(args, "max_train", None), max_eval=getattr(args, "max_eval", None))
 
 
 GATE_REJECTED = 3  # the exit code of a command whose candidate the gate rejected

@@ -13,7 +13,7 @@ from synthwatch.heads.defaults import DEFAULT_ALPHA, DEFAULT_TARGET_FPR, EMBEDDI
 from synthwatch.heads.gate import CORRECTIONS, GatePolicy
 from synthwatch.heads.network_kinds import NETWORK_HEADS, NETWORK_KINDS
 from synthwatch.heads.presets import PRESETS
-from synthwatch.heads.replay import DEFAULT_MAX_TRAIN
+from synthwatch.heads.replay import DEFAULT_MAX_EVAL, DEFAULT_MAX_TRAIN
 from synthwatch.store.layouts import LAYOUT_NAMES, LAYOUTS
 from synthwatch import __version__
 from synthwatch.cli.config_flags import cmd_init
@@ -229,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     retrain_cmd.add_argument("--max-train", type=int, metavar="N",
                              help="train on at most N rows: a replay set balanced over labels and generators, "
                                   "recent images more likely, every generator kept, seeded by --seed and recorded "
-                                  f"with the candidate; evaluation still uses every test image (default {DEFAULT_MAX_TRAIN:,}{IN_CONFIG})")
+                                  f"with the candidate; only the drawn images' vectors are read (default {DEFAULT_MAX_TRAIN:,}{IN_CONFIG})")
+    retrain_cmd.add_argument("--max-eval", type=int, metavar="N",
+                             help="read at most N rows of each of the validation and test splits: a sample balanced "
+                                  "over real images and generators that changes little as the store grows, recorded "
+                                  f"with the candidate; metrics are the sample's (default {DEFAULT_MAX_EVAL:,}{IN_CONFIG})")
 
     drift_cmd = _add(commands, "drift", cmd_drift, common,
                      "check drift: of the synthetic images that arrived since the last head was trained, or with "

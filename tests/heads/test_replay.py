@@ -1,104 +1,105 @@
-"""Bounded retraining: a replay set balanced over labels and generators, leaning to recent images,
-seeded and recorded; validation and test rows all kept."""
+"""Bounded retraining, bounded in reading: what a retrain reads is drawn from the catalog first (a
+replay set balanced over labels and generators, leaning to recent images; a stable sample of
+validation and test images), only those vectors are read, and both draws are recorded."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
-from synthwatch.heads.dataset import REAL, ROBUSTNESS_FROM, UNSAMPLED, EmbeddingSet, split_of_rows
-from synthwatch.heads.evaluation import make_fold
-from synthwatch.heads.replay import bound_training, draw_replay, trainable_rows, water_fill
+from synthwatch.heads.dataset import split_of_rows
+from synthwatch.heads.prepare import prepare_data
+from synthwatch.heads.replay import class_shares, plan_read, water_fill
+from synthwatch.store.catalog import Catalog
+from synthwatch.store.simulated import BACKBONE_ID, SimulatedSize, write_simulated_store
 
 
 def test_water_filling_shares_a_budget_as_equally_as_capacities_allow():
     assert water_fill([10, 100, 100], 90) == [10, 40, 40]
     assert water_fill([10, 100, 100], 1000) == [10, 100, 100]
     assert water_fill([50, 50], 60) == [30, 30]
+    assert class_shares({"": 8000, "big": 10000, "rare": 50}, 8000) == {"": 4000, "big": 3950, "rare": 50}
 
 
-def _pool(seed=0):
-    """8,000 real images, generators of 10,000, 3,000 and 50 images (2 rows each), arriving over time."""
-    rng = np.random.default_rng(seed)
-    generators = np.array([REAL] * 8000 + ["big"] * 10000 + ["mid"] * 3000 + ["rare"] * 50, object)
-    ids = np.array([f"img-{i:06d}" for i in range(len(generators))], object)
-    return ids, generators, np.full(len(ids), 2), rng.permutation(len(ids)).astype(float)
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """12,000 synthetic images of 4 generators and 6,000 real ones, a real catalog and real shards."""
+    root = tmp_path_factory.mktemp("simulated") / "store"
+    return write_simulated_store(root, SimulatedSize(synthetic=12_000, real=6_000, generators=4, groups=60,
+                                                     dim=16, shard_rows=5_000))
 
 
-def test_the_replay_set_is_balanced_keeps_every_generator_and_leans_to_recent_images():
-    ids, generators, rows, arrivals = _pool()
-    sample = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=1)
-    per_class = sample.record["per_class"]
-    assert sample.record["rows"] <= 8000 and sample.record["rows"] >= 7990
-    assert per_class["real"]["rows"] == 4000  # half for real images
-    assert per_class["rare"]["images"] == 50  # every generator kept: all of the rare one
-    assert per_class["big"]["rows"] == per_class["mid"]["rows"] == (4000 - 100) // 2  # the rest shared
-    chosen = np.isin(ids, sample.image_ids)
-    big = generators == "big"
-    rank = np.argsort(np.argsort(arrivals[big])) / (big.sum() - 1)
-    assert rank[chosen[big]].mean() > 0.55  # the newest are up to 4x as likely: mean rank 0.6 expected
-    again = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=1)
-    other = draw_replay(ids, generators, rows, arrivals, max_rows=8000, seed=2)
-    assert again.record["ids_sha256"] == sample.record["ids_sha256"] != other.record["ids_sha256"]
+def test_the_replay_set_is_balanced_keeps_every_generator_and_leans_to_recent_images(simulated):
+    plan = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=None, seed=1)
+    sample = plan.training_sample
+    assert sample["rule"] == "balanced-recent-v2" and sample["rows"] == 2000 < sample["of_rows"]
+    assert sample["per_class"]["real"]["rows"] == 1000  # half for real images
+    assert [c["rows"] for name, c in sample["per_class"].items() if name != "real"] == [250] * 4
+    assert plan.evaluation_sample is None  # --max-eval unset: every validation and test image read
+    catalog_train = Catalog(simulated).query(
+        "SELECT count(*) FROM images JOIN splits USING (source) WHERE split = 'train'")[0][0]
+    assert sample["of_images"] == catalog_train
+    drawn = plan.images.filter(pc.equal(plan.images.column("split"), "train"))
+    arrivals = Catalog(simulated).arrival_times()
+    train_ids = [i for i, s in Catalog(simulated).query(
+        "SELECT image_id, split FROM images JOIN splits USING (source) WHERE generator = 'gen-00'") if s == "train"]
+    order = np.argsort(np.argsort([arrivals[i] for i in train_ids])) / (len(train_ids) - 1)
+    chosen = set(drawn.column("image_id").to_pylist())
+    rank = np.array([r for i, r in zip(train_ids, order) if i in chosen])
+    assert rank.mean() > 0.55  # the newest are up to 4x as likely: a mean rank of 0.6 expected
+    again = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=None, seed=1).training_sample
+    other = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=None, seed=2).training_sample
+    assert again["ids_sha256"] == sample["ids_sha256"] != other["ids_sha256"]
 
 
-def _views_set(n=3000, seed=0):
-    """Images with a clean view, and for fakes the two robustness views evaluation embeds."""
-    rng = np.random.default_rng(seed)
-    generators = rng.choice(np.array([REAL, "a", "b"], object), n)
-    ids, gens, sources, views = [], [], [], []
-    for k, generator in enumerate(generators):
-        for view in [0] + ([ROBUSTNESS_FROM, ROBUSTNESS_FROM + 1] if generator != REAL else []):
-            ids.append(f"i{k:05d}")
-            gens.append(generator)
-            sources.append(f"g{k % 60}")
-            views.append(view)
-    m = len(ids)
-    return EmbeddingSet(np.array(ids, object), rng.normal(size=(m, 4)).astype(np.float32), np.array(gens, object),
-                        np.array(sources, object), np.array(views, np.int64))
+def test_every_generator_keeps_an_image_even_below_its_share(simulated):
+    sample = plan_read(simulated, BACKBONE_ID, max_train=3, max_eval=None, seed=0).training_sample
+    assert {name: c["images"] for name, c in sample["per_class"].items()} == {
+        "real": 1, "gen-00": 1, "gen-01": 1, "gen-02": 1, "gen-03": 1}
 
 
-def test_bounding_leaves_training_images_out_of_training_only():
-    data = _views_set()
-    split = split_of_rows(data)
-    bounded, record = bound_training(data, {}, max_rows=300, seed=0)
-    after = split_of_rows(bounded)
-    assert len(bounded) == len(data)  # nothing is dropped: left-out images change split only
-    assert record["rows"] == trainable_rows(bounded).sum() <= 300  # robustness views do not count
-    assert record["per_class"]["real"]["rows"] == 150  # half the trainable rows real, as drawn
-    assert set(after[split != "train"]) == set(split[split != "train"])  # every val/test row as it was
-    assert set(after[split == "train"]) == {"train", UNSAMPLED}
-    fold = make_fold(bounded, ["b"])
-    assert len(fold.train) == (trainable_rows(bounded) & (bounded.generators != "b")).sum()
-    assert len(fold.test_fake["b"]) == (data.generators == "b").sum()  # a held-out generator: all its images
-    same, none = bound_training(data, {}, max_rows=10 * len(data), seed=0)
-    assert same is data and none is None
-    with pytest.raises(ValueError, match="Expected --max-train of at least 1 row, but got 0"):
-        bound_training(data, {}, max_rows=0, seed=0)
+def test_only_the_drawn_images_are_read_and_the_evaluation_sample_is_stable(simulated):
+    prepared = prepare_data(simulated, BACKBONE_ID, max_train=2000, max_eval=1000, seed=0)
+    splits = split_of_rows(prepared.data)
+    assert (splits == "train").sum() == 2000
+    assert (splits == "val").sum() == (splits == "test").sum() == 1000
+    evaluation = prepared.evaluation_sample
+    assert evaluation["rule"] == "stable-sample-v1"
+    assert evaluation["test"]["per_class"]["real"]["rows"] == 500  # half real, half shared by the generators
+    assert evaluation["test"]["of_images"] > 4 * evaluation["test"]["images"]
+    assert any("metrics and their intervals are those of the sample" in note for note in prepared.notes)
+    wider = prepare_data(simulated, BACKBONE_ID, max_train=2000, max_eval=2000, seed=0)
+    small = set(prepared.data.image_ids[splits == "test"].tolist())
+    large = set(wider.data.image_ids[split_of_rows(wider.data) == "test"].tolist())
+    assert len(small - large) <= 0.02 * len(small)  # a larger budget keeps the smaller sample's images
+    everything = prepare_data(simulated, BACKBONE_ID, max_train=10**9, max_eval=10**9, seed=0)
+    assert everything.training_sample is None and everything.evaluation_sample is None
+    assert len(everything.data) == 18_000
 
 
-def test_every_generator_keeps_an_image_even_below_its_share():
-    ids, generators, rows, arrivals = _pool()
-    sample = draw_replay(ids, generators, rows * 3, arrivals, max_rows=8, seed=0)  # 6 rows an image, shares of 2
-    assert {name: c["images"] for name, c in sample.record["per_class"].items()} == {
-        "real": 1, "big": 1, "mid": 1, "rare": 1}
+def test_a_bound_below_one_row_is_refused(simulated):
+    with pytest.raises(ValueError, match="Expected --max-eval of at least 1 row, but got 0"):
+        plan_read(simulated, BACKBONE_ID, max_train=10, max_eval=0, seed=0)
 
 
-def test_retrain_with_max_train_records_its_replay_set_and_tests_on_everything(cli, proxy_store):
+def test_retrain_with_small_bounds_records_both_samples(cli, proxy_store):
     store, _ = proxy_store
     flags = ("--n-boot", "50", "--no-robustness", "--auroc-floor", "0", "--tpr-floor", "0", "--json")
-    code, full, err = cli("--store", store, "retrain", "--max-train", "1000000", *flags)
+    code, full, err = cli("--store", store, "retrain", "--max-train", "1000000", "--max-eval", "1000000", *flags)
     assert code == (3 if full["decision"] == "rejected" else 0), err  # 3: the gate rejected it
-    assert full["training_sample"] is None  # the bound does not bite
-    code, small, err = cli("--store", store, "retrain", "--max-train", "40", *flags)
-    assert code == (3 if small["decision"] == "rejected" else 0), err  # 3: the gate rejected it
+    assert full["training_sample"] is None and full["evaluation_sample"] is None  # the bounds do not bite
+    code, small, err = cli("--store", store, "retrain", "--max-train", "40", "--max-eval", "30", *flags)
+    assert code == (3 if small["decision"] == "rejected" else 0), err
     sample = small["training_sample"]
-    assert sample["rule"] == "balanced-recent-v1" and sample["rows"] <= 40 < sample["of_rows"]
+    assert sample["rule"] == "balanced-recent-v2" and sample["rows"] <= 40 < sample["of_rows"]
     assert set(sample["per_class"]) == {"real", *full["metrics"]["per_generator"]}
     assert all(c["images"] >= 1 for c in sample["per_class"].values())  # every generator kept
+    evaluation = small["evaluation_sample"]
+    assert evaluation["test"]["rows"] <= 30 < evaluation["test"]["of_rows"]
     code, record, _ = cli("--store", store, "models", "show", small["candidate"], "--json")
-    assert record["training_sample"] == sample
-    code, again, _ = cli("--store", store, "retrain", "--max-train", "40", *flags)
+    assert record["training_sample"] == sample and record["evaluation_sample"] == evaluation
+    code, again, _ = cli("--store", store, "retrain", "--max-train", "40", "--max-eval", "30", *flags)
     assert again["training_sample"]["ids_sha256"] == sample["ids_sha256"]  # same seed, same store: same set
-    tested = {g: (m["n_real"], m["n_fake"]) for g, m in small["metrics"]["per_generator"].items()}
-    assert tested == {g: (m["n_real"], m["n_fake"]) for g, m in full["metrics"]["per_generator"].items()}
+    tested = sum(m["n_real"] for m in small["metrics"]["per_generator"].values())
+    assert tested < sum(m["n_real"] for m in full["metrics"]["per_generator"].values())  # the sample's figures

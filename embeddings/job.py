@@ -19,6 +19,7 @@ from synthwatch.store.lock import job_lock
 from synthwatch.store.vectors import VectorStore
 
 log = logging.getLogger(__name__)
+MIN_CHUNKS = 16  # a fan-out makes at least this many chunks when it has the images
 
 
 @dataclass
@@ -82,7 +83,9 @@ def embed_store(
 
     ``extra_views`` adds view numbers beyond 0..``views`` (the robustness views), and ``only``
     restricts the work to some image ids (evaluation embeds its test images that way). ``lock``
-    False is for workers of a fan-out whose coordinator holds :func:`embedding_lock`.
+    False is for workers of a fan-out whose coordinator holds :func:`embedding_lock`: they write
+    shards only and leave the catalog to the coordinator (its one writer), which commits the
+    failures they report (:func:`record_fan_out`).
     """
     if views < 0:
         raise ValueError(f"Expected views >= 0, but got {views}.")
@@ -97,7 +100,7 @@ def embed_store(
         if lock:
             vectors.clean_temporaries()
         items, report.skipped = plan_embedding(layout, vectors, views, extra_views=extra_views, only=only)
-        run_id = catalog.start_run("embed")
+        run_id = catalog.start_run("embed") if lock else None
         failures: list[QuarantineRecord] = []
 
         def on_failure(item: WorkItem, reason: str) -> None:
@@ -106,19 +109,32 @@ def embed_store(
 
         def sink(rows: Rows) -> None:
             vectors.write_shard(rows.image_ids, rows.views, rows.augmentations, rows.vectors, description)
-            _record_failures(catalog, failures, run_id)
+            if lock:
+                _record_failures(catalog, failures, run_id)
 
         progress = progress_factory(len(items)) if progress_factory else None
         counts = run_engine(items, backbone, options, sink=sink, on_failure=on_failure, progress=progress)
-        _record_failures(catalog, failures, run_id)
         report.embedded, report.failed = counts["rows"], counts["failed"]
         report.images, report.shards = counts["images"], counts["shards"]
         report.elapsed_s = time.perf_counter() - started
-        catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"},
-                           snapshot=lock)  # fan-out workers (lock False) would each copy the whole catalog
+        if lock:
+            _record_failures(catalog, failures, run_id)
+            catalog.finish_run(run_id, {k: v for k, v in report.as_dict().items() if k != "failures"})
     log.info("embedded %d images (%d rows, %d failed) with %s in %.1f s", report.images, report.embedded,
              report.failed, backbone.backbone_id, report.elapsed_s)
     return report
+
+
+def record_fan_out(layout: StoreLayout, reports: list[dict]) -> str:
+    """The coordinator of a fan-out commits what its workers report (their failures, quarantined,
+    and one run record): the catalog keeps one writer. Returns the run's id."""
+    catalog = Catalog(layout)
+    run_id = catalog.start_run("embed")
+    failures = [QuarantineRecord(f["path"], f["reason"], image_id=f["image_id"]) for r in reports for f in r["failures"]]
+    _record_failures(catalog, failures, run_id)
+    totals = {key: sum(r[key] for r in reports) for key in ("embedded", "skipped", "failed", "images", "shards")}
+    catalog.finish_run(run_id, {**totals, "chunks": len(reports), "workers": len({r["worker"] for r in reports})})
+    return run_id
 
 
 def embedding_lock(layout: StoreLayout, backbone_id: str):
@@ -127,10 +143,13 @@ def embedding_lock(layout: StoreLayout, backbone_id: str):
 
 
 def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, chunk_images: int = 1024) -> list[list[str]]:
-    """Image ids lacking vectors for ``backbone_id``, in chunks for workers of a fan-out."""
+    """Image ids lacking vectors for ``backbone_id``, in chunks for workers of a fan-out: at most
+    ``chunk_images`` each, and at least ``MIN_CHUNKS`` chunks when there are enough images, so a
+    small batch still spreads over the workers (and a lost worker loses one small chunk)."""
     items, _ = plan_embedding(layout, VectorStore(layout, backbone_id), views)
     ids = [item.image_id for item in items]
-    return [ids[start:start + chunk_images] for start in range(0, len(ids), chunk_images)]
+    size = max(1, min(chunk_images, -(-len(ids) // MIN_CHUNKS)))
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
 def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None, *,

@@ -40,8 +40,10 @@ def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bo
         chunks = tasks.plan_chunks(store, backbone_id, views, chunk_images)
         futures = [tasks.embed_chunk.submit(store, description, ids, views) for ids in chunks]
         reports = [future.result() for future in futures]
+        tasks.record_fan_out(store, reports)
     return {"backbone_id": backbone_id, "embedded": sum(r["embedded"] for r in reports),
-            "failed": sum(r["failed"] for r in reports), "chunks": len(chunks)}
+            "failed": sum(r["failed"] for r in reports), "chunks": len(chunks),
+            "workers": sorted({r["worker"] for r in reports})}
 
 
 @flow(name="synthwatch-index")

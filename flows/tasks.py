@@ -4,6 +4,8 @@ idempotent, so a retried or re-run task skips what is already done."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from prefect import task
@@ -109,7 +111,15 @@ def embed_chunk(store: str, description: dict, image_ids: list[str], views: int 
 
     report = embed_store(_layout(store), _backbone(description), views=views, only=set(image_ids),
                          options=EngineOptions(workers=0), lock=False)
-    return {k: v for k, v in report.as_dict().items() if k != "failures"}
+    return {**report.as_dict(), "worker": f"{socket.gethostname()}:{os.getpid()}"}  # failures: the flow commits them
+
+
+@task(**IO_RETRIES)
+def record_fan_out(store: str, reports: list[dict]) -> str:
+    """Commit what a fan-out's workers reported, from the flow's process (the catalog's one writer)."""
+    from synthwatch.embeddings.job import record_fan_out as record
+
+    return record(_layout(store), reports)
 
 
 @task(**IO_RETRIES)

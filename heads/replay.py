@@ -8,8 +8,9 @@ robustness views), half real and half synthetic, the synthetic half shared equal
 generators; a class with fewer rows than its share gives all of them and its leftover goes to the
 others (water-filling), so every generator is kept, with at least one image even when its share
 is smaller than one image's rows. Within a class images are drawn without replacement with weights
-rising linearly with their arrival rank, the newest four times as likely as the oldest
-(Efraimidis-Spirakis keys ``ln(u) / w``, ``u`` a seeded md5 of the image id), whole images at a time.
+rising linearly with their arrival time, from the class's first arrival to its last, the newest four
+times as likely as the oldest (Efraimidis-Spirakis keys ``ln(u) / w``, ``u`` a seeded md5 of the
+image id), whole images at a time.
 
 Evaluation (``stable-sample-v1``): validation and test splits each read at most ``max_eval`` rows
 (every view of an image counts, robustness views included), shared the same way between real
@@ -22,6 +23,7 @@ Images not drawn are not read at all; the records say how many of how many were.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -86,22 +88,22 @@ def plan_read(layout: StoreLayout, backbone_id: str, *, max_train: int | None, m
     with Catalog(layout).connect(read_only=True) as con:
         con.execute(f"SET memory_limit = '{DRAW_MEMORY}'")
         con.execute(f"CREATE TEMP TABLE per_image AS {_per_image_sql(layout, backbone_id)}")
-        totals = con.sql("SELECT split, generator, sum(rows)::BIGINT, count(*) FROM per_image "
-                         "GROUP BY ALL").fetchall()
+        totals = con.sql("SELECT split, generator, sum(rows)::BIGINT, count(*), epoch(min(arrived)), "
+                         "epoch(max(arrived)) FROM per_image GROUP BY ALL").fetchall()
         budgets = {"train": max_train, "val": max_eval, "test": max_eval}
         by_split: dict[str, dict[str, tuple[int, int]]] = {}
-        for split, generator, rows, images in totals:
+        for split, generator, rows, images, *_ in totals:
             by_split.setdefault(split, {})[generator] = (rows, images)
-        shares = []
+        shares = {}
         for split, classes in by_split.items():
             budget = budgets.get(split)
             rows = {name: counts[0] for name, counts in classes.items()}
             bounded = budget is not None and sum(rows.values()) > budget
-            for name, share in (class_shares(rows, budget) if bounded else rows).items():
-                shares.append((split, name, share))
-        con.register("shares", pa.table({"split": [s for s, _, _ in shares], "generator": [g for _, g, _ in shares],
-                                         "share": pa.array([n for _, _, n in shares], pa.int64())}))
-        images = con.sql(_DRAW_SQL, params={"seed": str(seed), "weight": NEWEST_WEIGHT - 1.0}).to_arrow_table()
+            shares.update({(split, name): share for name, share in (class_shares(rows, budget) if bounded
+                                                                    else rows).items()})
+        images = _draw(con, totals, shares, seed, narrowed=True)
+        if images is None:  # a class ran out of candidates before its share: draw from all its images
+            images = _draw(con, totals, shares, seed, narrowed=False)
     drawn = _counts(images)
     training = _record(drawn, by_split, "train")
     evaluation = {split: _record(drawn, by_split, split) for split in ("val", "test")}
@@ -126,25 +128,65 @@ def _per_image_sql(layout: StoreLayout, backbone_id: str) -> str:
 
 
 # Each class's images in key order, kept while their rows fit its share (the first always):
-# training keys lean to recent arrivals, evaluation keys are the smallest seeded hashes.
+# training keys lean to recent arrivals (weights rising linearly with arrival time from the class's
+# first to its last), evaluation keys are the smallest seeded hashes. Only candidates above a
+# class's floor are sorted: all images whose key can reach the share (see ``_floor``).
 _DRAW_SQL = """
 WITH keyed AS (
-    SELECT *, (md5_number_upper($seed || ':' || split || ':' || image_id)::DOUBLE + 0.5) / 18446744073709551616.0 AS u
-    FROM per_image
-), ranked AS (
-    SELECT *, CASE WHEN split = 'train'
-        THEN ln(u) / (1.0 + $weight * percent_rank() OVER (PARTITION BY split, generator ORDER BY arrived, image_id))
-        ELSE -u END AS key
-    FROM keyed
+    SELECT p.image_id, p.generator, p.source, p.split, p.rows, q.share, q.floor, CASE WHEN p.split = 'train'
+        THEN ln(p.u) / (1.0 + $weight * CASE WHEN q.t1 > q.t0 THEN (epoch(p.arrived) - q.t0) / (q.t1 - q.t0)
+                                             ELSE 0 END)
+        ELSE -p.u END AS key
+    FROM (SELECT *, (md5_number_upper($seed || ':' || split || ':' || image_id)::DOUBLE + 0.5)
+                    / 18446744073709551616.0 AS u FROM per_image) p
+    JOIN shares q USING (split, generator)
 ), placed AS (
-    SELECT r.image_id, r.generator, r.source, r.split, r.rows, q.share,
-           sum(r.rows) OVER w AS cumulative, row_number() OVER w AS place
-    FROM ranked r JOIN shares q USING (split, generator)
-    WINDOW w AS (PARTITION BY r.split, r.generator ORDER BY r.key DESC, r.image_id ROWS UNBOUNDED PRECEDING)
+    SELECT image_id, generator, source, split, rows, share, sum(rows) OVER w AS cumulative, row_number() OVER w AS place,
+           count(*) OVER (PARTITION BY split, generator) AS candidates
+    FROM keyed WHERE key > floor
+    WINDOW w AS (PARTITION BY split, generator ORDER BY key DESC, image_id ROWS UNBOUNDED PRECEDING)
 )
-SELECT image_id, generator, source, split, rows FROM placed WHERE place = 1 OR cumulative <= share
-ORDER BY image_id
+SELECT image_id, generator, source, split, rows, candidates, cumulative FROM placed
+WHERE place = 1 OR cumulative <= share ORDER BY image_id
 """
+
+
+def _floor(split: str, share: int, rows: int, images: int) -> float:
+    """The key below which no image of a class can be drawn, with room to spare: candidates are
+    expected to hold about twice the share (plus 50 images). Exact either way: when a class's
+    candidates run out before its share, the draw is redone without floors."""
+    if share >= rows:
+        return -1e308
+    wanted = min(1.0, (2 * share * images / max(rows, 1) + 50) / images)
+    if wanted >= 1.0:
+        return -1e308
+    return -wanted if split != "train" else math.log1p(-wanted)  # P(ln(u) / w > floor) >= wanted for w >= 1
+
+
+def _draw(con, totals: list[tuple], shares: dict, seed: int, *, narrowed: bool) -> pa.Table | None:
+    """The drawn images, or None when ``narrowed`` floors left a class short of candidates."""
+    table = {"split": [], "generator": [], "share": [], "floor": [], "t0": [], "t1": []}
+    rows_of = {}
+    for split, generator, rows, images, t0, t1 in totals:
+        share = shares[split, generator]
+        rows_of[split, generator] = rows
+        for name, value in (("split", split), ("generator", generator), ("share", share), ("t0", t0), ("t1", t1),
+                            ("floor", _floor(split, share, rows, images) if narrowed else -1e308)):
+            table[name].append(value)
+    con.register("shares", pa.table({**table, "share": pa.array(table["share"], pa.int64()),
+                                     "floor": pa.array(table["floor"], pa.float64()),
+                                     "t0": pa.array(table["t0"], pa.float64()),
+                                     "t1": pa.array(table["t1"], pa.float64())}))
+    images = con.sql(_DRAW_SQL, params={"seed": str(seed), "weight": NEWEST_WEIGHT - 1.0}).to_arrow_table()
+    if narrowed:
+        drawn = images.group_by(["split", "generator"]).aggregate([("rows", "sum"), ("rows", "count"),
+                                                                   ("candidates", "max")])
+        for split, generator, rows, count, candidates in zip(*(drawn.column(c).to_pylist() for c in (
+                "split", "generator", "rows_sum", "rows_count", "candidates_max"))):
+            short = rows < min(shares[split, generator], rows_of[split, generator])
+            if short and count == candidates:  # every candidate taken, and still short of the share
+                return None
+    return images.select(["image_id", "generator", "source", "split", "rows"])
 
 
 def _counts(images: pa.Table) -> dict[tuple[str, str], tuple[int, int]]:

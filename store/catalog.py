@@ -195,9 +195,8 @@ class Catalog:
             )
         return run_id
 
-    def finish_run(self, run_id: str, summary: dict, *, snapshot: bool = True) -> None:
-        """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)
-        unless ``snapshot`` is False (the many workers of one fan-out)."""
+    def finish_run(self, run_id: str, summary: dict) -> None:
+        """Mark the run completed, then take a snapshot of the catalog (``store.snapshots``)."""
         from synthwatch.store.snapshots import write_snapshot
 
         with self.transaction() as con:
@@ -206,9 +205,8 @@ class Catalog:
                 "WHERE run_id = ?",
                 [utc_now(), json.dumps(summary), run_id],
             )
-        if snapshot:
-            with self.connect(read_only=True) as con:
-                write_snapshot(self.layout, con)
+        with self.connect(read_only=True) as con:
+            write_snapshot(self.layout, con)
 
     # -- images ------------------------------------------------------------------------------
 

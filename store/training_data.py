@@ -4,12 +4,14 @@ the catalog's label, generator and source of its image (images removed from the 
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
+from synthwatch.store.index import image_keys
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.vectors import VectorStore
 
@@ -62,21 +64,26 @@ def labelled_vectors_of(layout: StoreLayout, backbone_id: str, images: pa.Table,
                         batch_rows: int = 65_536) -> pa.Table:
     """:func:`labelled_vectors` of the ``images`` named (a table of ``image_id``, ``generator``,
     ``source``) only: each shard is read a batch at a time and only the rows of those images are
-    kept, so memory holds one batch besides what is kept."""
+    kept (matched by index key, then by id), so memory holds one batch besides what is kept."""
     wanted = images.column("image_id").combine_chunks()
+    wanted_keys = np.sort(image_keys(wanted))
     kept = []
     for shard in VectorStore(layout, backbone_id).shards():
         try:
             for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_rows, columns=["image_id", "view", "vector"]):
-                mask = pc.is_in(batch.column(0), value_set=wanted)
-                if pc.any(mask).as_py():
-                    kept.append(pa.Table.from_batches([batch]).filter(mask))
+                keys = image_keys(batch.column(0))
+                at = np.minimum(np.searchsorted(wanted_keys, keys), len(wanted_keys) - 1)
+                rows = np.flatnonzero(wanted_keys[at] == keys)
+                if len(rows):
+                    kept.append(pa.Table.from_batches([batch]).take(rows))
         except (OSError, pa.ArrowException) as error:
             raise StoreError(_damaged_message([(shard, str(error).splitlines()[0])])) from None
-    if not kept:
+    table = pa.concat_tables(kept) if kept else None
+    if table is not None:
+        table = table.filter(pc.is_in(table.column("image_id"), value_set=wanted))  # a key shared by chance
+    if table is None or table.num_rows == 0:
         raise StoreError(f"Expected vectors of the {len(wanted)} images drawn for {backbone_id}, but the shards hold "
                          "none of them. Run `synthwatch embed`.")
-    table = pa.concat_tables(kept)
     table = table.take(pc.sort_indices(table, [("image_id", "ascending"), ("view", "ascending")]))
     of_image = pc.index_in(table.column("image_id"), value_set=wanted)
     return table.append_column("generator", images.column("generator").take(of_image)).append_column(

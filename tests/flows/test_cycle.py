@@ -42,32 +42,6 @@ def test_a_full_cycle_then_a_new_generator_then_nothing_new(prefect_server, inbo
     assert not Catalog(layout).pending_events()  # every event went to Prefect
 
 
-def test_embedding_fanned_out_on_a_dask_cluster_gives_the_vectors_of_a_local_run(prefect_server, inbox, tmp_path):
-    import numpy as np
-    from distributed import LocalCluster
-    from prefect_dask import DaskTaskRunner
-
-    from synthwatch.flows.cycle import embed_flow
-    from synthwatch.heads.prepare import load_embedding_set
-    from synthwatch.store.ingest import ingest
-    from synthwatch.store.sources import plan_sources
-
-    store, folder, _ = inbox
-    local_store = tmp_path / "local"
-    for target in (store, local_store):
-        ingest(StoreLayout(target), plan_sources([folder]))
-    local = embed_flow(str(local_store), backbone="test-tiny-dinov2")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        fanned = embed_flow.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
-            str(store), backbone="test-tiny-dinov2", fan_out=True, chunk_images=25)
-    assert fanned["chunks"] == 5 and fanned["embedded"] == local["embedded"] == 104
-    backbone_id = local["backbone_id"]
-    a, b = load_embedding_set(StoreLayout(local_store), backbone_id), load_embedding_set(StoreLayout(store), backbone_id)
-    assert a.image_ids.tolist() == b.image_ids.tolist() and a.views.tolist() == b.views.tolist()
-    np.testing.assert_allclose(a.vectors, b.vectors, rtol=1e-5, atol=1e-6)
-    assert len(list((store / "vectors" / backbone_id).glob("*.parquet"))) == 5  # one shard per worker chunk
-
-
 def _the_ui_shows_what_the_cycle_decided(store: str, cycle: dict, flow_run_id) -> None:
     """Read back from the server: the gate's checks, drift, traffic and the report as artifacts keyed by
     store, and the libraries' log lines in the run's log."""

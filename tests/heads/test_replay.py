@@ -103,3 +103,14 @@ def test_retrain_with_small_bounds_records_both_samples(cli, proxy_store):
     assert again["training_sample"]["ids_sha256"] == sample["ids_sha256"]  # same seed, same store: same set
     tested = sum(m["n_real"] for m in small["metrics"]["per_generator"].values())
     assert tested < sum(m["n_real"] for m in full["metrics"]["per_generator"].values())  # the sample's figures
+
+
+def test_sorting_only_the_likely_candidates_draws_exactly_what_sorting_everything_draws(simulated, monkeypatch):
+    import synthwatch.heads.replay as replay
+
+    narrowed = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=700, seed=3)
+    monkeypatch.setattr(replay, "_floor", lambda *args: -1e308)  # every image a candidate
+    everything = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=700, seed=3)
+    assert narrowed.training_sample == everything.training_sample
+    assert narrowed.evaluation_sample == everything.evaluation_sample
+    assert narrowed.images.column("image_id").to_pylist() == everything.images.column("image_id").to_pylist()

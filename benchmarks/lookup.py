@@ -1,11 +1,14 @@
-"""Resolving neighbours to catalog rows: exact ids from the id directory against a prefix scan.
+"""Resolving neighbours to catalog rows, and what a lookup process holds as the store grows.
 
 Usage: python benchmarks/lookup.py [--images 1000000] [--k 10] [--repeats 50]
-Builds a real catalog of N synthetic image rows, then times, for k random indexed keys, what
-`similar` and `POST /similar` do after the FAISS search: open a read-only catalog connection and
-fetch label, generator and path of the k images; by exact ids through the id directory (now), or
-by 60-bit prefixes (before). Also reports building the directory, which happens once per index
-version a reader loads.
+       python benchmarks/lookup.py --stores STORE1,STORE2 [--queries 500] [--json]
+The first form builds a real catalog of N synthetic image rows, then times, for k random indexed
+keys, what `similar` and `POST /similar` do after the FAISS search: fetch label, generator and path
+of the k images by exact ids through the id directory, over the process's reused read-only
+connection (now) or a connection opened per request (before), or by 60-bit prefixes (before that).
+The second form opens each indexed store's index the way `serve` does (memory-mapped index and id
+directory), each in its own process, answers ``--queries`` random queries (search and resolution)
+and reports the peak RSS (VmHWM), its anonymous and file-backed parts, and the p50 of resolution.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 
 from synthwatch.store.catalog import Catalog  # noqa: E402
+from synthwatch.store.catalog_reader import shared_reader  # noqa: E402
 from synthwatch.store.id_directory import IdDirectory  # noqa: E402
 from synthwatch.store.index import KEY_DIGITS, image_keys  # noqa: E402
 from synthwatch.store.layout import StoreLayout  # noqa: E402
@@ -52,12 +56,69 @@ def timed(call, repeats: int) -> float:
     return float(np.median(times)) * 1000
 
 
+def lookup_process(store: str, queries: int, k: int) -> dict:
+    """In this process: open the store's index as a reader, answer random queries, report memory."""
+    from synthwatch.store.backbones import resolve_backbone
+    from synthwatch.store.neighbors import NeighborIndex
+
+    layout = StoreLayout(Path(store))
+    started = time.perf_counter()
+    neighbors = NeighborIndex(layout, resolve_backbone(layout, need="indexes"))
+    opened_s = time.perf_counter() - started
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((queries, neighbors.index.d)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    search, resolve = [], []
+    for row in matrix:
+        started = time.perf_counter()
+        scores, keys = neighbors._search(row[None], k, None)
+        middle = time.perf_counter()
+        neighbors._resolve(scores, keys, row[None])
+        search.append(middle - started)
+        resolve.append(time.perf_counter() - middle)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    megabytes = {key: round(int(status[key].split()[0]) / 1024) for key in ("VmHWM", "RssAnon", "RssFile")}
+    return {"store": store, "vectors": int(neighbors.index.ntotal), "index_type": neighbors.manifest["index_type"],
+            "open_s": round(opened_s, 2), "peak_rss_mb": megabytes["VmHWM"], "rss_anon_mb": megabytes["RssAnon"],
+            "rss_file_mb": megabytes["RssFile"], "search_p50_ms": round(float(np.median(search)) * 1000, 2),
+            "resolve_p50_ms": round(float(np.median(resolve)) * 1000, 2), "queries": queries}
+
+
+def serve_main(args) -> None:
+    import json
+    import subprocess
+
+    rows = []
+    for store in args.stores.split(","):
+        run = subprocess.run([sys.executable, __file__, "--one-store", store, "--queries", str(args.queries),
+                              "--k", str(args.k)], capture_output=True, text=True, check=True)
+        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr if args.json else sys.stdout, flush=True)
+    ratio = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 2) if len(rows) > 1 else None
+    if args.json:
+        print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows,
+                          "peak_rss_ratio": ratio}))
+    elif ratio is not None:
+        print(f"peak RSS, largest against smallest store: {ratio}x (goal within 1.2x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--stores", help="indexed stores to open as a lookup process each, comma-separated")
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one-store", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_store:
+        import json
+
+        print(json.dumps(lookup_process(args.one_store, args.queries, args.k)))
+        return
+    if args.stores:
+        return serve_main(args)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.images:,} catalog images, k = {args.k}")
     with tempfile.TemporaryDirectory() as scratch:
         catalog = Catalog(StoreLayout(Path(scratch) / "store"))
@@ -75,10 +136,13 @@ def main() -> None:
         keys = image_keys(ids)[rng.choice(len(ids), args.k, replace=False)]
         prefixes = [format(int(key), f"0{KEY_DIGITS}x") for key in keys]
         connect = timed(lambda: catalog.query("SELECT 1"), args.repeats)
+        reader = shared_reader(catalog.layout)
+        shared = timed(lambda: reader.query(EXACT, [sorted(directory.ids_of(keys).values())]), args.repeats)
         exact = timed(lambda: catalog.query(EXACT, [sorted(directory.ids_of(keys).values())]), args.repeats)
         scan = timed(lambda: catalog.query(PREFIX, [prefixes]), args.repeats)
         print(f"connection alone:               {connect:7.2f} ms")
-        print(f"exact ids via the directory:    {exact:7.2f} ms")
+        print(f"exact ids, reused connection:   {shared:7.2f} ms  (goal <= 10 ms)")
+        print(f"exact ids, connection per call: {exact:7.2f} ms")
         print(f"prefix scan (before):           {scan:7.2f} ms")
         print(f"prefix scan / exact ids:        {scan / exact:7.1f}x")
 

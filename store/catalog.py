@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Sequence
@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from synthwatch.store.catalog_reader import writer_intent
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.schema import SCHEMA_SQL, SCHEMA_VERSION, utc_now
@@ -105,6 +106,12 @@ class Catalog:
         """A short-lived connection; waits while another process holds the file. A damaged
         catalog raises one ``StoreError`` saying how to restore it, from opening or from a query."""
         path = str(self.layout.catalog_path)
+        with nullcontext() if read_only else writer_intent(self.layout, timeout_s=self.lock_wait_s):
+            with self._open(path, read_only) as con:
+                yield con
+
+    @contextmanager
+    def _open(self, path: str, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.01
         while True:

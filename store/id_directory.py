@@ -3,6 +3,9 @@ rather than scanning every id for a 60-bit prefix (32 ms a query at a million im
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -15,15 +18,38 @@ _NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.
 _NIBBLES[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 
 
-class IdDirectory:
-    """Sorted index keys with the 32-byte digest of each key's image (40 bytes an image)."""
+RECORD = np.dtype([("key", "<i8"), ("digest", "u1", (ID_DIGITS // 2,))])  # 40 bytes an image
 
-    def __init__(self, image_ids: pa.Array | pa.ChunkedArray) -> None:
-        array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else image_ids
-        keys = image_keys(array)
-        order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
-        self.digests = _digests(array)[order]
+
+class IdDirectory:
+    """Sorted index keys with the 32-byte digest of each key's image (40 bytes an image), in
+    memory or memory-mapped from the ``.npy`` file written beside an index (:meth:`write`), so a
+    lookup process pages in only the records its searches touch."""
+
+    def __init__(self, image_ids: pa.Array | pa.ChunkedArray | None = None, *, records: np.ndarray | None = None) -> None:
+        if records is None:
+            array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else image_ids
+            keys = image_keys(array)
+            order = np.argsort(keys, kind="stable")
+            records = np.empty(len(keys), RECORD)
+            records["key"], records["digest"] = keys[order], _digests(array)[order]
+        self.records = records
+        self.keys = records["key"]
+        self.digests = records["digest"]
+
+    @classmethod
+    def open(cls, path: Path) -> "IdDirectory":
+        """The directory of ``path``, memory-mapped read-only (no pickle: a plain record array)."""
+        records = np.load(path, mmap_mode="r", allow_pickle=False)
+        if records.dtype != RECORD:
+            raise ValueError(f"Expected id directory records of {RECORD}, but {path} holds {records.dtype}.")
+        return cls(records=records)
+
+    def to_bytes(self) -> bytes:
+        """The ``.npy`` bytes :meth:`open` maps."""
+        sink = io.BytesIO()
+        np.save(sink, np.ascontiguousarray(self.records), allow_pickle=False)
+        return sink.getvalue()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -34,7 +60,7 @@ class IdDirectory:
         if not len(self.keys) or not len(keys):
             return {}
         positions = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        found = self.keys[positions] == keys
+        found = np.asarray(self.keys[positions]) == keys
         return {int(key): self.digests[position].tobytes().hex()
                 for key, position in zip(keys[found], positions[found])}
 

@@ -17,6 +17,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import faiss
@@ -255,26 +256,66 @@ class IndexStore:
         return data
 
     def file_intact(self, manifest: dict) -> bool:
-        """Whether the file the manifest names is there with the bytes it was written with."""
+        """Whether the files the manifest names (index and id directory) are there with the bytes
+        they were written with."""
         try:
             self._verified_bytes(manifest)
-            return True
+            return "ids_file" in manifest and _file_sha256(self.folder / manifest["ids_file"]) == manifest["ids_sha256"]
         except (OSError, StoreError):
             return False
 
-    def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict) -> dict:
-        """Write ``index`` to a new file, then swap the manifest; remove files no longer named."""
+    def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict,
+             directory: bytes) -> dict:
+        """Write ``index`` and its id ``directory`` (``IdDirectory.to_bytes``) to new files, then swap
+        the manifest; remove files no longer named."""
         name = f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
         data = faiss.serialize_index(index)
         atomic_write_bytes(self.folder / name, data.tobytes())
+        atomic_write_bytes(self.folder / f"{name}.ids.npy", directory)
         manifest = {
             "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes),
             "file_sha256": hashlib.sha256(data.tobytes()).hexdigest(), "ntotal": int(index.ntotal),
+            "ids_file": f"{name}.ids.npy", "ids_sha256": hashlib.sha256(directory).hexdigest(),
             "checksum": checksum, **plan.as_dict(), "codes": codes, "view": 0,
             "dim": int(index.d), "built_at": utc_now().isoformat(), "backbone": description,
         }
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
-        for old in self.folder.glob("index-*.faiss"):
-            if old.name != name:
+        for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob("index-*.faiss.ids.npy")]:
+            if old.name not in (name, manifest["ids_file"]):
                 old.unlink(missing_ok=True)
         return manifest
+
+    def mapped(self) -> tuple[faiss.Index, dict, "IdDirectory"]:
+        """``(index, manifest, directory)`` for a reader: both files checked against the sha256s
+        written with them (streamed, so checking pages nothing in), then memory-mapped, so the
+        reader's memory holds what its searches touch rather than the whole store."""
+        from synthwatch.store.id_directory import IdDirectory
+
+        for attempt in range(3):
+            manifest = self.manifest()
+            if not manifest or manifest.get("damaged"):
+                raise StoreError(f"Expected an index for {self.backbone_id}, but none is built. Run `synthwatch index`.")
+            if "ids_file" not in manifest:
+                raise StoreError("its manifest predates id directories")
+            try:
+                for file, digest in ((manifest["file"], manifest.get("file_sha256")),
+                                     (manifest["ids_file"], manifest["ids_sha256"])):
+                    if _file_sha256(self.folder / file) != digest:
+                        raise StoreError(f"{file}: its bytes do not match the sha256 written with it")
+                index = faiss.read_index(str(self.folder / manifest["file"]), faiss.IO_FLAG_MMAP)
+                return index, manifest, IdDirectory.open(self.folder / manifest["ids_file"])
+            except (OSError, RuntimeError, ValueError, StoreError) as error:
+                if attempt < 2 and self.manifest() != manifest:
+                    continue  # a writer swapped in a new index between the reads
+                reason = error if isinstance(error, StoreError) else str(error).splitlines()[0]
+                raise IndexFileDamaged(f"Expected a readable index file in {self.folder}, but it is "
+                                       f"damaged ({reason}). Run `synthwatch index --rebuild`.") from None
+        raise AssertionError("unreachable")
+
+
+def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
+from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
-from synthwatch.store.index import IndexFileDamaged, IndexPlan, IndexStore, add_batches, keys_checksum, new_index
+from synthwatch.store.id_directory import IdDirectory
+from synthwatch.store.index import (IndexFileDamaged, IndexPlan, IndexStore, add_batches, image_keys, keys_checksum,
+                                   new_index)
 from synthwatch.store.index_inputs import clean_vector_batches, indexable_keys
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock
@@ -60,15 +64,23 @@ def sync_index(
         if reason is not None:
             index = new_index(plan, dim, _training_sample(vectors, keys, plan, seed))
             added = add_batches(index, clean_vector_batches(vectors, keys))
-            saved = store.save(index, plan, checksum=checksum, codes=codes, description=description)
+            saved = store.save(index, plan, checksum=checksum, codes=codes, description=description,
+                               directory=directory_of(layout, keys).to_bytes())
             return _report(saved, reason, added, 0)
         added, removed = np.setdiff1d(keys, have), np.setdiff1d(have, keys)
         if len(removed):
             index.remove_ids(faiss.IDSelectorBatch(removed))
         add_batches(index, clean_vector_batches(vectors, added))
         saved = store.save(index, IndexPlan.from_manifest(usable), checksum=checksum, codes=codes,
-                           description=usable["backbone"])
+                           description=usable["backbone"], directory=directory_of(layout, keys).to_bytes())
         return _report(saved, "updated", len(added), len(removed))
+
+
+def directory_of(layout: StoreLayout, keys: np.ndarray) -> IdDirectory:
+    """The id directory of the indexed ``keys`` (sorted), from the catalog's ids."""
+    ids = Catalog(layout).arrow("SELECT image_id FROM images").column("image_id").combine_chunks()
+    indexed = np.isin(image_keys(ids), keys, assume_unique=True)
+    return IdDirectory(ids.filter(pa.array(indexed)))
 
 
 def _reason_to_build(store: IndexStore, manifest: dict | None, plan: IndexPlan, codes: str,

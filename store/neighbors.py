@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 from synthwatch.store.backbones import resolve_backbone
 from synthwatch.store.catalog import Catalog
+from synthwatch.store.catalog_reader import shared_reader
 from synthwatch.store.errors import StoreError
 from synthwatch.store.id_directory import IdDirectory
 from synthwatch.store.index import (IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index,
@@ -58,14 +60,15 @@ class NeighborIndex:
         self._load()
 
     def _load(self) -> None:
-        self._use(*self.store.load())
+        index, manifest, directory = self.store.mapped()
+        self._use(index, manifest, directory)
 
-    def _use(self, index, manifest: dict, keys: np.ndarray) -> None:
-        self.index, self.manifest = index, manifest
-        self.keys = np.sort(keys)
+    def _use(self, index, manifest: dict, directory: IdDirectory) -> None:
+        """Search ``index`` (memory-mapped when it comes from its file), resolving keys through
+        ``directory``, whose keys are those the index holds."""
+        self.index, self.manifest, self.ids = index, manifest, directory
+        self.keys = directory.keys
         self.version = self.manifest["file"]
-        # Read after the index: the catalog then holds every indexed image not removed since.
-        self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
         self._allowed: dict[tuple, np.ndarray] = {}  # a filter's keys, read once per index in use
 
     def refresh(self) -> bool:
@@ -81,11 +84,15 @@ class NeighborIndex:
         ``(added, removed)``."""
         wanted = indexable_keys(self.layout, self.backbone_id)
         added, removed = np.setdiff1d(wanted, self.keys), np.setdiff1d(self.keys, wanted)
+        if not len(added) and not len(removed):
+            return 0, 0
+        if self.manifest.get("file"):  # a memory-mapped index cannot change: load a private copy
+            self.index = self.store.load()[0]
         if len(removed):
             self.index.remove_ids(faiss.IDSelectorBatch(removed))
         add_batches(self.index, clean_vector_batches(VectorStore(self.layout, self.backbone_id), added))
-        self.keys = np.sort(index_keys(self.index))
         self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
+        self.keys = np.sort(index_keys(self.index))
         return len(added), len(removed)
 
     @classmethod
@@ -102,7 +109,8 @@ class NeighborIndex:
         neighbors.store, neighbors.catalog = IndexStore(layout, backbone_id), Catalog(layout)
         manifest = {"file": None, "backbone": description, "backbone_id": backbone_id, "index_type": "flat",
                     "nlist": 0, "nprobe": 0}
-        neighbors._use(index, manifest, keys)
+        ids = Catalog(layout).arrow("SELECT image_id FROM images").column("image_id").combine_chunks()
+        neighbors._use(index, manifest, IdDirectory(ids.filter(pa.array(np.isin(image_keys(ids), keys)))))
         return neighbors
 
     @property
@@ -164,7 +172,7 @@ class NeighborIndex:
     def _resolve(self, scores: np.ndarray, keys: np.ndarray, queries: np.ndarray) -> list[list[Neighbor]]:
         _check_scores(scores, keys, np.linalg.norm(queries, axis=1), self.backbone_id)
         ids = self.ids.ids_of(keys[keys >= 0])
-        rows = self.catalog.query(
+        rows = shared_reader(self.layout).query(
             "SELECT image_id, label, generator, original_path FROM images WHERE image_id = ANY(?::VARCHAR[])",
             [sorted(ids.values())],
         ) if ids else []

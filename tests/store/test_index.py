@@ -350,3 +350,63 @@ def test_index_json_counts_the_vectors_instead_of_trusting_the_manifest(cli, ind
     index_store.manifest_path.write_text(json.dumps({**manifest, "ntotal": 999}))  # edited by hand
     code, out, _ = cli("--store", store, "index", "--json")
     assert (code, out["action"], out["ntotal"]) == (0, "unchanged", 57)
+
+
+def test_the_id_directory_is_a_file_beside_the_index_mapped_by_readers_and_checked(cli, indexed, tmp_path):
+    from synthwatch.store.neighbors import NeighborIndex
+
+    store, _ = indexed
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    manifest = index_store.manifest()
+    directory = index_store.folder / manifest["ids_file"]
+    assert directory.stat().st_size >= 57 * 40 and manifest["ids_sha256"]
+    neighbors = NeighborIndex(StoreLayout(store), BACKBONE)
+    assert isinstance(neighbors.ids.records, np.memmap) and len(neighbors.ids) == 57  # mapped, not read
+    query = next((tmp_path / "in" / "real").iterdir())
+    code, before, _ = cli("--store", store, "similar", query, "-k", "3", "--json")
+    data = bytearray(directory.read_bytes())
+    data[-5] ^= 0xFF
+    directory.write_bytes(bytes(data))
+    code, status, _ = cli("--store", store, "status", "--verify", "--json")
+    assert code == 1 and status["problems"] == [f"index {BACKBONE}: its file does not have the bytes its manifest names"]
+    code, after, err = cli("--store", store, "similar", query, "-k", "3", "--json")  # built in memory, said so
+    assert code == 0 and "damaged" in err and after["results"][0]["neighbors"] == before["results"][0]["neighbors"]
+    code, status, _ = cli("--store", store, "status", "--repair", "--json")
+    assert code == 0 and status["problems"] == []
+
+
+READER = """
+import sys, time
+from pathlib import Path
+from synthwatch.store.catalog_reader import shared_reader
+from synthwatch.store.layout import StoreLayout
+reader = shared_reader(StoreLayout(Path(sys.argv[1])))
+deadline = time.monotonic() + float(sys.argv[2])
+answered = 0
+while time.monotonic() < deadline:
+    answered += reader.query("SELECT count(*) FROM images")[0][0] > 0
+    time.sleep(float(sys.argv[3]))
+print(answered)
+"""
+
+
+@pytest.mark.parametrize("pause_s", [0.0, 2.0])
+def test_a_reader_reusing_its_connection_never_locks_a_writer_out(indexed, pause_s):
+    """Querying back to back (the writer is seen before each query) or idle between queries (the
+    connection is closed after a moment), a reader in another process lets every write through."""
+    import subprocess
+    import sys
+    import time
+
+    from synthwatch.store.catalog import Catalog
+
+    store, _ = indexed
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(store), "6", str(pause_s)], stdout=subprocess.PIPE,
+                              text=True)
+    time.sleep(2.5)  # the reader is up and holds its connection
+    catalog = Catalog(StoreLayout(store), lock_wait_s=5)
+    for number in range(5):
+        catalog.log_event("synthwatch.test", {"number": number})  # each raises if the reader kept the file
+    out, _ = reader.communicate(timeout=60)
+    assert reader.returncode == 0 and int(out) >= 1
+    assert len(catalog.events("synthwatch.test")) == 5

@@ -18,11 +18,11 @@ from typing import Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from synthwatch.store.catalog_reader import writer_intent
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.schema import SCHEMA_SQL, SCHEMA_VERSION, utc_now
 from synthwatch.store.splits import adopt_legacy_splits, assign_new_groups, split_seed
+from synthwatch.store.writer_intent import writer_intent
 
 GENERATOR_NEW = "synthwatch.generator.new"
 DRIFT_DETECTED = "synthwatch.drift.detected"

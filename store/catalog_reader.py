@@ -2,7 +2,7 @@
 allows: DuckDB lets one process write or many read, so a reader that held a connection open for
 good would lock the pipeline out.
 
-Writers announce themselves: :func:`writer_intent` holds an exclusive ``flock`` on
+Writers announce themselves (``store.writer_intent``): they hold an exclusive ``flock`` on
 ``catalog.writer`` while a write connection is open or being waited for. Before each query the
 reader probes that lock: free, it reuses its connection (about 1 ms a query instead of about 11 ms
 to open the file); held, it closes its connection and opens one per query, as every reader did
@@ -13,106 +13,30 @@ that arrives between queries waits at most that long. A writer killed with SIGKI
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import duckdb
 
+from synthwatch.store.catalog import Catalog
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.writer_intent import on_writer, writer_waiting
 
 IDLE_CLOSE_S = 0.5
-
-
-def intent_path(layout: StoreLayout) -> Path:
-    return layout.root / "catalog.writer"
-
-
-_HELD: dict[str, list] = {}  # intent path -> [descriptor, depth]: one flock per process, nested freely
-_HELD_GUARD = threading.Lock()
-
-
-@contextmanager
-def writer_intent(layout: StoreLayout, *, timeout_s: float) -> Iterator[None]:
-    """Hold the writer-intent lock, waiting up to ``timeout_s`` while another process holds it.
-    Threads and nested writers of one process share it (DuckDB lets one process's connections
-    write together)."""
-    key = str(intent_path(layout))
-    with _HELD_GUARD:
-        held = _HELD.get(key)
-        if held is not None:
-            held[1] += 1
-    if held is None:
-        held = [_take(layout, timeout_s), 1]
-        reader = _READERS.get(str(layout.root.resolve()))
-        if reader is not None:
-            reader.close()  # DuckDB opens a file one way per process: this process's reader steps aside
-        with _HELD_GUARD:
-            if key in _HELD:  # another thread took it meanwhile: share that one
-                os.close(held[0])
-                held = _HELD[key]
-                held[1] += 1
-            else:
-                _HELD[key] = held
-    try:
-        yield
-    finally:
-        with _HELD_GUARD:
-            held[1] -= 1
-            if held[1] == 0:
-                del _HELD[key]
-                os.close(held[0])  # drops the flock
-
-
-def _take(layout: StoreLayout, timeout_s: float) -> int:
-    from synthwatch.store.errors import StoreBusy
-
-    fd = os.open(intent_path(layout), os.O_RDWR | os.O_CREAT, 0o644)
-    deadline, delay = time.monotonic() + timeout_s, 0.01
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise StoreBusy(f"Expected to write the catalog {layout.catalog_path}, but another writer held it "
-                                f"for {timeout_s:.0f} s. Retry when the running job has finished its batch.") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-
-def writer_waiting(layout: StoreLayout) -> bool:
-    """Whether a writer holds (or waits behind the holder of) the writer-intent lock."""
-    try:
-        fd = os.open(intent_path(layout), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 class SharedReader:
     """Read-only queries over one reused connection (see the module docstring); thread-safe."""
 
     def __init__(self, layout: StoreLayout) -> None:
-        from synthwatch.store.catalog import Catalog
-
         self.layout = layout
         self.catalog = Catalog(layout)
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._last_use = 0.0
         self._closer: threading.Timer | None = None
+        on_writer(layout, self.close)
 
     def query(self, sql: str, params: Sequence | None = None) -> list[tuple]:
         if writer_waiting(self.layout):
@@ -156,12 +80,13 @@ class SharedReader:
 
 
 _READERS: dict[str, SharedReader] = {}
+_READERS_GUARD = threading.Lock()
 
 
 def shared_reader(layout: StoreLayout) -> SharedReader:
     """This process's reader of ``layout``'s catalog (one per store, made on first use)."""
     key = str(layout.root.resolve())
-    with _HELD_GUARD:
+    with _READERS_GUARD:
         if key not in _READERS:
             _READERS[key] = SharedReader(layout)
         return _READERS[key]

@@ -285,12 +285,11 @@ class IndexStore:
                 old.unlink(missing_ok=True)
         return manifest
 
-    def mapped(self) -> tuple[faiss.Index, dict, "IdDirectory"]:
-        """``(index, manifest, directory)`` for a reader: both files checked against the sha256s
-        written with them (streamed, so checking pages nothing in), then memory-mapped, so the
-        reader's memory holds what its searches touch rather than the whole store."""
-        from synthwatch.store.id_directory import IdDirectory
-
+    def mapped(self) -> tuple[faiss.Index, dict, Path]:
+        """``(index, manifest, id directory file)`` for a reader: both files checked against the
+        sha256s written with them (streamed, so checking pages nothing in), the index memory-mapped
+        (map the directory with ``IdDirectory.open``), so the reader's memory holds what its
+        searches touch rather than the whole store."""
         for attempt in range(3):
             manifest = self.manifest()
             if not manifest or manifest.get("damaged"):
@@ -303,7 +302,7 @@ class IndexStore:
                     if _file_sha256(self.folder / file) != digest:
                         raise StoreError(f"{file}: its bytes do not match the sha256 written with it")
                 index = faiss.read_index(str(self.folder / manifest["file"]), faiss.IO_FLAG_MMAP)
-                return index, manifest, IdDirectory.open(self.folder / manifest["ids_file"])
+                return index, manifest, self.folder / manifest["ids_file"]
             except (OSError, RuntimeError, ValueError, StoreError) as error:
                 if attempt < 2 and self.manifest() != manifest:
                     continue  # a writer swapped in a new index between the reads

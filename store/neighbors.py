@@ -14,7 +14,7 @@ from synthwatch.store.catalog import Catalog
 from synthwatch.store.catalog_reader import shared_reader
 from synthwatch.store.errors import StoreError
 from synthwatch.store.id_directory import IdDirectory
-from synthwatch.store.index import (IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index,
+from synthwatch.store.index import (IndexFileDamaged, IndexPlan, IndexStore, add_batches, image_keys, index_keys, new_index,
                                    range_pairs)
 from synthwatch.store.index_inputs import clean_vector_batches, index_is_current, indexable_keys
 from synthwatch.store.layout import StoreLayout
@@ -61,7 +61,11 @@ class NeighborIndex:
 
     def _load(self) -> None:
         index, manifest, directory = self.store.mapped()
-        self._use(index, manifest, directory)
+        try:
+            self._use(index, manifest, IdDirectory.open(directory))
+        except ValueError as error:
+            raise IndexFileDamaged(f"Expected a readable id directory in {self.store.folder}, but it is damaged "
+                                   f"({error}). Run `synthwatch index --rebuild`.") from None
 
     def _use(self, index, manifest: dict, directory: IdDirectory) -> None:
         """Search ``index`` (memory-mapped when it comes from its file), resolving keys through

@@ -163,20 +163,17 @@ def _floor(split: str, share: int, rows: int, images: int) -> float:
     return -wanted if split != "train" else math.log1p(-wanted)  # P(ln(u) / w > floor) >= wanted for w >= 1
 
 
+_SHARES_SCHEMA = pa.schema([("split", pa.string()), ("generator", pa.string()), ("share", pa.int64()),
+                            ("t0", pa.float64()), ("t1", pa.float64()), ("floor", pa.float64())])
+
+
 def _draw(con, totals: list[tuple], shares: dict, seed: int, *, narrowed: bool) -> pa.Table | None:
     """The drawn images, or None when ``narrowed`` floors left a class short of candidates."""
-    table = {"split": [], "generator": [], "share": [], "floor": [], "t0": [], "t1": []}
-    rows_of = {}
-    for split, generator, rows, images, t0, t1 in totals:
-        share = shares[split, generator]
-        rows_of[split, generator] = rows
-        for name, value in (("split", split), ("generator", generator), ("share", share), ("t0", t0), ("t1", t1),
-                            ("floor", _floor(split, share, rows, images) if narrowed else -1e308)):
-            table[name].append(value)
-    con.register("shares", pa.table({**table, "share": pa.array(table["share"], pa.int64()),
-                                     "floor": pa.array(table["floor"], pa.float64()),
-                                     "t0": pa.array(table["t0"], pa.float64()),
-                                     "t1": pa.array(table["t1"], pa.float64())}))
+    rows_of = {(split, generator): rows for split, generator, rows, *_ in totals}
+    con.register("shares", pa.Table.from_pylist([
+        {"split": split, "generator": generator, "share": shares[split, generator], "t0": t0, "t1": t1,
+         "floor": _floor(split, shares[split, generator], rows, images) if narrowed else -1e308}
+        for split, generator, rows, images, t0, t1 in totals], _SHARES_SCHEMA))
     images = con.sql(_DRAW_SQL, params={"seed": str(seed), "weight": NEWEST_WEIGHT - 1.0}).to_arrow_table()
     if narrowed:
         drawn = images.group_by(["split", "generator"]).aggregate([("rows", "sum"), ("rows", "count"),

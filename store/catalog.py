@@ -278,7 +278,16 @@ class Catalog:
             removed = con.execute(
                 "DELETE FROM images WHERE image_id IN (SELECT image_id FROM gone) RETURNING image_id"
             ).fetchall()
+            if removed:  # readers of an index's neighbour rows look here for images gone since it was written
+                con.execute("INSERT INTO meta VALUES ('images_removed', ?) ON CONFLICT (key) DO UPDATE SET "
+                            "value = (meta.value::BIGINT + excluded.value::BIGINT)::VARCHAR", [str(len(removed))])
         return len(removed)
+
+    REMOVED_SQL = "SELECT coalesce(max(value::BIGINT), 0) FROM meta WHERE key = 'images_removed'"
+
+    def images_removed(self) -> int:
+        """How many images were ever removed from the catalog (0 when none was)."""
+        return int(self.query(self.REMOVED_SQL)[0][0])
 
     def log_event(self, name: str, payload: dict) -> None:
         """Append one event to the catalog's event log (in its own transaction)."""

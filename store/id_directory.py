@@ -54,15 +54,18 @@ class IdDirectory:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def ids_of(self, keys: np.ndarray) -> dict[int, str]:
-        """``{key: image id}`` for the keys the directory holds (others are left out)."""
+    def positions_of(self, keys: np.ndarray) -> dict[int, int]:
+        """``{key: record position}`` for the keys the directory holds (others are left out)."""
         keys = np.unique(np.asarray(keys, np.int64))
         if not len(self.keys) or not len(keys):
             return {}
         positions = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         found = np.asarray(self.keys[positions]) == keys
-        return {int(key): self.digests[position].tobytes().hex()
-                for key, position in zip(keys[found], positions[found])}
+        return dict(zip(keys[found].tolist(), positions[found].tolist()))
+
+    def ids_of(self, keys: np.ndarray) -> dict[int, str]:
+        """``{key: image id}`` for the keys the directory holds (others are left out)."""
+        return {key: self.digests[position].tobytes().hex() for key, position in self.positions_of(keys).items()}
 
 
 def _digests(array: pa.Array) -> np.ndarray:

@@ -47,6 +47,11 @@ def image_key(image_id: str) -> int:
     return int(image_id[:KEY_DIGITS], 16)
 
 
+def image_key_sql(column: str) -> str:
+    """The SQL (DuckDB) of :func:`image_key` over a column of image ids."""
+    return f"('0x' || left({column}, {KEY_DIGITS}))::BIGINT"
+
+
 def image_keys(image_ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
     """:func:`image_key` of many ids at once, (N,) int64, without a Python loop."""
     array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else pa.array(image_ids, pa.string())
@@ -256,32 +261,41 @@ class IndexStore:
         return data
 
     def file_intact(self, manifest: dict) -> bool:
-        """Whether the files the manifest names (index and id directory) are there with the bytes
-        they were written with."""
+        """Whether the files the manifest names (index, id directory, neighbour rows) are there with
+        the bytes they were written with."""
         try:
             self._verified_bytes(manifest)
-            return "ids_file" in manifest and _file_sha256(self.folder / manifest["ids_file"]) == manifest["ids_sha256"]
+            return "ids_file" in manifest and all(_file_sha256(self.folder / file) == digest
+                                                  for file, digest in _side_files(manifest))
         except (OSError, StoreError):
             return False
 
     def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict,
-             directory: bytes) -> dict:
-        """Write ``index`` and its id ``directory`` (``IdDirectory.to_bytes``) to new files, then swap
-        the manifest; remove files no longer named."""
+             directory: bytes, neighbour_rows: tuple[bytes, bytes, tuple[str, ...]], images_removed: int) -> dict:
+        """Write ``index``, its id ``directory`` (``IdDirectory.to_bytes``) and its neighbour rows
+        (``NeighbourRows.to_bytes`` and the generators they number; ``images_removed``: the catalog's
+        removal count they are current for) to new files, then swap the manifest; remove files no
+        longer named."""
         name = f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
         data = faiss.serialize_index(index)
         atomic_write_bytes(self.folder / name, data.tobytes())
-        atomic_write_bytes(self.folder / f"{name}.ids.npy", directory)
+        rows, paths, generators = neighbour_rows
+        side = {"ids": directory, "rows": rows, "paths": paths}
+        for kind, content in side.items():
+            atomic_write_bytes(self.folder / f"{name}.{kind}.npy", content)
         manifest = {
             "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes),
             "file_sha256": hashlib.sha256(data.tobytes()).hexdigest(), "ntotal": int(index.ntotal),
-            "ids_file": f"{name}.ids.npy", "ids_sha256": hashlib.sha256(directory).hexdigest(),
+            **{key: value for kind, content in side.items() for key, value in (
+                (f"{kind}_file", f"{name}.{kind}.npy"), (f"{kind}_sha256", hashlib.sha256(content).hexdigest()))},
+            "generators": list(generators), "images_removed": images_removed,
             "checksum": checksum, **plan.as_dict(), "codes": codes, "view": 0,
             "dim": int(index.d), "built_at": utc_now().isoformat(), "backbone": description,
         }
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
-        for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob("index-*.faiss.ids.npy")]:
-            if old.name not in (name, manifest["ids_file"]):
+        named = {name, *(file for file, _ in _side_files(manifest))}
+        for old in self.folder.glob("index-*.faiss*"):
+            if old.name not in named and ".tmp-" not in old.name:  # temporaries are not ours to remove
                 old.unlink(missing_ok=True)
         return manifest
 
@@ -297,8 +311,7 @@ class IndexStore:
             if "ids_file" not in manifest:
                 raise StoreError("its manifest predates id directories")
             try:
-                for file, digest in ((manifest["file"], manifest.get("file_sha256")),
-                                     (manifest["ids_file"], manifest["ids_sha256"])):
+                for file, digest in ((manifest["file"], manifest.get("file_sha256")), *_side_files(manifest)):
                     if _file_sha256(self.folder / file) != digest:
                         raise StoreError(f"{file}: its bytes do not match the sha256 written with it")
                 index = faiss.read_index(str(self.folder / manifest["file"]), faiss.IO_FLAG_MMAP)
@@ -310,6 +323,13 @@ class IndexStore:
                 raise IndexFileDamaged(f"Expected a readable index file in {self.folder}, but it is "
                                        f"damaged ({reason}). Run `synthwatch index --rebuild`.") from None
         raise AssertionError("unreachable")
+
+
+def _side_files(manifest: dict) -> list[tuple[str, str]]:
+    """``(file, sha256)`` of the id directory and, where the manifest names them, the neighbour rows
+    (indexes written before them have none: readers then ask the catalog)."""
+    return [(manifest[f"{kind}_file"], manifest[f"{kind}_sha256"]) for kind in ("ids", "rows", "paths")
+            if f"{kind}_file" in manifest]
 
 
 def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:

@@ -16,6 +16,7 @@ from synthwatch.store.index import (IndexFileDamaged, IndexPlan, IndexStore, add
 from synthwatch.store.index_inputs import clean_vector_batches, indexable_keys
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.lock import write_lock
+from synthwatch.store.neighbour_rows import NeighbourRows
 from synthwatch.store.vectors import VectorStore
 
 RETRAIN_GROWTH = 4  # IVF lists are re-trained once the index holds 4x what they were sized for
@@ -51,9 +52,11 @@ def sync_index(
         plan = IndexPlan.for_size(len(keys), dim, codes=codes, exact_limit=exact_limit)
         reason = _reason_to_build(store, usable, plan, codes, rebuild, manifest is not None)
         if reason is None and usable["checksum"] == checksum:
-            if store.file_intact(usable):
+            if store.file_intact(usable) and "rows_file" in usable:
                 return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
-            reason = "rebuilt (its file was missing or damaged)"
+            if "rows_file" in usable:
+                reason = "rebuilt (its file was missing or damaged)"
+            # else: written before neighbour rows existed: saved again below with them, not rebuilt
         if reason is None:
             try:
                 index, _, have = store.load()  # checks the file's bytes too: one read, one hash
@@ -65,22 +68,29 @@ def sync_index(
             index = new_index(plan, dim, _training_sample(vectors, keys, plan, seed))
             added = add_batches(index, clean_vector_batches(vectors, keys))
             saved = store.save(index, plan, checksum=checksum, codes=codes, description=description,
-                               directory=directory_of(layout, keys).to_bytes())
+                               **lookup_files(layout, keys))
             return _report(saved, reason, added, 0)
         added, removed = np.setdiff1d(keys, have), np.setdiff1d(have, keys)
         if len(removed):
             index.remove_ids(faiss.IDSelectorBatch(removed))
         add_batches(index, clean_vector_batches(vectors, added))
         saved = store.save(index, IndexPlan.from_manifest(usable), checksum=checksum, codes=codes,
-                           description=usable["backbone"], directory=directory_of(layout, keys).to_bytes())
+                           description=usable["backbone"], **lookup_files(layout, keys))
         return _report(saved, "updated", len(added), len(removed))
 
 
-def directory_of(layout: StoreLayout, keys: np.ndarray) -> IdDirectory:
-    """The id directory of the indexed ``keys`` (sorted), from the catalog's ids."""
-    ids = Catalog(layout).arrow("SELECT image_id FROM images").column("image_id").combine_chunks()
-    indexed = np.isin(image_keys(ids), keys, assume_unique=True)
-    return IdDirectory(ids.filter(pa.array(indexed)))
+def lookup_files(layout: StoreLayout, keys: np.ndarray) -> dict:
+    """What readers resolve neighbours with, for ``IndexStore.save``: the id directory of the
+    indexed ``keys`` (sorted) and their neighbour rows, with the catalog's removal count they are
+    current for (read in the same snapshot)."""
+    with Catalog(layout).connect(read_only=True) as con:
+        images = con.sql("SELECT image_id, label, generator, original_path FROM images").to_arrow_table()
+        removed = int(con.execute(Catalog.REMOVED_SQL).fetchone()[0])
+    ids = images.column("image_id").combine_chunks()
+    rows = NeighbourRows.of_images(images, keys)
+    directory = IdDirectory(ids.filter(pa.array(np.isin(image_keys(ids), keys, assume_unique=True))))
+    return {"directory": directory.to_bytes(), "neighbour_rows": (*rows.to_bytes(), rows.generators),
+            "images_removed": removed}
 
 
 def _reason_to_build(store: IndexStore, manifest: dict | None, plan: IndexPlan, codes: str,

@@ -18,6 +18,7 @@ from synthwatch.store.index import (IndexFileDamaged, IndexPlan, IndexStore, add
                                    range_pairs)
 from synthwatch.store.index_inputs import clean_vector_batches, index_is_current, indexable_keys
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.neighbour_rows import NeighbourRows
 from synthwatch.store.vectors import VectorStore
 
 # Inner products of unit vectors lie in [-1, 1]; 8-bit and product-quantiser codes approximate
@@ -62,15 +63,17 @@ class NeighborIndex:
     def _load(self) -> None:
         index, manifest, directory = self.store.mapped()
         try:
-            self._use(index, manifest, IdDirectory.open(directory))
+            rows = NeighbourRows.open(self.store.folder / manifest["rows_file"], self.store.folder / manifest["paths_file"],
+                                      manifest["generators"]) if "rows_file" in manifest else None
+            self._use(index, manifest, IdDirectory.open(directory), rows)
         except ValueError as error:
-            raise IndexFileDamaged(f"Expected a readable id directory in {self.store.folder}, but it is damaged "
-                                   f"({error}). Run `synthwatch index --rebuild`.") from None
+            raise IndexFileDamaged(f"Expected a readable id directory and neighbour rows in {self.store.folder}, but "
+                                   f"they are damaged ({error}). Run `synthwatch index --rebuild`.") from None
 
-    def _use(self, index, manifest: dict, directory: IdDirectory) -> None:
+    def _use(self, index, manifest: dict, directory: IdDirectory, rows: NeighbourRows | None = None) -> None:
         """Search ``index`` (memory-mapped when it comes from its file), resolving keys through
-        ``directory``, whose keys are those the index holds."""
-        self.index, self.manifest, self.ids = index, manifest, directory
+        ``directory``, whose keys are those the index holds, and ``rows`` (None: the catalog)."""
+        self.index, self.manifest, self.ids, self.rows = index, manifest, directory, rows
         self.keys = directory.keys
         self.version = self.manifest["file"]
         self._allowed: dict[tuple, np.ndarray] = {}  # a filter's keys, read once per index in use
@@ -96,6 +99,7 @@ class NeighborIndex:
             self.index.remove_ids(faiss.IDSelectorBatch(removed))
         add_batches(self.index, clean_vector_batches(VectorStore(self.layout, self.backbone_id), added))
         self.ids = IdDirectory(self.catalog.arrow("SELECT image_id FROM images").column("image_id"))
+        self.rows = None  # the files describe the index as written: the catalog answers from here on
         self.keys = np.sort(index_keys(self.index))
         return len(added), len(removed)
 
@@ -175,21 +179,37 @@ class NeighborIndex:
 
     def _resolve(self, scores: np.ndarray, keys: np.ndarray, queries: np.ndarray) -> list[list[Neighbor]]:
         _check_scores(scores, keys, np.linalg.norm(queries, axis=1), self.backbone_id)
-        ids = self.ids.ids_of(keys[keys >= 0])
+        found_keys = keys[keys >= 0]
+        if self.rows is not None and self._rows_current():
+            positions = self.ids.positions_of(found_keys)
+            by_key = {key: (self.ids.digests[position].tobytes().hex(), *self.rows.at(position))
+                      for key, position in positions.items()}
+        else:
+            by_key = self._catalog_rows(found_keys)
+        results = []
+        for query_scores, query_keys in zip(scores, keys):
+            found = []
+            for score, key in zip(query_scores, query_keys):
+                row = by_key.get(int(key)) if key >= 0 else None
+                if row is not None:
+                    found.append(Neighbor(row[0], row[1], row[2], round(float(score), 6), row[3]))
+            results.append(found)
+        return results
+
+    def _rows_current(self) -> bool:
+        """Whether no image left the catalog since the index's neighbour rows were written (one
+        read of a one-row table; the catalog's image table and its key index stay unread)."""
+        return shared_reader(self.layout).query(Catalog.REMOVED_SQL)[0][0] == self.manifest["images_removed"]
+
+    def _catalog_rows(self, keys: np.ndarray) -> dict[int, tuple]:
+        """``{key: (image id, label, generator, original path)}`` of the keys' images still in the catalog."""
+        ids = self.ids.ids_of(keys)
         rows = shared_reader(self.layout).query(
             "SELECT image_id, label, generator, original_path FROM images WHERE image_id = ANY(?::VARCHAR[])",
             [sorted(ids.values())],
         ) if ids else []
         by_id = {row[0]: row for row in rows}
-        results = []
-        for query_scores, query_keys in zip(scores, keys):
-            found = []
-            for score, key in zip(query_scores, query_keys):
-                row = by_id.get(ids.get(int(key))) if key >= 0 else None
-                if row is not None:
-                    found.append(Neighbor(row[0], row[1], row[2], round(float(score), 6), row[3]))
-            results.append(found)
-        return results
+        return {key: by_id[image_id] for key, image_id in ids.items() if image_id in by_id}
 
     def pairs_above(self, threshold: float) -> list[tuple[str, str, float]]:
         """Every pair of indexed images whose clean vectors have similarity >= ``threshold``,

@@ -4,14 +4,10 @@ the catalog's label, generator and source of its image (images removed from the 
 from __future__ import annotations
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from synthwatch.store.catalog import Catalog
 from synthwatch.store.errors import StoreError
-from synthwatch.store.index import image_keys
 from synthwatch.store.layout import StoreLayout
 from synthwatch.store.vectors import VectorStore
 
@@ -33,10 +29,15 @@ def labelled_vectors(layout: StoreLayout, backbone_id: str, *, views: str = "all
                    "ORDER BY v.image_id, v.view", {"since": synthetic_since} if synthetic_since else None)
 
 
-def _joined(layout: StoreLayout, backbone_id: str, sql: str, params: dict | None = None) -> pa.Table:
-    """Run ``sql`` over the shards and the catalog; a damaged shard is named, not a codec error."""
+def _joined(layout: StoreLayout, backbone_id: str, sql: str, params: dict | None = None,
+            tables: dict[str, pa.Table] | None = None) -> pa.Table:
+    """Run ``sql`` over the shards, the catalog and the Arrow ``tables`` named; a damaged shard is
+    named, not a codec error."""
     try:
-        return Catalog(layout).arrow(sql, params)
+        with Catalog(layout).connect(read_only=True) as con:
+            for name, table in (tables or {}).items():
+                con.register(name, table)
+            return con.sql(sql, params=params or None).to_arrow_table()
     except duckdb.Error:
         damaged = VectorStore(layout, backbone_id).damaged_shards()
         if not damaged:
@@ -60,34 +61,18 @@ def shards_sql(layout: StoreLayout, backbone_id: str) -> str:
     return f"read_parquet([{files}])"
 
 
-def labelled_vectors_of(layout: StoreLayout, backbone_id: str, images: pa.Table, *,
-                        batch_rows: int = 65_536) -> pa.Table:
+def labelled_vectors_of(layout: StoreLayout, backbone_id: str, images: pa.Table) -> pa.Table:
     """:func:`labelled_vectors` of the ``images`` named (a table of ``image_id``, ``generator``,
-    ``source``) only: each shard is read a batch at a time and only the rows of those images are
-    kept (matched by index key, then by id), so memory holds one batch besides what is kept."""
-    wanted = images.column("image_id").combine_chunks()
-    wanted_keys = np.sort(image_keys(wanted))
-    kept = []
-    for shard in VectorStore(layout, backbone_id).shards():
-        try:
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_rows, columns=["image_id", "view", "vector"]):
-                keys = image_keys(batch.column(0))
-                at = np.minimum(np.searchsorted(wanted_keys, keys), len(wanted_keys) - 1)
-                rows = np.flatnonzero(wanted_keys[at] == keys)
-                if len(rows):
-                    kept.append(pa.Table.from_batches([batch]).take(rows))
-        except (OSError, pa.ArrowException) as error:
-            raise StoreError(_damaged_message([(shard, str(error).splitlines()[0])])) from None
-    table = pa.concat_tables(kept) if kept else None
-    if table is not None:
-        table = table.filter(pc.is_in(table.column("image_id"), value_set=wanted))  # a key shared by chance
-    if table is None or table.num_rows == 0:
-        raise StoreError(f"Expected vectors of the {len(wanted)} images drawn for {backbone_id}, but the shards hold "
-                         "none of them. Run `synthwatch embed`.")
-    table = table.take(pc.sort_indices(table, [("image_id", "ascending"), ("view", "ascending")]))
-    of_image = pc.index_in(table.column("image_id"), value_set=wanted)
-    return table.append_column("generator", images.column("generator").take(of_image)).append_column(
-        "source", images.column("source").take(of_image)).select(["image_id", "view", "vector", "generator", "source"])
+    ``source``) only: DuckDB reads the shards in parallel and keeps the rows of those images (a
+    semi-join on the exact id), so memory holds what is kept, not the store."""
+    table = _joined(layout, backbone_id,
+                    f"SELECT v.image_id, v.view, v.vector, w.generator, w.source FROM {shards_sql(layout, backbone_id)} v "
+                    "JOIN wanted w USING (image_id) ORDER BY v.image_id, v.view",
+                    tables={"wanted": images.select(["image_id", "generator", "source"])})
+    if table.num_rows == 0:
+        raise StoreError(f"Expected vectors of the {images.num_rows} images drawn for {backbone_id}, but the shards "
+                         "hold none of them. Run `synthwatch embed`.")
+    return table
 
 
 def catalog_images(layout: StoreLayout) -> pa.Table:

@@ -33,7 +33,7 @@ def simulated(tmp_path_factory):
 def test_the_replay_set_is_balanced_keeps_every_generator_and_leans_to_recent_images(simulated):
     plan = plan_read(simulated, BACKBONE_ID, max_train=2000, max_eval=None, seed=1)
     sample = plan.training_sample
-    assert sample["rule"] == "balanced-recent-v2" and sample["rows"] == 2000 < sample["of_rows"]
+    assert sample["rule"] == "balanced-recent-v3" and sample["rows"] == 2000 < sample["of_rows"]
     assert sample["per_class"]["real"]["rows"] == 1000  # half for real images
     assert [c["rows"] for name, c in sample["per_class"].items() if name != "real"] == [250] * 4
     assert plan.evaluation_sample is None  # --max-eval unset: every validation and test image read
@@ -65,7 +65,7 @@ def test_only_the_drawn_images_are_read_and_the_evaluation_sample_is_stable(simu
     assert (splits == "train").sum() == 2000
     assert (splits == "val").sum() == (splits == "test").sum() == 1000
     evaluation = prepared.evaluation_sample
-    assert evaluation["rule"] == "stable-sample-v1"
+    assert evaluation["rule"] == "stable-sample-v2"
     assert evaluation["test"]["per_class"]["real"]["rows"] == 500  # half real, half shared by the generators
     assert evaluation["test"]["of_images"] > 4 * evaluation["test"]["images"]
     assert any("metrics and their intervals are those of the sample" in note for note in prepared.notes)
@@ -92,7 +92,7 @@ def test_retrain_with_small_bounds_records_both_samples(cli, proxy_store):
     code, small, err = cli("--store", store, "retrain", "--max-train", "40", "--max-eval", "30", *flags)
     assert code == (3 if small["decision"] == "rejected" else 0), err
     sample = small["training_sample"]
-    assert sample["rule"] == "balanced-recent-v2" and sample["rows"] <= 40 < sample["of_rows"]
+    assert sample["rule"] == "balanced-recent-v3" and sample["rows"] <= 40 < sample["of_rows"]
     assert set(sample["per_class"]) == {"real", *full["metrics"]["per_generator"]}
     assert all(c["images"] >= 1 for c in sample["per_class"].values())  # every generator kept
     evaluation = small["evaluation_sample"]

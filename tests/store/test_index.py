@@ -375,6 +375,50 @@ def test_the_id_directory_is_a_file_beside_the_index_mapped_by_readers_and_check
     assert code == 0 and status["problems"] == []
 
 
+def test_neighbours_are_resolved_from_the_rows_beside_the_index_as_the_catalog_would(cli, indexed, tmp_path):
+    from synthwatch.store.neighbors import NeighborIndex
+
+    store, _ = indexed
+    layout = StoreLayout(store)
+    index_store = IndexStore(layout, BACKBONE)
+    manifest = index_store.manifest()
+    assert manifest["generators"] == ["common", "rare"] and manifest["images_removed"] == 0
+    neighbors = NeighborIndex(layout, BACKBONE)
+    assert isinstance(neighbors.rows.rows, np.memmap) and len(neighbors.rows.rows) == 57
+    query = _stored_vector(layout)
+    from_rows, _ = neighbors.search(query, 57)
+    catalog = {row[0]: row[1:] for row in Catalog(layout).query(
+        "SELECT image_id, label, generator, original_path FROM images")}
+    assert len(from_rows[0]) == 57
+    assert [(n.label, n.generator, n.path) for n in from_rows[0]] == [catalog[n.image_id] for n in from_rows[0]]
+    assert {n.generator for n in from_rows[0]} == {None, "common", "rare"}
+    rows = index_store.folder / manifest["rows_file"]
+    data = bytearray(rows.read_bytes())
+    data[-3] ^= 0xFF
+    rows.write_bytes(bytes(data))
+    code, status, _ = cli("--store", store, "status", "--verify", "--json")
+    assert code == 1 and status["problems"] == [f"index {BACKBONE}: its file does not have the bytes its manifest names"]
+
+
+def test_an_index_written_before_neighbour_rows_is_read_through_the_catalog_and_given_them_without_a_rebuild(
+        cli, indexed, tmp_path):
+    store, _ = indexed
+    layout = StoreLayout(store)
+    index_store = IndexStore(layout, BACKBONE)
+    manifest = index_store.manifest()
+    old = {key: value for key, value in manifest.items()
+           if not key.startswith(("rows_", "paths_")) and key not in ("generators", "images_removed")}
+    index_store.manifest_path.write_text(json.dumps(old))
+    query = next((tmp_path / "in" / "real").iterdir())
+    code, before, _ = cli("--store", store, "similar", query, "-k", "5", "--json")
+    assert code == 0 and len(before["results"][0]["neighbors"]) == 5
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert (code, out["action"], out["added"], out["removed"]) == (0, "updated", 0, 0)
+    assert "rows_file" in index_store.manifest()
+    code, after, _ = cli("--store", store, "similar", query, "-k", "5", "--json")
+    assert after["results"][0]["neighbors"] == before["results"][0]["neighbors"]
+
+
 READER = """
 import sys, time
 from pathlib import Path

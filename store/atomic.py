@@ -9,7 +9,7 @@ from pathlib import Path
 _TMP_MARK = ".tmp-"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` so that readers see either nothing or the whole file.
 
     A crash leaves at most a stray ``.tmp-*`` file beside the target, never a partial target.

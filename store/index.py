@@ -234,8 +234,8 @@ class IndexStore:
                 raise StoreError(f"Expected an index for {self.backbone_id}, but none is built. "
                                  "Run `synthwatch index`.")
             try:
-                data = self._verified_bytes(manifest)
-                index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+                self._check_file(manifest)  # streamed, then read once: the bytes are not held twice
+                index = faiss.read_index(str(self.folder / manifest["file"]))
                 break
             except (OSError, RuntimeError, StoreError) as error:
                 if attempt < 2 and self.manifest() != manifest:
@@ -250,54 +250,68 @@ class IndexStore:
                              "Run `synthwatch index --rebuild`.")
         return index, manifest, keys
 
-    def _verified_bytes(self, manifest: dict) -> bytes:
-        """The bytes of the manifest's file, if they hash to the sha256 written with them."""
-        data = (self.folder / manifest["file"]).read_bytes()
+    def _check_file(self, manifest: dict) -> None:
+        """Refuse the manifest's index file unless its bytes hash to the sha256 written with them
+        (streamed; index files are never rewritten under their name)."""
         expected = manifest.get("file_sha256")
         if expected is None:
             raise StoreError("its manifest predates byte checksums")
-        if hashlib.sha256(data).hexdigest() != expected:
+        if _file_sha256(self.folder / manifest["file"]) != expected:
             raise StoreError(f"{manifest['file']}: its bytes do not match the sha256 written with it")
-        return data
 
-    def file_intact(self, manifest: dict) -> bool:
-        """Whether the files the manifest names (index, id directory, neighbour rows) are there with
-        the bytes they were written with."""
+    def file_intact(self, manifest: dict, *, lookup_files: bool = True) -> bool:
+        """Whether the files the manifest names (index and, unless ``lookup_files`` is false, id
+        directory and neighbour rows) are there with the bytes they were written with."""
         try:
-            self._verified_bytes(manifest)
-            return "ids_file" in manifest and all(_file_sha256(self.folder / file) == digest
-                                                  for file, digest in _side_files(manifest))
+            self._check_file(manifest)
+            return not lookup_files or ("ids_file" in manifest and all(
+                _file_sha256(self.folder / file) == digest for file, digest in _side_files(manifest)))
         except (OSError, StoreError):
             return False
 
     def save(self, index: faiss.Index, plan: IndexPlan, *, checksum: str, codes: str, description: dict,
-             directory: bytes, neighbour_rows: tuple[bytes, bytes, tuple[str, ...]], images_removed: int) -> dict:
-        """Write ``index``, its id ``directory`` (``IdDirectory.to_bytes``) and its neighbour rows
-        (``NeighbourRows.to_bytes`` and the generators they number; ``images_removed``: the catalog's
-        removal count they are current for) to new files, then swap the manifest; remove files no
-        longer named."""
-        name = f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
-        data = faiss.serialize_index(index)
-        atomic_write_bytes(self.folder / name, data.tobytes())
-        rows, paths, generators = neighbour_rows
-        side = {"ids": directory, "rows": rows, "paths": paths}
-        for kind, content in side.items():
-            atomic_write_bytes(self.folder / f"{name}.{kind}.npy", content)
+             **lookup) -> dict:
+        """Write ``index`` to a new file with its lookup files (see :meth:`with_lookup_files` for
+        ``lookup``), then swap the manifest; remove files no longer named."""
+        name = self._new_name()
+        data = memoryview(faiss.serialize_index(index))  # written and hashed as it is: no copy
+        atomic_write_bytes(self.folder / name, data)
         manifest = {
             "backbone_id": self.backbone_id, "file": name, "file_bytes": int(data.nbytes),
-            "file_sha256": hashlib.sha256(data.tobytes()).hexdigest(), "ntotal": int(index.ntotal),
-            **{key: value for kind, content in side.items() for key, value in (
-                (f"{kind}_file", f"{name}.{kind}.npy"), (f"{kind}_sha256", hashlib.sha256(content).hexdigest()))},
-            "generators": list(generators), "images_removed": images_removed,
+            "file_sha256": hashlib.sha256(data).hexdigest(), "ntotal": int(index.ntotal),
             "checksum": checksum, **plan.as_dict(), "codes": codes, "view": 0,
             "dim": int(index.d), "built_at": utc_now().isoformat(), "backbone": description,
         }
+        return self.with_lookup_files(manifest, **lookup)
+
+    def with_lookup_files(self, manifest: dict, *, directory: bytes,
+                          neighbour_rows: tuple[bytes, bytes, tuple[str, ...]], images_removed: int) -> dict:
+        """Write the id ``directory`` (``IdDirectory.to_bytes``) and neighbour rows
+        (``NeighbourRows.to_bytes`` and the generators they number; ``images_removed``: the catalog's
+        removal count they are current for) of the index ``manifest`` names to new files, then swap
+        in the manifest naming them; the index file itself is neither read nor rewritten. Files no
+        longer named are removed."""
+        prefix = self._new_name()
+        rows, paths, generators = neighbour_rows
+        side = {"ids": directory, "rows": rows, "paths": paths}
+        for kind, content in side.items():
+            atomic_write_bytes(self.folder / f"{prefix}.{kind}.npy", content)
+        manifest = {
+            **manifest,
+            **{key: value for kind, content in side.items() for key, value in (
+                (f"{kind}_file", f"{prefix}.{kind}.npy"), (f"{kind}_sha256", hashlib.sha256(content).hexdigest()))},
+            "generators": list(generators), "images_removed": images_removed,
+        }
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
-        named = {name, *(file for file, _ in _side_files(manifest))}
+        named = {manifest["file"], *(file for file, _ in _side_files(manifest))}
         for old in self.folder.glob("index-*.faiss*"):
             if old.name not in named and ".tmp-" not in old.name:  # temporaries are not ours to remove
                 old.unlink(missing_ok=True)
         return manifest
+
+    @staticmethod
+    def _new_name() -> str:
+        return f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
 
     def mapped(self) -> tuple[faiss.Index, dict, Path]:
         """``(index, manifest, id directory file)`` for a reader: both files checked against the

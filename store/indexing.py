@@ -52,11 +52,13 @@ def sync_index(
         plan = IndexPlan.for_size(len(keys), dim, codes=codes, exact_limit=exact_limit)
         reason = _reason_to_build(store, usable, plan, codes, rebuild, manifest is not None)
         if reason is None and usable["checksum"] == checksum:
-            if store.file_intact(usable) and "rows_file" in usable:
-                return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
-            if "rows_file" in usable:
+            if "rows_file" not in usable and store.file_intact(usable, lookup_files=False):
+                # written before neighbour rows existed: they are added beside the same index file
+                return _report(store.with_lookup_files(usable, **lookup_files(layout, keys)), "updated", 0, 0)
+            if not store.file_intact(usable):
                 reason = "rebuilt (its file was missing or damaged)"
-            # else: written before neighbour rows existed: saved again below with them, not rebuilt
+            else:
+                return {**_report(usable, "unchanged", 0, 0), "ntotal": len(keys)}  # counted, not taken on trust
         if reason is None:
             try:
                 index, _, have = store.load()  # checks the file's bytes too: one read, one hash

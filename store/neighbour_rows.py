@@ -39,14 +39,14 @@ class NeighbourRows:
         if images.num_rows != len(directory_keys):
             raise ValueError(f"Expected catalog rows for all {len(directory_keys)} indexed images, but found "
                              f"{images.num_rows}.")
-        labels = images.column("label").to_pylist()
-        unknown = sorted(set(labels) - set(LABELS))
-        if unknown:
-            raise ValueError(f"Expected labels {' or '.join(LABELS)}, but the catalog holds {unknown[0]!r}.")
+        labels = pc.index_in(images.column("label"), value_set=pa.array(LABELS, pa.string()))
+        if labels.null_count:
+            unknown = images.column("label").filter(pc.is_null(labels))[0].as_py()
+            raise ValueError(f"Expected labels {' or '.join(LABELS)}, but the catalog holds {unknown!r}.")
         generator_column = images.column("generator")
         generators = tuple(sorted(set(pc.unique(generator_column.drop_null()).to_pylist())))
         rows = np.empty(images.num_rows, ROW)
-        rows["label"] = np.asarray([LABELS.index(label) for label in labels], np.uint8)
+        rows["label"] = labels.to_numpy(zero_copy_only=False)
         numbered = pc.index_in(generator_column, value_set=pa.array(generators, pa.string()))
         rows["generator"] = pc.fill_null(numbered, NO_GENERATOR).to_numpy(zero_copy_only=False)
         paths = images.column("original_path").combine_chunks().cast(pa.large_string())

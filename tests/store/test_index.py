@@ -414,7 +414,10 @@ def test_an_index_written_before_neighbour_rows_is_read_through_the_catalog_and_
     assert code == 0 and len(before["results"][0]["neighbors"]) == 5
     code, out, _ = cli("--store", store, "index", "--json")
     assert (code, out["action"], out["added"], out["removed"]) == (0, "updated", 0, 0)
-    assert "rows_file" in index_store.manifest()
+    upgraded = index_store.manifest()
+    assert "rows_file" in upgraded and upgraded["file"] == manifest["file"]  # the index file is kept as it is
+    assert sorted(path.name for path in index_store.folder.glob("index-*")) == sorted(
+        upgraded[key] for key in ("file", "ids_file", "rows_file", "paths_file"))  # the old directory is gone
     code, after, _ = cli("--store", store, "similar", query, "-k", "5", "--json")
     assert after["results"][0]["neighbors"] == before["results"][0]["neighbors"]
 

@@ -27,13 +27,14 @@ import pyarrow as pa
 from synthwatch.store.atomic import atomic_write_bytes
 from synthwatch.store.schema import utc_now
 from synthwatch.store.errors import StoreError
+from synthwatch.store.file_digest import file_sha256, sampled_sha256
 from synthwatch.store.layout import StoreLayout
 
 # Exact search scans every vector: up to about 12 M floats (48 MB; 31,250 vectors of width 384)
 # one query takes about 5 ms on 2 cores (benchmarks/index.py); beyond that, IVF.
 EXACT_SCAN_FLOATS = 12_000_000
-MIN_IVF_VECTORS = 10_000
-RANGE_QUERIES = 8192  # queries a range search takes at once: exact search is 3.7x slower in blocks of 1,024  # IVF needs enough vectors to train its coarse quantiser
+MIN_IVF_VECTORS = 10_000  # IVF needs enough vectors to train its coarse quantiser
+RANGE_QUERIES = 8192  # queries a range search takes at once: exact search is 3.7x slower in blocks of 1,024
 CODES = ("flat", "sq8", "pq")
 KEY_DIGITS = 15  # 15 hex digits = 60 bits
 _HEX_VALUES = np.full(256, -1, np.int64)
@@ -256,7 +257,7 @@ class IndexStore:
         expected = manifest.get("file_sha256")
         if expected is None:
             raise StoreError("its manifest predates byte checksums")
-        if _file_sha256(self.folder / manifest["file"]) != expected:
+        if file_sha256(self.folder / manifest["file"]) != expected:
             raise StoreError(f"{manifest['file']}: its bytes do not match the sha256 written with it")
 
     def file_intact(self, manifest: dict, *, lookup_files: bool = True) -> bool:
@@ -265,7 +266,7 @@ class IndexStore:
         try:
             self._check_file(manifest)
             return not lookup_files or ("ids_file" in manifest and all(
-                _file_sha256(self.folder / file) == digest for file, digest in _side_files(manifest)))
+                file_sha256(self.folder / file) == digest for file, digest in _side_files(manifest)))
         except (OSError, StoreError):
             return False
 
@@ -302,6 +303,8 @@ class IndexStore:
                 (f"{kind}_file", f"{prefix}.{kind}.npy"), (f"{kind}_sha256", hashlib.sha256(content).hexdigest()))},
             "generators": list(generators), "images_removed": images_removed,
         }
+        manifest["sampled_sha256"] = {file: sampled_sha256(self.folder / file)
+                                      for file in (manifest["file"], *(file for file, _ in _side_files(manifest)))}
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
         named = {manifest["file"], *(file for file, _ in _side_files(manifest))}
         for old in self.folder.glob("index-*.faiss*"):
@@ -314,10 +317,11 @@ class IndexStore:
         return f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
 
     def mapped(self) -> tuple[faiss.Index, dict, Path]:
-        """``(index, manifest, id directory file)`` for a reader: both files checked against the
-        sha256s written with them (streamed, so checking pages nothing in), the index memory-mapped
-        (map the directory with ``IdDirectory.open``), so the reader's memory holds what its
-        searches touch rather than the whole store."""
+        """``(index, manifest, id directory file)`` for a reader: every file checked against the
+        sampled digest written with it (``store.file_digest``: the same cost at any size; the whole
+        file's sha256 where the manifest has none), the index memory-mapped (map the directory with
+        ``IdDirectory.open``), so the reader's memory holds what its searches touch rather than the
+        whole store."""
         for attempt in range(3):
             manifest = self.manifest()
             if not manifest or manifest.get("damaged"):
@@ -325,8 +329,13 @@ class IndexStore:
             if "ids_file" not in manifest:
                 raise StoreError("its manifest predates id directories")
             try:
+                sampled = manifest.get("sampled_sha256", {})
                 for file, digest in ((manifest["file"], manifest.get("file_sha256")), *_side_files(manifest)):
-                    if _file_sha256(self.folder / file) != digest:
+                    if file in sampled:  # the same cost at any size; status --verify reads every byte
+                        intact = sampled_sha256(self.folder / file) == sampled[file]
+                    else:
+                        intact = file_sha256(self.folder / file) == digest
+                    if not intact:
                         raise StoreError(f"{file}: its bytes do not match the sha256 written with it")
                 index = faiss.read_index(str(self.folder / manifest["file"]), faiss.IO_FLAG_MMAP)
                 return index, manifest, self.folder / manifest["ids_file"]
@@ -344,11 +353,3 @@ def _side_files(manifest: dict) -> list[tuple[str, str]]:
     (indexes written before them have none: readers then ask the catalog)."""
     return [(manifest[f"{kind}_file"], manifest[f"{kind}_sha256"]) for kind in ("ids", "rows", "paths")
             if f"{kind}_file" in manifest]
-
-
-def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

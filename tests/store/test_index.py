@@ -275,6 +275,36 @@ def test_bytes_damaged_in_the_middle_of_the_index_are_found_not_searched(cli, in
     assert out["action"].startswith("rebuilt") and out["ntotal"] == 57
 
 
+def test_readers_check_sampled_blocks_and_verify_reads_every_byte(cli, indexed, tmp_path, monkeypatch):
+    """A reader's check costs the same at any size (the size and evenly spaced blocks), so damage in a
+    sampled block or a truncation is refused on opening, damage between blocks is not, and
+    ``status --verify`` and ``index`` (which hash every byte) find it."""
+    from synthwatch.store import file_digest
+
+    monkeypatch.setattr(file_digest, "SAMPLE_BLOCKS", 4)
+    monkeypatch.setattr(file_digest, "SAMPLE_BYTES", 64)
+    store, _ = indexed
+    assert cli("--store", store, "index", "--rebuild", "--json")[1]["ntotal"] == 57  # digests of 4 x 64 bytes
+    index_store = IndexStore(StoreLayout(store), BACKBONE)
+    path = index_store.folder / index_store.manifest()["file"]
+    original = path.read_bytes()
+    gap = (len(original) - 64) // 3  # blocks start at 0, gap, 2 gap and the end
+    query = next((tmp_path / "in" / "real").iterdir())
+    for damaged in (original[:gap + 10] + b"\x7f" + original[gap + 11:], original[:-1]):
+        path.write_bytes(damaged)
+        code, _, err = cli("--store", store, "similar", query, "-k", "3", "--json")
+        assert code == 0 and "do not match the sha256" in err  # refused; answered from an index built in memory
+    between = bytearray(original)
+    between[gap + 100] ^= 0x01  # a bit flipped between two sampled blocks
+    path.write_bytes(bytes(between))
+    code, out, err = cli("--store", store, "similar", query, "-k", "3", "--json")
+    assert code == 0 and "sha256" not in err
+    code, status, _ = cli("--store", store, "status", "--verify", "--json")
+    assert code == 1 and status["problems"] == [f"index {BACKBONE}: its file does not have the bytes its manifest names"]
+    code, out, _ = cli("--store", store, "index", "--json")
+    assert out["action"] == "rebuilt (its file was missing or damaged)"
+
+
 def test_index_rebuilds_a_file_damaged_in_place(cli, indexed):
     store, _ = indexed
     index_store = IndexStore(StoreLayout(store), BACKBONE)

@@ -142,7 +142,7 @@ SOURCES = [
     Source("Tencent/HunyuanDiT", "hunyuan-dit", ("lora/asset/porcelain/inference/*.png",), "hunyuan-dit",
            "hunyuan-lora"),
     Source("Tencent/HunyuanDiT", "hunyuan-dit", ("comfyui/hunyuan_dit_1.2_controlnet_canny_example.png",
-           "comfyui/hunyuan_dit_1.2_example.png"), "hunyuan-dit", "hunyuan-comfyui", group=r"(comfyui)/"),
+           "comfyui/hunyuan_dit_1.2_example.png"), "hunyuan-dit", "hunyuan-comfyui", group=r"comfyui/(hunyuan_dit)_"),
     Source("deep-floyd/IF", "deepfloyd-if", ("pics/main.jpg",), "deepfloyd-if", "if", Grid(2, 4)),
     Source("deep-floyd/IF", "deepfloyd-if", ("pics/nabla.jpg",), "deepfloyd-if", "if", IF_NABLA),
     Source("deep-floyd/IF", "deepfloyd-if", ("pics/dream-III.jpg",), "deepfloyd-if", "if", IF_DREAM),

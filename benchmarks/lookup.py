@@ -6,9 +6,9 @@ The first form builds a real catalog of N synthetic image rows, then times, for 
 keys, what `similar` and `POST /similar` do after the FAISS search: fetch label, generator and path
 of the k images by exact ids through the id directory, over the process's reused read-only
 connection (now) or a connection opened per request (before), or by 60-bit prefixes (before that).
-The second form opens each indexed store's index the way `serve` does (memory-mapped index and id
-directory), each in its own process, answers ``--queries`` random queries (search and resolution)
-and reports the peak RSS (VmHWM), its anonymous and file-backed parts, and the p50 of resolution.
+The second form opens each indexed store's index the way `serve` does (IVF lists read per search,
+id directory and neighbour rows memory-mapped), each in its own process, answers ``--queries``
+random queries (search and resolution) and reports the peak RSS (VmHWM), its anonymous and file-backed parts, and the p50 of resolution.
 """
 
 from __future__ import annotations

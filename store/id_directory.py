@@ -10,9 +10,11 @@ import numpy as np
 import pyarrow as pa
 
 from synthwatch.store.index import image_keys
+from synthwatch.store.npy_records import NpyRecords
 
 ID_DIGITS = 64  # a sha256 in hexadecimal
 _CHUNK = 65_536  # ids decoded at once, to bound temporaries
+_READ_SINGLY = 1_024  # up to this many keys (a lookup's neighbours) are found by reading single records
 _NIBBLES = np.full(256, 255, np.uint8)
 _NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
 _NIBBLES[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
@@ -26,7 +28,8 @@ class IdDirectory:
     memory or memory-mapped from the ``.npy`` file written beside an index (:meth:`write`), so a
     lookup process pages in only the records its searches touch."""
 
-    def __init__(self, image_ids: pa.Array | pa.ChunkedArray | None = None, *, records: np.ndarray | None = None) -> None:
+    def __init__(self, image_ids: pa.Array | pa.ChunkedArray | None = None, *, records: np.ndarray | None = None,
+                 reader: NpyRecords | None = None) -> None:
         if records is None:
             array = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else image_ids
             keys = image_keys(array)
@@ -34,16 +37,16 @@ class IdDirectory:
             records = np.empty(len(keys), RECORD)
             records["key"], records["digest"] = keys[order], _digests(array)[order]
         self.records = records
-        self.keys = records["key"]
+        self.keys = records["key"]  # whole-array uses (filters, catching up) page in the mapped file
         self.digests = records["digest"]
-
+        self._reader = reader  # single records of the file (lookups), read without mapping
     @classmethod
     def open(cls, path: Path) -> "IdDirectory":
         """The directory of ``path``, memory-mapped read-only (no pickle: a plain record array)."""
         records = np.load(path, mmap_mode="r", allow_pickle=False)
         if records.dtype != RECORD:
             raise ValueError(f"Expected id directory records of {RECORD}, but {path} holds {records.dtype}.")
-        return cls(records=records)
+        return cls(records=records, reader=NpyRecords(path))
 
     def to_bytes(self) -> bytes:
         """The ``.npy`` bytes :meth:`open` maps."""
@@ -59,13 +62,26 @@ class IdDirectory:
         keys = np.unique(np.asarray(keys, np.int64))
         if not len(self.keys) or not len(keys):
             return {}
-        positions = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        found = np.asarray(self.keys[positions]) == keys
+        if self._reader is not None and len(keys) <= _READ_SINGLY:
+            positions = np.minimum(self._reader.search_sorted("key", keys), len(self.keys) - 1)
+            stored = np.array([self._reader.read(int(position))["key"][0] for position in positions], np.int64)
+        else:
+            positions = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            stored = np.asarray(self.keys[positions])
+        found = stored == keys
         return dict(zip(keys[found].tolist(), positions[found].tolist()))
+
+    def id_at(self, position: int) -> str:
+        """The image id of the record at ``position``."""
+        digest = self._reader.read(position)["digest"][0] if self._reader is not None else self.digests[position]
+        return digest.tobytes().hex()
 
     def ids_of(self, keys: np.ndarray) -> dict[int, str]:
         """``{key: image id}`` for the keys the directory holds (others are left out)."""
-        return {key: self.digests[position].tobytes().hex() for key, position in self.positions_of(keys).items()}
+        positions = self.positions_of(keys)
+        if self._reader is None or len(positions) > _READ_SINGLY:
+            return {key: self.digests[position].tobytes().hex() for key, position in positions.items()}
+        return {key: self.id_at(position) for key, position in positions.items()}
 
 
 def _digests(array: pa.Array) -> np.ndarray:

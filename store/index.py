@@ -29,6 +29,7 @@ from synthwatch.store.schema import utc_now
 from synthwatch.store.errors import StoreError
 from synthwatch.store.file_digest import file_sha256, sampled_sha256
 from synthwatch.store.layout import StoreLayout
+from synthwatch.store.paged_ivf import PagedIVF
 
 # Exact search scans every vector: up to about 12 M floats (48 MB; 31,250 vectors of width 384)
 # one query takes about 5 ms on 2 cores (benchmarks/index.py); beyond that, IVF.
@@ -316,12 +317,12 @@ class IndexStore:
     def _new_name() -> str:
         return f"index-{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.faiss"
 
-    def mapped(self) -> tuple[faiss.Index, dict, Path]:
+    def for_reading(self) -> tuple[faiss.Index | PagedIVF, dict, Path]:
         """``(index, manifest, id directory file)`` for a reader: every file checked against the
         sampled digest written with it (``store.file_digest``: the same cost at any size; the whole
-        file's sha256 where the manifest has none), the index memory-mapped (map the directory with
-        ``IdDirectory.open``), so the reader's memory holds what its searches touch rather than the
-        whole store."""
+        file's sha256 where the manifest has none); an IVF index searched with its lists read per
+        search (``store.paged_ivf``), an exact one (small by construction) memory-mapped; map the
+        directory with ``IdDirectory.open``. The index's lists never stay in the reader's memory."""
         for attempt in range(3):
             manifest = self.manifest()
             if not manifest or manifest.get("damaged"):
@@ -337,7 +338,9 @@ class IndexStore:
                         intact = file_sha256(self.folder / file) == digest
                     if not intact:
                         raise StoreError(f"{file}: its bytes do not match the sha256 written with it")
-                index = faiss.read_index(str(self.folder / manifest["file"]), faiss.IO_FLAG_MMAP)
+                path = self.folder / manifest["file"]
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP) if manifest["index_type"] == "flat" \
+                    else PagedIVF(path)
                 return index, manifest, self.folder / manifest["ids_file"]
             except (OSError, RuntimeError, ValueError, StoreError) as error:
                 if attempt < 2 and self.manifest() != manifest:

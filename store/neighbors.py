@@ -61,7 +61,7 @@ class NeighborIndex:
         self._load()
 
     def _load(self) -> None:
-        index, manifest, directory = self.store.mapped()
+        index, manifest, directory = self.store.for_reading()
         try:
             rows = NeighbourRows.open(self.store.folder / manifest["rows_file"], self.store.folder / manifest["paths_file"],
                                       manifest["generators"]) if "rows_file" in manifest else None
@@ -71,7 +71,7 @@ class NeighborIndex:
                                    f"they are damaged ({error}). Run `synthwatch index --rebuild`.") from None
 
     def _use(self, index, manifest: dict, directory: IdDirectory, rows: NeighbourRows | None = None) -> None:
-        """Search ``index`` (memory-mapped when it comes from its file), resolving keys through
+        """Search ``index`` (read from its file as searches need it), resolving keys through
         ``directory``, whose keys are those the index holds, and ``rows`` (None: the catalog)."""
         self.index, self.manifest, self.ids, self.rows = index, manifest, directory, rows
         self.keys = directory.keys
@@ -93,7 +93,7 @@ class NeighborIndex:
         added, removed = np.setdiff1d(wanted, self.keys), np.setdiff1d(self.keys, wanted)
         if not len(added) and not len(removed):
             return 0, 0
-        if self.manifest.get("file"):  # a memory-mapped index cannot change: load a private copy
+        if self.manifest.get("file"):  # an index read from its file cannot change: load a private copy
             self.index = self.store.load()[0]
         if len(removed):
             self.index.remove_ids(faiss.IDSelectorBatch(removed))
@@ -182,7 +182,7 @@ class NeighborIndex:
         found_keys = keys[keys >= 0]
         if self.rows is not None and self._rows_current():
             positions = self.ids.positions_of(found_keys)
-            by_key = {key: (self.ids.digests[position].tobytes().hex(), *self.rows.at(position))
+            by_key = {key: (self.ids.id_at(position), *self.rows.at(position))
                       for key, position in positions.items()}
         else:
             by_key = self._catalog_rows(found_keys)

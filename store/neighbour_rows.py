@@ -1,5 +1,5 @@
 """What a lookup shows of each indexed image (label, generator, original path), in two ``.npy``
-files written beside the index in its id directory's order and memory-mapped by readers: neighbours
+files written beside the index in its id directory's order and read by record (``pread``): neighbours
 are resolved without the catalog, whose primary-key index DuckDB keeps in memory (about 1.8 GB at
 12.5 M images), so a lookup process's own memory does not grow with the store."""
 
@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthwatch.store.index import image_keys
+from synthwatch.store.npy_records import NpyRecords
 
 LABELS = ("real", "synthetic")
 NO_GENERATOR = -1
@@ -28,6 +29,7 @@ class NeighbourRows:
     rows: np.ndarray
     paths: np.ndarray
     generators: tuple[str, ...]
+    readers: tuple[NpyRecords, NpyRecords] | None = None  # rows and paths read by record (opened files)
 
     @classmethod
     def of_images(cls, images: pa.Table, directory_keys: np.ndarray) -> "NeighbourRows":
@@ -63,7 +65,7 @@ class NeighbourRows:
         if rows.dtype != ROW or paths.dtype != np.uint8:
             raise ValueError(f"Expected neighbour rows of {ROW} and path bytes, but {rows_path} holds {rows.dtype} "
                              f"and {paths_path} {paths.dtype}.")
-        return cls(rows, paths, tuple(generators))
+        return cls(rows, paths, tuple(generators), (NpyRecords(rows_path), NpyRecords(paths_path)))
 
     def to_bytes(self) -> tuple[bytes, bytes]:
         """The ``.npy`` bytes of the rows and of the paths."""
@@ -71,11 +73,12 @@ class NeighbourRows:
 
     def at(self, position: int) -> tuple[str, str | None, str]:
         """``(label, generator or None, original path)`` of the directory's record at ``position``."""
-        row = self.rows[position]
+        row = self.rows[position] if self.readers is None else self.readers[0].read(position)[0]
         start, length = int(row["path_start"]), int(row["path_length"])
         generator = int(row["generator"])
+        path = self.paths[start:start + length] if self.readers is None else self.readers[1].read(start, length)
         return (LABELS[int(row["label"])], None if generator == NO_GENERATOR else self.generators[generator],
-                self.paths[start:start + length].tobytes().decode("utf-8"))
+                path.tobytes().decode("utf-8"))
 
 
 def _npy(array: np.ndarray) -> bytes:

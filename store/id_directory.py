@@ -40,6 +40,7 @@ class IdDirectory:
         self.keys = records["key"]  # whole-array uses (filters, catching up) page in the mapped file
         self.digests = records["digest"]
         self._reader = reader  # single records of the file (lookups), read without mapping
+
     @classmethod
     def open(cls, path: Path) -> "IdDirectory":
         """The directory of ``path``, memory-mapped read-only (no pickle: a plain record array)."""
@@ -62,7 +63,7 @@ class IdDirectory:
         keys = np.unique(np.asarray(keys, np.int64))
         if not len(self.keys) or not len(keys):
             return {}
-        if self._reader is not None and len(keys) <= _READ_SINGLY:
+        if self._by_record(len(keys)):
             positions = np.minimum(self._reader.search_sorted("key", keys), len(self.keys) - 1)
             stored = np.array([self._reader.read(int(position))["key"][0] for position in positions], np.int64)
         else:
@@ -73,15 +74,20 @@ class IdDirectory:
 
     def id_at(self, position: int) -> str:
         """The image id of the record at ``position``."""
-        digest = self._reader.read(position)["digest"][0] if self._reader is not None else self.digests[position]
+        digest = self._reader.read(position)["digest"][0] if self._by_record(1) else self.digests[position]
         return digest.tobytes().hex()
 
     def ids_of(self, keys: np.ndarray) -> dict[int, str]:
         """``{key: image id}`` for the keys the directory holds (others are left out)."""
         positions = self.positions_of(keys)
-        if self._reader is None or len(positions) > _READ_SINGLY:
-            return {key: self.digests[position].tobytes().hex() for key, position in positions.items()}
-        return {key: self.id_at(position) for key, position in positions.items()}
+        if self._by_record(len(positions)):
+            return {key: self.id_at(position) for key, position in positions.items()}
+        return {key: self.digests[position].tobytes().hex() for key, position in positions.items()}
+
+    def _by_record(self, count: int) -> bool:
+        """Whether ``count`` records are read one by one from the file (a lookup's few) rather than
+        from the mapped array (many: paging it in costs less than a read each)."""
+        return self._reader is not None and count <= _READ_SINGLY
 
 
 def _digests(array: pa.Array) -> np.ndarray:

@@ -44,7 +44,9 @@ from PIL import Image  # noqa: E402
 from synthwatch.api import Store  # noqa: E402
 from synthwatch.embeddings.decode import decode_image, read_image_file  # noqa: E402
 from synthwatch.embeddings.engine import EngineOptions  # noqa: E402
+from synthwatch.embeddings.job import wanted_views  # noqa: E402
 from synthwatch.embeddings.protocols import PROTOCOLS, apply_protocol  # noqa: E402
+from synthwatch.heads.dataset import ROBUSTNESS_FROM  # noqa: E402
 from synthwatch.heads.detector import HeadSpec  # noqa: E402
 from synthwatch.heads.evaluation import EvalOptions, Evaluation, evaluate_protocol  # noqa: E402
 from synthwatch.heads.metrics import evaluate_scores  # noqa: E402
@@ -58,7 +60,8 @@ from synthwatch.store.atomic import atomic_write_bytes  # noqa: E402
 
 DEV_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld-dev" / "manifest.csv"
 ROBUSTNESS_ROWS = {"jpeg75": "jpeg75", "downscale": "0.5x"}  # evaluation's condition -> the row's suffix
-DEFAULT_RECIPES = ("spectrum+logreg", "srm+logreg", "srm+logreg+views", "npr")
+DEFAULT_RECIPES = ("spectrum+logreg", "srm+logreg", "srm+logreg+patches", "srm+logreg+views", "srm+logreg+patches+views",
+                   "npr")
 DEFAULT_PROXY_RECIPES = ("spectrum+logreg", "srm+logreg")
 
 
@@ -114,10 +117,13 @@ def logo_rows(store: Store, recipe: Recipe, protocol: str, *, options: EvalOptio
     if recipe.network:
         evaluation = evaluate_network_logo(store.layout, NetworkOptions(head=recipe.head, steps=steps), options)
     else:
-        store.embed(recipe.backbone, views=recipe.views, options=EngineOptions(workers=0))
+        store.embed(recipe.backbone, views=recipe.views, patches=recipe.patches, options=EngineOptions(workers=0))
         prepared = prepare_for(store.layout, _backbone_id(store, recipe), TrainOptions(evaluation=options))
-        evaluation = evaluate_protocol(HeadSpec(recipe.head), prepared.data, protocol="logo", options=options,
-                                       near_duplicates=prepared.pairs)
+        # The store keeps every recipe's views of this backbone; each recipe trains on its own only.
+        views = prepared.data.views
+        own = np.isin(views, wanted_views(recipe.views, recipe.patches)) | (views >= ROBUSTNESS_FROM)
+        evaluation = evaluate_protocol(HeadSpec(recipe.head), prepared.data.take(own), protocol="logo",
+                                       options=options, near_duplicates=prepared.pairs)
     return _rows(evaluation, recipe.name, protocol)
 
 
@@ -158,7 +164,7 @@ def proxy_rows(recipe: Recipe, rows: list[dict], protocols: list[str], work: Pat
     store.ingest(corpus.out / "real", label="real")
     for generator in (*FIRST_GENERATORS, NEW_GENERATOR):
         store.ingest(corpus.out / "synthetic" / generator, label="synthetic", generator=generator)
-    store.embed(recipe.backbone, views=recipe.views, options=EngineOptions(workers=0))
+    store.embed(recipe.backbone, views=recipe.views, patches=recipe.patches, options=EngineOptions(workers=0))
     train = TrainOptions(evaluation=options, robustness=False)
     trained = store.train(recipe.head, backbone=recipe.backbone, options=train)
     scorer = load_scorer(store.layout, trained.version)

@@ -11,7 +11,7 @@ from typing import Callable
 
 from synthwatch.embeddings.backbone import Backbone
 from synthwatch.embeddings.engine import EngineOptions, Rows, WorkItem, run_engine
-from synthwatch.embeddings.views import ROBUSTNESS_VIEWS
+from synthwatch.embeddings.views import PATCH_VIEWS_FROM, patch_views
 from synthwatch.store.catalog import Batch, Catalog, QuarantineRecord
 from synthwatch.store.errors import StoreError
 from synthwatch.store.layout import StoreLayout
@@ -47,21 +47,29 @@ class EmbedReport:
         }
 
 
-def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int, *, extra_views: tuple[int, ...] = (),
-                   only: set[str] | None = None) -> tuple[list[WorkItem], int]:
-    """Work items for images lacking any of views 0..``views`` or ``extra_views``, and the rows
-    already stored; ``only`` restricts the plan to those image ids."""
+def wanted_views(views: int, patches: int = 0, extra_views: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """The view numbers an embedding wants: 0..``views`` (clean and augmented), ``patches`` patch
+    views (``embeddings.views.patch_views``) and ``extra_views``."""
+    if not 0 <= views < PATCH_VIEWS_FROM:
+        raise ValueError(f"Expected 0..{PATCH_VIEWS_FROM - 1} augmented views, but got {views}. Give --views in that range.")
+    return tuple(range(views + 1)) + patch_views(patches) + tuple(extra_views)
+
+
+def plan_embedding(layout: StoreLayout, vectors: VectorStore, views: int, *, patches: int = 0,
+                   extra_views: tuple[int, ...] = (), only: set[str] | None = None) -> tuple[list[WorkItem], int]:
+    """Work items for images lacking any of :func:`wanted_views`, and the rows already stored;
+    ``only`` restricts the plan to those image ids."""
     present = vectors.present_views()
     files = Catalog(layout).image_files()
     rows = zip(*(files.column(name).to_pylist() for name in ("image_id", "stored", "original_path")))
-    wanted_views = tuple(range(views + 1)) + tuple(extra_views)
+    wanted = wanted_views(views, patches, extra_views)
     items, skipped = [], 0
     for image_id, stored, original in rows:
         if only is not None and image_id not in only:
             continue
         have = present.get(image_id, 0)
-        skipped += sum(1 for view in wanted_views if have >> view & 1)
-        missing = tuple(view for view in wanted_views if not have >> view & 1)
+        skipped += sum(1 for view in wanted if have >> view & 1)
+        missing = tuple(view for view in wanted if not have >> view & 1)
         if missing:
             path = layout.blob_path(image_id) if stored else original
             items.append(WorkItem(image_id, str(path), missing))
@@ -73,6 +81,7 @@ def embed_store(
     backbone: Backbone,
     *,
     views: int = 0,
+    patches: int = 0,
     extra_views: tuple[int, ...] = (),
     only: set[str] | None = None,
     options: EngineOptions = EngineOptions(),
@@ -81,14 +90,14 @@ def embed_store(
 ) -> EmbedReport:
     """Embed what the store lacks for ``backbone``; resumable after a crash at any point.
 
-    ``extra_views`` adds view numbers beyond 0..``views`` (the robustness views), and ``only``
-    restricts the work to some image ids (evaluation embeds its test images that way). ``lock``
+    ``patches`` adds that many patch views, ``extra_views`` view numbers beyond them (the
+    robustness views), and ``only`` restricts the work to some image ids (evaluation embeds its
+    test images that way). ``lock``
     False is for workers of a fan-out whose coordinator holds :func:`embedding_lock`: they write
     shards only and leave the catalog to the coordinator (its one writer), which commits the
     failures they report (:func:`record_fan_out`).
     """
-    if views < 0:
-        raise ValueError(f"Expected views >= 0, but got {views}.")
+    wanted_views(views, patches)  # refuses counts out of range before anything starts
     report = EmbedReport(backbone.backbone_id, backbone.dim, backbone.weights)
     if not layout.exists():
         return report
@@ -99,7 +108,8 @@ def embed_store(
     with embedding_lock(layout, backbone.backbone_id) if lock else nullcontext():
         if lock:
             vectors.clean_temporaries()
-        items, report.skipped = plan_embedding(layout, vectors, views, extra_views=extra_views, only=only)
+        items, report.skipped = plan_embedding(layout, vectors, views, patches=patches, extra_views=extra_views,
+                                                  only=only)
         run_id = catalog.start_run("embed") if lock else None
         failures: list[QuarantineRecord] = []
 
@@ -142,11 +152,12 @@ def embedding_lock(layout: StoreLayout, backbone_id: str):
     return job_lock(layout, f"embed-{backbone_id}")
 
 
-def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, chunk_images: int = 1024) -> list[list[str]]:
+def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, patches: int = 0,
+                chunk_images: int = 1024) -> list[list[str]]:
     """Image ids lacking vectors for ``backbone_id``, in chunks for workers of a fan-out: at most
     ``chunk_images`` each, and at least ``MIN_CHUNKS`` chunks when there are enough images, so a
     small batch still spreads over the workers (and a lost worker loses one small chunk)."""
-    items, _ = plan_embedding(layout, VectorStore(layout, backbone_id), views)
+    items, _ = plan_embedding(layout, VectorStore(layout, backbone_id), views, patches=patches)
     ids = [item.image_id for item in items]
     size = max(1, min(chunk_images, -(-len(ids) // MIN_CHUNKS)))
     return [ids[start:start + size] for start in range(0, len(ids), size)]
@@ -202,7 +213,7 @@ def reembed_set_aside(layout: StoreLayout, backbone_id: str, set_aside: list, *,
     if description is None:
         raise StoreError(f"Expected the description of {backbone_id} in its shards' metadata, but none could be "
                          f"read. Run `synthwatch embed --backbone NAME` with the backbone that made them.")
-    augmented = max((v for v in views if v < min(ROBUSTNESS_VIEWS.values())), default=0)
-    robustness = tuple(sorted(v for v in views if v >= min(ROBUSTNESS_VIEWS.values())))
-    return embed_store(layout, backbone_from_description(description), views=augmented, extra_views=robustness,
+    augmented = max((v for v in views if v < PATCH_VIEWS_FROM), default=0)
+    others = tuple(sorted(v for v in views if v >= PATCH_VIEWS_FROM))  # patch and robustness views
+    return embed_store(layout, backbone_from_description(description), views=augmented, extra_views=others,
                        only=ids or None, options=options)

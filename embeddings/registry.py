@@ -20,10 +20,12 @@ from synthwatch.embeddings.errors import EmbeddingError
 SPECTRUM_BINS = 32
 SPECTRUM_BLOCKS = ("luminance", "residual", "npr")
 SPECTRUM_VERSION = "v1"
-# The srm backbone's features (embeddings/cooccurrence.py): residual families, bins per block.
-SRM_FAMILIES = ("d1", "d2", "d3", "kb", "kv")
+# The srm backbone's features (embeddings/cooccurrence.py): residual families (luminance's five, the
+# two chroma planes' first and second differences, luminance's five at half scale), bins per block.
+SRM_FAMILIES = ("d1", "d2", "d3", "kb", "kv", "chroma", "half")
 SRM_BINS = 63  # triples of -2..2, a triple and its negation in one bin
-SRM_BLOCKS = {"d1": 4, "d2": 4, "d3": 4, "kb": 2, "kv": 2}  # kernels x quantisation steps
+SRM_BLOCKS = {"d1": 4, "d2": 4, "d3": 4, "kb": 2, "kv": 2,  # kernels x quantisation steps
+              "chroma": 16, "half": 16}  # 2 planes x (d1 + d2); d1 .. kv again
 SRM_VERSION = "v1"
 WEIGHTLESS_FAMILIES = ("spectrum", "srm")
 

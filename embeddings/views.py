@@ -4,9 +4,12 @@ View 0 is the clean view: centre crop (``crop``) or shorter side resized then ce
 (``resize``). Views 1..N are drawn from a generator seeded by (seed, image id, view), so the
 same image always gets the same views: each may downscale, blur and re-encode as JPEG, and
 takes its crop at a random place. The parameters are returned for the row's ``augmentation``.
-Views from 1000 up are the fixed perturbations that evaluation measures robustness under
-(``ROBUSTNESS_VIEWS``): JPEG re-encoding at a seeded quality of 50-95, 0.5x downscaling, and JPEG
-re-encoding at quality 75.
+Views from ``PATCH_VIEWS_FROM`` (500) up are clean patches at native resolution: a seeded random
+square of ``PATCH_FRACTION`` of the image's shorter side, nothing else changed (``--patches``),
+so a detector that reads the whole crop, like ``srm``, trains on more, smaller samples of each
+image's statistics than one per image. Views from 1000 up are the fixed perturbations that
+evaluation measures robustness under (``ROBUSTNESS_VIEWS``): JPEG re-encoding at a seeded quality
+of 50-95, 0.5x downscaling, and JPEG re-encoding at quality 75.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ JPEG_QUALITY = (50, 95)
 DOWNSCALE = (0.5, 0.9)
 BLUR_SIGMA = (0.3, 1.2)
 ROBUSTNESS_VIEWS = {"jpeg": 1000, "downscale": 1001, "jpeg75": 1002}
+PATCH_VIEWS_FROM = 500
+PATCH_FRACTION = 0.5
 FIXED_JPEG_QUALITY = 75  # the "jpeg75" view: the fixed quality papers report robustness at
 
 
@@ -133,12 +138,31 @@ def make_views(image: Image.Image, spec: BackboneSpec, mode: str, views: list[in
         elif view >= min(ROBUSTNESS_VIEWS.values()):
             perturbed, params = perturb(image, view, view_rng(seed, image_id, view))
             pixels, size, _ = crop(perturbed, spec, mode)
+        elif view >= PATCH_VIEWS_FROM:
+            patch, params = random_patch(image, view_rng(seed, image_id, view))
+            pixels, size, _ = crop(patch, spec, mode)
         else:
             rng = view_rng(seed, image_id, view)
             augmented, params = augment(image, rng)
             pixels, size, placement = crop(augmented, spec, mode, rng)
             params.update(placement)
         yield view, params, pixels, size
+
+
+def patch_views(count: int) -> tuple[int, ...]:
+    """The view numbers of ``count`` patch views."""
+    most = min(ROBUSTNESS_VIEWS.values()) - PATCH_VIEWS_FROM
+    if not 0 <= count <= most:
+        raise ValueError(f"Expected 0..{most} patch views, but got {count}. Give --patches in that range.")
+    return tuple(range(PATCH_VIEWS_FROM, PATCH_VIEWS_FROM + count))
+
+
+def random_patch(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A random square of ``PATCH_FRACTION`` of the image's shorter side (at least 1 px), and its
+    ``patch`` params (left, top, side)."""
+    side = max(1, int(min(image.size) * PATCH_FRACTION))
+    left, top = int(rng.integers(0, image.width - side + 1)), int(rng.integers(0, image.height - side + 1))
+    return image.crop((left, top, left + side, top + side)), {"patch": [left, top, side]}
 
 
 def _offset(length: int, size: int, rng: np.random.Generator | None) -> int:

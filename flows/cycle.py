@@ -24,21 +24,24 @@ def ingest_flow(store: str, sources: list[str] | None = None) -> dict:
 
 
 @flow(name="synthwatch-embed")
-def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bool = False, views: int = 0,
-               fan_out: bool = False, chunk_images: int = 1024) -> dict:
-    """Embed every image that lacks vectors; ``fan_out`` spreads chunks over the task runner's
-    workers (a Dask cluster) while this flow holds the backbone's embedding lock."""
+def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bool = False,
+               views: int | None = None, fan_out: bool = False, chunk_images: int = 1024,
+               patches: int | None = None) -> dict:
+    """Embed every image that lacks vectors (``views``, ``patches`` None: synthwatch.toml's);
+    ``fan_out`` spreads chunks over the task runner's workers (a Dask cluster) while this flow
+    holds the backbone's embedding lock."""
     description = tasks.pipeline_backbone(store, backbone, allow_random_weights)
     backbone_id = description["backbone_id"]
+    views, patches = tasks.configured_views(store, backbone, views, patches)
     if not fan_out:
-        report = tasks.embed_missing(store, description, views)
+        report = tasks.embed_missing(store, description, views, patches)
         return {"backbone_id": backbone_id, "embedded": report["embedded"], "failed": report["failed"], "chunks": 1}
     from synthwatch.store.layout import StoreLayout
     from synthwatch.store.lock import job_lock
 
     with job_lock(StoreLayout(Path(store)), f"embed-{backbone_id}"):
-        chunks = tasks.plan_chunks(store, backbone_id, views, chunk_images)
-        futures = [tasks.embed_chunk.submit(store, description, ids, views) for ids in chunks]
+        chunks = tasks.plan_chunks(store, backbone_id, views, chunk_images, patches)
+        futures = [tasks.embed_chunk.submit(store, description, ids, views, patches) for ids in chunks]
         reports = [future.result() for future in futures]
         tasks.record_fan_out(store, reports)
     return {"backbone_id": backbone_id, "embedded": sum(r["embedded"] for r in reports),
@@ -74,7 +77,7 @@ def retrain_flow(store: str, reason: str = "", head: str = "logreg", gate: dict 
 
 @flow(name="synthwatch-continual")
 def continual_flow(store: str, sources: list[str] | None = None, backbone: str | None = None,
-                   allow_random_weights: bool = False, views: int = 0, dask_address: str | None = None,
+                   allow_random_weights: bool = False, views: int | None = None, dask_address: str | None = None,
                    retrain_inline: bool = True, head: str = "logreg", gate: dict | None = None,
                    alpha: float | None = None) -> dict:
     """One cycle: ingest watched sources, embed, index, check drift (of new fakes, and of the

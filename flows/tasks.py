@@ -87,29 +87,38 @@ def pipeline_backbone(store: str, backbone: str | None, allow_random_weights: bo
     return resolve_pipeline_backbone(layout, chosen, allow_random_weights=allow_random_weights).describe()
 
 
+@task
+def configured_views(store: str, backbone: str | None, views: int | None, patches: int | None) -> tuple[int, int]:
+    """``views`` and ``patches``, else synthwatch.toml's for its backbone (``heads.config.embedding_views``)."""
+    from synthwatch.heads.config import embedding_views, load_config
+
+    config = load_config(_layout(store).root)
+    return embedding_views(config, backbone or config.backbone, views, patches)
+
+
 @task(**IO_RETRIES)
-def embed_missing(store: str, description: dict, views: int = 0) -> dict:
+def embed_missing(store: str, description: dict, views: int = 0, patches: int = 0) -> dict:
     from synthwatch.embeddings.engine import EngineOptions
     from synthwatch.embeddings.job import embed_store
 
-    report = embed_store(_layout(store), _backbone(description), views=views, options=EngineOptions())
+    report = embed_store(_layout(store), _backbone(description), views=views, patches=patches, options=EngineOptions())
     return {k: v for k, v in report.as_dict().items() if k != "failures"}
 
 
 @task
-def plan_chunks(store: str, backbone_id: str, views: int, chunk_images: int) -> list[list[str]]:
+def plan_chunks(store: str, backbone_id: str, views: int, chunk_images: int, patches: int = 0) -> list[list[str]]:
     from synthwatch.embeddings.job import plan_chunks as plan
 
-    return plan(_layout(store), backbone_id, views=views, chunk_images=chunk_images)
+    return plan(_layout(store), backbone_id, views=views, patches=patches, chunk_images=chunk_images)
 
 
 @task(**IO_RETRIES)
-def embed_chunk(store: str, description: dict, image_ids: list[str], views: int = 0) -> dict:
+def embed_chunk(store: str, description: dict, image_ids: list[str], views: int = 0, patches: int = 0) -> dict:
     """Embed some images; for workers of a fan-out whose flow holds the embedding lock."""
     from synthwatch.embeddings.engine import EngineOptions
     from synthwatch.embeddings.job import embed_store
 
-    report = embed_store(_layout(store), _backbone(description), views=views, only=set(image_ids),
+    report = embed_store(_layout(store), _backbone(description), views=views, patches=patches, only=set(image_ids),
                          options=EngineOptions(workers=0), lock=False)
     return {**report.as_dict(), "worker": f"{socket.gethostname()}:{os.getpid()}"}  # failures: the flow commits them
 

@@ -69,6 +69,10 @@ class StoreConfig(BaseSettings):
                           "the champion's, else the only one stored, for the others)")
     head: str = Field(DEFAULT_HEAD, description="the head train fits unless --head names one (an embedding head, "
                                                 "or the image networks npr and convnext)")
+    views: int = Field(0, ge=0, le=499, description="augmented views (downscale, blur, JPEG) embed adds per image "
+                                                  "with this backbone, for train to learn from (unless --views)")
+    patches: int = Field(0, ge=0, le=500, description="native-resolution patch views embed adds per image with this "
+                                                      "backbone, for train to learn from (unless --patches)")
     target_fpr: float = Field(DEFAULT_TARGET_FPR, gt=0, lt=1, description="false-positive rate thresholds are set for")
     alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="false-alarm rate of each drift check")
     max_train: int = Field(DEFAULT_MAX_TRAIN, ge=1, description="most training rows of a retrain (a replay set)")
@@ -106,6 +110,16 @@ def _checked(check, text: str):
         return check(text)
     except StoreError as error:  # pydantic reports ValueErrors with the field's name
         raise ValueError(str(error)) from None
+
+
+def embedding_views(config: StoreConfig, backbone: str, views: int | None = None,
+                    patches: int | None = None) -> tuple[int, int]:
+    """The augmented and patch views to embed with ``backbone``: each as given, else the store's
+    ``views`` and ``patches`` when ``backbone`` is its configured one (they are part of its recipe),
+    else none."""
+    own = backbone == config.backbone
+    return (views if views is not None else config.views if own else 0,
+            patches if patches is not None else config.patches if own else 0)
 
 
 def config_path(root: Path) -> Path:
@@ -153,23 +167,28 @@ def write_default_config(root: Path, *, backbone: str | None = None, replace: bo
     """Write ``synthwatch.toml`` at its defaults unless one exists and ``replace`` is false; returns
     the path written, else None. ``backbone`` given is recorded; else, without pretrained weights
     on this machine, the best weight-free recipe measured (``heads.recipes.OFFLINE_RECIPE``: its
-    backbone and head) is recorded and announced in one line."""
+    backbone, head, augmented and patch views) is recorded and announced in one line."""
     path = config_path(root)
     if path.exists() and not replace:
         return None
     text = default_config_text()
-    head = None
+    head, views = None, {}
     if backbone is None:
         recipe = _offline_recipe()
         if recipe is not None:
-            backbone, head = recipe.backbone, recipe.head
+            backbone, head, views = recipe.backbone, recipe.head, {"views": recipe.views, "patches": recipe.patches}
+            extra = " and ".join(f"{count} {name}" for name, count in
+                                 (("augmented views", recipe.views), ("patches", recipe.patches)) if count)
             log.warning("no pretrained %s weights here: this store detects with the weight-free %s backbone and the %s "
-                        "head, the best measured without weights (benchmarks/realworld.py); recorded in %s",
-                        DEFAULT_BACKBONE, recipe.backbone, recipe.head, path)
+                        "head%s, the best measured without weights (benchmarks/realworld.py); recorded in %s",
+                        DEFAULT_BACKBONE, recipe.backbone, recipe.head,
+                        f" trained on {extra} per image too" if extra else "", path)
     if backbone is not None:
         text = text.replace(_toml_line("backbone", None), _toml_line("backbone", backbone))
     if head is not None:
         text = text.replace(_toml_line("head", DEFAULT_HEAD), _toml_line("head", head))
+    for name, count in views.items():
+        text = text.replace(_toml_line(name, 0), _toml_line(name, count))
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode())
     return path

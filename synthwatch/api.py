@@ -191,14 +191,16 @@ class Store:
         self._write_config()
         return report
 
-    def embed(self, backbone: str | None = None, *, views: int = 0, layers: tuple[int, ...] | None = None,
-              mode: str = "crop", revision: str | None = None, allow_random_weights: bool = False, options=None,
-              progress_factory=None):
+    def embed(self, backbone: str | None = None, *, views: int | None = None, patches: int | None = None,
+              layers: tuple[int, ...] | None = None, mode: str = "crop", revision: str | None = None,
+              allow_random_weights: bool = False, options=None, progress_factory=None):
         """Embed every image that lacks vectors (default backbone: synthwatch.toml's, else
-        dinov2-small); returns ``embeddings.job.EmbedReport``."""
+        dinov2-small; augmented and patch views: ``heads.config.embedding_views``); returns
+        ``embeddings.job.EmbedReport``."""
         from synthwatch.embeddings.backbone import create_backbone
         from synthwatch.embeddings.engine import EngineOptions
         from synthwatch.embeddings.job import embed_store
+        from synthwatch.heads.config import embedding_views
 
         model = create_backbone(self.backbone_to_embed(backbone), layers=layers, mode=mode, revision=revision,
                                 allow_random_weights=allow_random_weights)
@@ -206,7 +208,8 @@ class Store:
             log.warning(f"WARNING: no pretrained weights for {', '.join(model.random_parts)}; embedding with RANDOM "
                         f"weights (--allow-random-weights). These vectors are kept apart under {model.backbone_id} "
                         "and are useless for detection.")
-        report = embed_store(self.layout, model, views=views, options=options or EngineOptions(),
+        views, patches = embedding_views(self.config(), self.backbone_to_embed(backbone), views, patches)
+        report = embed_store(self.layout, model, views=views, patches=patches, options=options or EngineOptions(),
                              progress_factory=progress_factory)
         self._write_config()
         return report

@@ -126,8 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed_cmd.add_argument("--mode", choices=("crop", "resize"), default="crop",
                            help="crop: native-resolution centre crop, small images padded (default); "
                                 "resize: shorter side resized, then centre crop")
-    embed_cmd.add_argument("--views", type=int, default=0,
-                           help="augmented views per image besides the clean one (default 0)")
+    embed_cmd.add_argument("--views", type=int,
+                           help="augmented views per image besides the clean one (default: synthwatch.toml's "
+                                "views, 0 unless the offline recipe set it)")
+    embed_cmd.add_argument("--patches", type=int,
+                           help="native-resolution patch views per image, half its shorter side each, for "
+                                "training (default: synthwatch.toml's patches, 0 unless the offline recipe set it)")
     embed_cmd.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
     embed_cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                            help="where the backbone runs (auto: a GPU when there is one)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,3 +172,24 @@ def test_vectors_do_not_depend_on_batching_or_workers(cli, ingested, tmp_path):
                                                               table.column("vector").to_pylist())})
     assert rows[0].keys() == rows[1].keys()
     assert max(float(np.abs(rows[0][key] - rows[1][key]).max()) for key in rows[0]) < 1e-5
+
+
+def test_patch_views_are_seeded_native_resolution_squares_and_synthwatch_toml_asks_for_them(cli, ingested):
+    _, out, _ = cli("--store", ingested, "embed", *TINY, "--patches", "2", "--workers", "0", "--json")
+    assert (out["embedded"], out["failed"]) == (72, 0)
+    rows = _vectors(ingested, out["backbone_id"]).to_pylist()
+    assert Counter(row["view"] for row in rows) == {0: 24, 500: 24, 501: 24}
+    patches = [json.loads(row["augmentation"])["patch"] for row in rows if row["view"] >= 500]
+    sides = {side for _, _, side in patches}
+    assert sides <= set(range(16, 33)) and len(sides) > 1  # half the shorter side of 33..64 px images
+    assert len({(left, top) for left, top, _ in patches}) > 12  # placed at random, not all centred
+    config = ingested / "synthwatch.toml"
+    text = re.sub(r'(?m)^#? ?backbone = .*$', 'backbone = "test-tiny-dinov2"', config.read_text())
+    text = re.sub(r"(?m)^views = \d+$", "views = 0", text)
+    config.write_text(re.sub(r"(?m)^patches = \d+$", "patches = 3", text))
+    _, other, _ = cli("--store", ingested, "embed", "--backbone", "test-tiny-convnext", "--workers", "0", "--json")
+    assert other["embedded"] == 24  # another backbone than synthwatch.toml's: its patch count is not this one's
+    _, more, _ = cli("--store", ingested, "embed", "--workers", "0", "--json")
+    assert (more["embedded"], more["skipped"]) == (24, 72)  # the third patch view, from synthwatch.toml
+    code, _, err = cli("--store", ingested, "embed", *TINY, "--patches", "900", "--workers", "0", "--json")
+    assert code != 0 and "patch views" in err

@@ -39,11 +39,13 @@ def test_without_weights_a_new_store_detects_real_generators_with_the_offline_re
     assert ingested["new_generators"] == ["sd-1.x", "sd-2.x-512"] and ingested["rejected"] == 0
     assert err.count(NOTICE) == 1  # said once, in one line, by the first writing command
     config = load_config(store)
-    assert (config.backbone, config.head) == (OFFLINE_RECIPE.backbone, OFFLINE_RECIPE.head)
+    assert (config.backbone, config.head, config.views, config.patches) == (
+        OFFLINE_RECIPE.backbone, OFFLINE_RECIPE.head, OFFLINE_RECIPE.views, OFFLINE_RECIPE.patches)
 
     code, embedded, err = cli("--store", store, "embed", "--json")  # no flags: the offline default
     assert code == 0, err
     assert embedded["backbone_id"].startswith(f"{OFFLINE_RECIPE.backbone}@") and embedded["failed"] == 0
+    assert embedded["embedded"] == 106 * (1 + OFFLINE_RECIPE.views + OFFLINE_RECIPE.patches)  # and the recipe's views
     code, trained, err = cli("--store", store, "train", "--json")
     assert code in (0, 3), err  # 3: the gate rejected it; the version is printed either way
     assert trained["version"] and trained["head"] == OFFLINE_RECIPE.head

@@ -40,7 +40,7 @@ from synthwatch.embeddings.registry import SRM_BINS, SRM_BLOCKS, SRM_FAMILIES  #
 _LUMA = (0.299, 0.587, 0.114)
 _CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))  # Cb, Cr (offsets: residuals drop them)
 _LUMA_FAMILIES = ("d1", "d2", "d3", "kb", "kv")
-CHUNK_PIXELS = 2 ** 18  # pixels per plane computed together: more only spills out of the caches (measured)
+CHUNK_PIXELS = 2 ** 18  # pixels per plane computed together on CPU: more spills out of the caches (measured)
 _CHROMA_FAMILIES = ("d1", "d2")
 TRUNCATION = 2
 _KV = [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]
@@ -85,11 +85,17 @@ class CooccurrenceFeatures(nn.Module):
         out = [torch.zeros(n, SRM_BLOCKS[SRM_FAMILIES[block - 1]] * SRM_BINS, device=crops.device) for block in blocks]
         for size in torch.unique(sizes.cpu(), dim=0).tolist():
             matching = torch.nonzero((sizes.cpu() == torch.tensor(size)).all(dim=1)).flatten().to(crops.device)
-            for rows in torch.split(matching, max(1, CHUNK_PIXELS // (size[0] * size[1]))):
+            for rows in torch.split(matching, _chunk_rows(size, crops.device)):
                 valid = planes[:, rows, : size[0], : size[1]].contiguous()
                 for position, block in enumerate(blocks):
                     out[position][rows] = _block_features(valid, SRM_FAMILIES[block - 1])
         return out
+
+
+def _chunk_rows(size: list[int], device: torch.device) -> int:
+    """Crops of ``size`` computed together: on CPU as many as ``CHUNK_PIXELS`` hold (larger
+    batches spill out of the caches); on a GPU all of them (each chunk waits on its bincounts)."""
+    return max(1, CHUNK_PIXELS // max(1, size[0] * size[1])) if device.type == "cpu" else 1 << 30
 
 
 def _block_features(planes: torch.Tensor, block: str) -> torch.Tensor:
@@ -100,7 +106,7 @@ def _block_features(planes: torch.Tensor, block: str) -> torch.Tensor:
     luma = planes[0]
     if block == "half":
         height, width = luma.shape[1] // 2 * 2, luma.shape[2] // 2 * 2
-        halved = luma[:, :height, :width].reshape(-1, height // 2, 2, width // 2, 2).mean(dim=(2, 4))
+        halved = luma[:, :height, :width].reshape(luma.shape[0], height // 2, 2, width // 2, 2).mean(dim=(2, 4))
         return torch.cat([_family_features(halved, family) for family in _LUMA_FAMILIES], dim=1)
     return _family_features(luma, block)
 

@@ -165,23 +165,44 @@ def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, patche
 
 def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None, *,
                               allow_random_weights: bool = False) -> Backbone:
-    """The backbone a pipeline cycle embeds with: ``requested``, else the champion head's, else
-    the only one the store has vectors of, else the default (``dinov2-small``)."""
+    """The backbone a pipeline cycle embeds with: ``requested`` (:func:`backbone_to_embed`), else the
+    champion head's, else the only one the store has vectors of, else the default (``dinov2-small``)."""
     from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
     from synthwatch.embeddings.registry import DEFAULT_BACKBONE
     from synthwatch.store.backbones import resolve_backbone
-    from synthwatch.store.registry import HeadRegistry
 
     if requested:
-        return create_backbone(requested, allow_random_weights=allow_random_weights)
-    champion = HeadRegistry(layout).champion()
-    description = HeadRegistry(layout).record(champion).get("backbone") if champion else None
+        return backbone_to_embed(layout, requested, allow_random_weights=allow_random_weights)
+    description = _champion_backbone(layout)
     if not description:
         try:
             description = VectorStore(layout, resolve_backbone(layout)).shape_and_description()[1]
         except StoreError:  # no vectors yet, or several backbones' and no champion to choose
             return create_backbone(DEFAULT_BACKBONE, allow_random_weights=allow_random_weights)
     return backbone_from_description(description)
+
+
+def backbone_to_embed(layout: StoreLayout, name: str, *, layers: tuple[int, ...] | None = None,
+                      mode: str | None = None, revision: str | None = None,
+                      allow_random_weights: bool = False) -> Backbone:
+    """The backbone that embeds ``name``: the champion head's own (its layers, mode and revision)
+    when it is ``name``'s and none of them is asked for, so a store keeps making the vectors its
+    champion reads when a backbone's defaults change; else ``name`` as asked."""
+    from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
+
+    description = _champion_backbone(layout) if layers is None and mode is None and revision is None else None
+    if description and description.get("name") == name:
+        return backbone_from_description(description)
+    return create_backbone(name, layers=layers, mode=mode or "crop", revision=revision,
+                           allow_random_weights=allow_random_weights)
+
+
+def _champion_backbone(layout: StoreLayout) -> dict | None:
+    from synthwatch.store.registry import HeadRegistry
+
+    registry = HeadRegistry(layout)
+    champion = registry.champion()
+    return registry.record(champion).get("backbone") if champion else None
 
 
 def _record_failures(catalog: Catalog, failures: list[QuarantineRecord], run_id: str) -> None:

@@ -32,7 +32,7 @@ def embed_flow(store: str, backbone: str | None = None, allow_random_weights: bo
     holds the backbone's embedding lock."""
     description = tasks.pipeline_backbone(store, backbone, allow_random_weights)
     backbone_id = description["backbone_id"]
-    views, patches = tasks.configured_views(store, backbone, views, patches)
+    views, patches = tasks.configured_views(store, description["name"], views, patches)
     if not fan_out:
         report = tasks.embed_missing(store, description, views, patches)
         return {"backbone_id": backbone_id, "embedded": report["embedded"], "failed": report["failed"], "chunks": 1}

@@ -88,12 +88,12 @@ def pipeline_backbone(store: str, backbone: str | None, allow_random_weights: bo
 
 
 @task
-def configured_views(store: str, backbone: str | None, views: int | None, patches: int | None) -> tuple[int, int]:
-    """``views`` and ``patches``, else synthwatch.toml's for its backbone (``heads.config.embedding_views``)."""
+def configured_views(store: str, backbone: str, views: int | None, patches: int | None) -> tuple[int, int]:
+    """``views`` and ``patches``, else synthwatch.toml's for ``backbone``, the name of the one
+    embedded with (``heads.config.embedding_views``)."""
     from synthwatch.heads.config import embedding_views, load_config
 
-    config = load_config(_layout(store).root)
-    return embedding_views(config, backbone or config.backbone, views, patches)
+    return embedding_views(load_config(_layout(store).root), backbone, views, patches)
 
 
 @task(**IO_RETRIES)

@@ -117,7 +117,7 @@ def embedding_views(config: StoreConfig, backbone: str, views: int | None = None
     """The augmented and patch views to embed with ``backbone``: each as given, else the store's
     ``views`` and ``patches`` when ``backbone`` is its configured one (they are part of its recipe),
     else none."""
-    own = backbone == config.backbone
+    own = config.backbone is not None and backbone == config.backbone
     return (views if views is not None else config.views if own else 0,
             patches if patches is not None else config.patches if own else 0)
 

@@ -192,18 +192,19 @@ class Store:
         return report
 
     def embed(self, backbone: str | None = None, *, views: int | None = None, patches: int | None = None,
-              layers: tuple[int, ...] | None = None, mode: str = "crop", revision: str | None = None,
+              layers: tuple[int, ...] | None = None, mode: str | None = None, revision: str | None = None,
               allow_random_weights: bool = False, options=None, progress_factory=None):
         """Embed every image that lacks vectors (default backbone: synthwatch.toml's, else
-        dinov2-small; augmented and patch views: ``heads.config.embedding_views``); returns
+        dinov2-small, made as the champion's is when it is that backbone:
+        ``embeddings.job.backbone_to_embed``; augmented and patch views:
+        ``heads.config.embedding_views``); returns
         ``embeddings.job.EmbedReport``."""
-        from synthwatch.embeddings.backbone import create_backbone
         from synthwatch.embeddings.engine import EngineOptions
-        from synthwatch.embeddings.job import embed_store
+        from synthwatch.embeddings.job import backbone_to_embed, embed_store
         from synthwatch.heads.config import embedding_views
 
-        model = create_backbone(self.backbone_to_embed(backbone), layers=layers, mode=mode, revision=revision,
-                                allow_random_weights=allow_random_weights)
+        model = backbone_to_embed(self.layout, self.backbone_to_embed(backbone), layers=layers, mode=mode,
+                                  revision=revision, allow_random_weights=allow_random_weights)
         if model.random_parts:
             log.warning(f"WARNING: no pretrained weights for {', '.join(model.random_parts)}; embedding with RANDOM "
                         f"weights (--allow-random-weights). These vectors are kept apart under {model.backbone_id} "

@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed_cmd.add_argument("--layers", metavar="L,L,...",
                            help="DINOv2 blocks (1-based, negative from the end) or ConvNeXt stages 0-3 "
                                 "to pool and concatenate (default: the last)")
-    embed_cmd.add_argument("--mode", choices=("crop", "resize"), default="crop",
-                           help="crop: native-resolution centre crop, small images padded (default); "
-                                "resize: shorter side resized, then centre crop")
+    embed_cmd.add_argument("--mode", choices=("crop", "resize"),
+                           help="crop: native-resolution centre crop, small images padded (default; or the "
+                                "champion's mode when it reads this backbone); resize: shorter side resized, "
+                                "then centre crop")
     embed_cmd.add_argument("--views", type=int,
                            help="augmented views per image besides the clean one (default: synthwatch.toml's "
                                 "views, 0 unless the offline recipe set it)")

@@ -52,3 +52,11 @@ def test_vectors_are_as_wide_as_the_spec_says():
     vectors = backbone.embed_crops(pixels, torch.tensor([[512, 512], [300, 211]]))
     assert vectors.shape == (2, REGISTRY["srm"].embedding_dim(ALL)) == (2, 48 * SRM_BINS)
     assert torch.isfinite(vectors).all()
+
+
+def test_crops_thinner_than_a_kernel_count_as_flat_in_every_family():
+    pixels = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8))
+    blocks = CooccurrenceFeatures()(pixels, torch.tensor([[1, 40], [40, 40], [3, 1]]))
+    for block, width in zip(blocks, REGISTRY["srm"].widths):
+        assert np.allclose(block[[0, 2]].numpy(), _flat(width), atol=1e-6)  # a 1 px side: nothing to count
+        assert not np.allclose(block[1].numpy(), _flat(width), atol=1e-2)

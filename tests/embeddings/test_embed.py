@@ -193,3 +193,19 @@ def test_patch_views_are_seeded_native_resolution_squares_and_synthwatch_toml_as
     assert (more["embedded"], more["skipped"]) == (24, 72)  # the third patch view, from synthwatch.toml
     code, _, err = cli("--store", ingested, "embed", *TINY, "--patches", "900", "--workers", "0", "--json")
     assert code != 0 and "patch views" in err
+
+
+def test_a_store_keeps_embedding_what_its_champion_reads_when_no_layers_are_asked_for(cli, proxy_store):
+    store, _ = proxy_store
+    code, narrow, err = cli("--store", store, "embed", *TINY, "--layers", "2", "--workers", "0", "--json")
+    assert code == 0, err
+    code, trained, err = cli("--store", store, "train", "--backbone", narrow["backbone_id"], "--auroc-floor", "0",
+                             "--tpr-floor", "0", "--n-boot", "50", "--json")
+    assert code in (0, 3), err
+    if trained["decision"] != "promoted":
+        assert cli("--store", store, "models", "promote", trained["version"], "--force", "--reason", "test")[0] == 0
+    code, again, err = cli("--store", store, "embed", *TINY, "--workers", "0", "--json")  # no --layers
+    assert code == 0, err
+    assert again["backbone_id"] == narrow["backbone_id"] and again["embedded"] == 0  # the champion's layers
+    code, default, err = cli("--store", store, "embed", *TINY, "--layers", "4", "--workers", "0", "--json")
+    assert default["backbone_id"] != narrow["backbone_id"]  # asked for, other layers are still made

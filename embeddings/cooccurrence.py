@@ -4,8 +4,8 @@ computed over the whole crop at native resolution (no weights, deterministic).
 
 A camera's sensor noise, demosaicing and a generator's decoder each leave their own local
 statistics in the finest scales of an image. Each block takes one high-pass residual of a plane
-(the luminance, ITU-R BT.601 weights, 0-255, unless its family says otherwise), quantises it at one step and truncates it to
-``-T..T`` (T = 2), and counts the 125 triples of horizontally and of vertically adjacent values;
+(the luminance, ITU-R BT.601 weights, 0-255, unless its family says otherwise), quantises it at
+one step and truncates it to ``-T..T`` (T = 2), and counts the 125 triples of horizontally and of vertically adjacent values;
 the two counts are summed, made sign-symmetric (a triple and its negation count together, 63
 distinct bins), turned into frequencies and square-rooted (so each block has unit length and a
 linear head compares them as Hellinger distances). Every count is over the crop's valid region,
@@ -39,12 +39,12 @@ from synthwatch.embeddings.registry import SRM_BINS, SRM_BLOCKS, SRM_FAMILIES  #
 
 _LUMA = (0.299, 0.587, 0.114)
 _CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))  # Cb, Cr (offsets: residuals drop them)
-_LUMA_FAMILIES = ("d1", "d2", "d3", "kb", "kv")
 CHUNK_PIXELS = 2 ** 18  # pixels per plane computed together on CPU: more spills out of the caches (measured)
-_CHROMA_FAMILIES = ("d1", "d2")
 TRUNCATION = 2
 _KV = [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]
 _STEPS = {"d1": (1.0, 2.0), "d2": (2.0, 4.0), "d3": (3.0, 6.0), "kb": (4.0, 8.0), "kv": (3.0, 6.0)}
+_LUMA_FAMILIES = tuple(_STEPS)  # the residual kernels; "half" runs them all again one octave down
+_CHROMA_FAMILIES = ("d1", "d2")
 
 
 def _difference(x: torch.Tensor, order: int, dim: int) -> torch.Tensor:
@@ -85,17 +85,18 @@ class CooccurrenceFeatures(nn.Module):
         out = [torch.zeros(n, SRM_BLOCKS[SRM_FAMILIES[block - 1]] * SRM_BINS, device=crops.device) for block in blocks]
         for size in torch.unique(sizes.cpu(), dim=0).tolist():
             matching = torch.nonzero((sizes.cpu() == torch.tensor(size)).all(dim=1)).flatten().to(crops.device)
-            for rows in torch.split(matching, _chunk_rows(size, crops.device)):
+            for rows in torch.split(matching, _chunk_rows(size, len(matching), crops.device)):
                 valid = planes[:, rows, : size[0], : size[1]].contiguous()
                 for position, block in enumerate(blocks):
                     out[position][rows] = _block_features(valid, SRM_FAMILIES[block - 1])
         return out
 
 
-def _chunk_rows(size: list[int], device: torch.device) -> int:
-    """Crops of ``size`` computed together: on CPU as many as ``CHUNK_PIXELS`` hold (larger
-    batches spill out of the caches); on a GPU all of them (each chunk waits on its bincounts)."""
-    return max(1, CHUNK_PIXELS // max(1, size[0] * size[1])) if device.type == "cpu" else 1 << 30
+def _chunk_rows(size: list[int], count: int, device: torch.device) -> int:
+    """How many of the ``count`` crops of ``size`` are computed together: on CPU as many as
+    ``CHUNK_PIXELS`` hold (larger batches spill out of the caches); on a GPU all of them (each
+    chunk waits on its bincounts)."""
+    return max(1, CHUNK_PIXELS // max(1, size[0] * size[1])) if device.type == "cpu" else count
 
 
 def _block_features(planes: torch.Tensor, block: str) -> torch.Tensor:

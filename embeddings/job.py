@@ -51,7 +51,8 @@ def wanted_views(views: int, patches: int = 0, extra_views: tuple[int, ...] = ()
     """The view numbers an embedding wants: 0..``views`` (clean and augmented), ``patches`` patch
     views (``embeddings.views.patch_views``) and ``extra_views``."""
     if not 0 <= views < PATCH_VIEWS_FROM:
-        raise ValueError(f"Expected 0..{PATCH_VIEWS_FROM - 1} augmented views, but got {views}. Give --views in that range.")
+        raise ValueError(f"Expected 0..{PATCH_VIEWS_FROM - 1} augmented views, but got {views}. "
+                         "Give --views in that range.")
     return tuple(range(views + 1)) + patch_views(patches) + tuple(extra_views)
 
 
@@ -92,10 +93,9 @@ def embed_store(
 
     ``patches`` adds that many patch views, ``extra_views`` view numbers beyond them (the
     robustness views), and ``only`` restricts the work to some image ids (evaluation embeds its
-    test images that way). ``lock``
-    False is for workers of a fan-out whose coordinator holds :func:`embedding_lock`: they write
-    shards only and leave the catalog to the coordinator (its one writer), which commits the
-    failures they report (:func:`record_fan_out`).
+    test images that way). ``lock`` False is for workers of a fan-out whose coordinator holds
+    :func:`embedding_lock`: they write shards only and leave the catalog to the coordinator (its
+    one writer), which commits the failures they report (:func:`record_fan_out`).
     """
     wanted_views(views, patches)  # refuses counts out of range before anything starts
     report = EmbedReport(backbone.backbone_id, backbone.dim, backbone.weights)
@@ -165,14 +165,14 @@ def plan_chunks(layout: StoreLayout, backbone_id: str, *, views: int = 0, patche
 
 def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None, *,
                               allow_random_weights: bool = False) -> Backbone:
-    """The backbone a pipeline cycle embeds with: ``requested`` (:func:`backbone_to_embed`), else the
+    """The backbone a pipeline cycle embeds with: ``requested`` (:func:`embedding_backbone`), else the
     champion head's, else the only one the store has vectors of, else the default (``dinov2-small``)."""
     from synthwatch.embeddings.backbone import backbone_from_description, create_backbone
     from synthwatch.embeddings.registry import DEFAULT_BACKBONE
     from synthwatch.store.backbones import resolve_backbone
 
     if requested:
-        return backbone_to_embed(layout, requested, allow_random_weights=allow_random_weights)
+        return embedding_backbone(layout, requested, allow_random_weights=allow_random_weights)
     description = _champion_backbone(layout)
     if not description:
         try:
@@ -182,9 +182,9 @@ def resolve_pipeline_backbone(layout: StoreLayout, requested: str | None = None,
     return backbone_from_description(description)
 
 
-def backbone_to_embed(layout: StoreLayout, name: str, *, layers: tuple[int, ...] | None = None,
-                      mode: str | None = None, revision: str | None = None,
-                      allow_random_weights: bool = False) -> Backbone:
+def embedding_backbone(layout: StoreLayout, name: str, *, layers: tuple[int, ...] | None = None,
+                       mode: str | None = None, revision: str | None = None,
+                       allow_random_weights: bool = False) -> Backbone:
     """The backbone that embeds ``name``: the champion head's own (its layers, mode and revision)
     when it is ``name``'s and none of them is asked for, so a store keeps making the vectors its
     champion reads when a backbone's defaults change; else ``name`` as asked."""

@@ -196,20 +196,20 @@ class Store:
               allow_random_weights: bool = False, options=None, progress_factory=None):
         """Embed every image that lacks vectors (default backbone: synthwatch.toml's, else
         dinov2-small, made as the champion's is when it is that backbone:
-        ``embeddings.job.backbone_to_embed``; augmented and patch views:
-        ``heads.config.embedding_views``); returns
-        ``embeddings.job.EmbedReport``."""
+        ``embeddings.job.embedding_backbone``; augmented and patch views:
+        ``heads.config.embedding_views``); returns ``embeddings.job.EmbedReport``."""
         from synthwatch.embeddings.engine import EngineOptions
-        from synthwatch.embeddings.job import backbone_to_embed, embed_store
+        from synthwatch.embeddings.job import embed_store, embedding_backbone
         from synthwatch.heads.config import embedding_views
 
-        model = backbone_to_embed(self.layout, self.backbone_to_embed(backbone), layers=layers, mode=mode,
-                                  revision=revision, allow_random_weights=allow_random_weights)
+        name = self.backbone_to_embed(backbone)
+        model = embedding_backbone(self.layout, name, layers=layers, mode=mode, revision=revision,
+                                   allow_random_weights=allow_random_weights)
         if model.random_parts:
             log.warning(f"WARNING: no pretrained weights for {', '.join(model.random_parts)}; embedding with RANDOM "
                         f"weights (--allow-random-weights). These vectors are kept apart under {model.backbone_id} "
                         "and are useless for detection.")
-        views, patches = embedding_views(self.config(), self.backbone_to_embed(backbone), views, patches)
+        views, patches = embedding_views(self.config(), name, views, patches)
         report = embed_store(self.layout, model, views=views, patches=patches, options=options or EngineOptions(),
                              progress_factory=progress_factory)
         self._write_config()

@@ -110,8 +110,8 @@ def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
     options = EngineOptions(seed=args.seed, batch_size=args.batch_size, workers=args.workers,
                             device=args.device, shard_images=args.shard_images)
     report = Store(settings.store_root).embed(
-        args.backbone, views=args.views, patches=args.patches, layers=_parse_layers(args.layers), mode=args.mode, revision=args.revision,
-        allow_random_weights=args.allow_random_weights, options=options,
+        args.backbone, views=args.views, patches=args.patches, layers=_parse_layers(args.layers), mode=args.mode,
+        revision=args.revision, allow_random_weights=args.allow_random_weights, options=options,
         progress_factory=None if args.json or args.quiet else _progress_bar("embed", "image"))
     result = report.as_dict()
     if args.json:
